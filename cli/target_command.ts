@@ -1,0 +1,75 @@
+/**
+ * `aoe target`: parse, open, announce, serve until SIGTERM or SIGINT.
+ *
+ * @module
+ */
+
+import { parseTargetArgs, startTarget, TARGET_HELP, TARGET_USAGE, UsageError } from "../target/mod.ts";
+import { selfCommand } from "./self.ts";
+
+/** Runs `aoe target ARGS`; resolves with the exit code. */
+export async function targetCommand(args: string[]): Promise<number> {
+  let command;
+  try {
+    command = parseTargetArgs(args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`aoe target: ${error.message}\n${TARGET_USAGE}`);
+    return 1;
+  }
+  if (command.help) {
+    console.log(TARGET_HELP);
+    return 0;
+  }
+  if (command.daemon) return daemonize(args.filter((arg) => arg !== "--daemon"));
+
+  let target;
+  try {
+    target = startTarget(command.exports, { link: command.link });
+  } catch (error) {
+    console.error(`aoe target: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+  for (const device of target.server.exports) {
+    // vblade's start line, one per export.
+    const mode = device.store.readOnly ? "O_RDONLY" : "O_RDWR";
+    console.log(`pid ${Deno.pid}: ${device.name}, ${device.store.sectors} sectors ${mode}`);
+  }
+
+  const writeStats = () => {
+    if (!command.statsFile) return;
+    const text = JSON.stringify(target.server.stats(), null, 1);
+    const temporary = `${command.statsFile}.tmp`;
+    Deno.writeTextFileSync(temporary, text);
+    Deno.renameSync(temporary, command.statsFile);
+  };
+  writeStats();
+  const statsTimer = setInterval(writeStats, 1000);
+  const logStats = () => console.error(`aoe target: ${JSON.stringify(target.server.stats())}`);
+  Deno.addSignalListener("SIGUSR1", logStats);
+
+  const { promise: stopped, resolve } = Promise.withResolvers<void>();
+  const stop = () => resolve();
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  await stopped;
+  clearInterval(statsTimer);
+  await target.close();
+  writeStats();
+  Deno.removeSignalListener("SIGUSR1", logStats);
+  Deno.removeSignalListener("SIGTERM", stop);
+  Deno.removeSignalListener("SIGINT", stop);
+  return 0;
+}
+
+/** Re-runs the target detached, its output going to syslog as vbladed's does. */
+async function daemonize(args: string[]): Promise<number> {
+  const child = new Deno.Command("setsid", {
+    args: ["-f", "sh", "-c", '"$@" 2>&1 | logger -t aoe-target', "sh", ...selfCommand(), "target", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const status = await child.status;
+  return status.code;
+}

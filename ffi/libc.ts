@@ -1,0 +1,127 @@
+/**
+ * libc bindings through `Deno.dlopen`: packet sockets with batched I/O, poll,
+ * positional file I/O and errno. Nothing but bindings and thin wrappers lives here.
+ *
+ * @module
+ */
+
+const symbols = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  poll_async: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  fsync: { parameters: ["i32"], result: "i32" },
+  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  if_nameindex: { parameters: [], result: "pointer" },
+  if_freenameindex: { parameters: ["pointer"], result: "void" },
+  aligned_alloc: { parameters: ["usize", "usize"], result: "pointer" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+let library: Deno.DynamicLibrary<typeof symbols> | undefined;
+let errnoView: Deno.UnsafePointerView | undefined;
+
+/** The libc symbols, opened on first use. */
+export function libc(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
+  library ??= Deno.dlopen("libc.so.6", symbols);
+  return library.symbols;
+}
+
+/** errno of the last failed synchronous libc call on this thread. */
+export function errno(): number {
+  errnoView ??= new Deno.UnsafePointerView(libc().__errno_location()!);
+  return errnoView.getInt32();
+}
+
+/** Text for an errno value, like strerror(3). */
+export function strerror(code: number): string {
+  const p = libc().strerror(code);
+  return p ? Deno.UnsafePointerView.getCString(p) : `errno ${code}`;
+}
+
+/** An error carrying the errno of a failed libc call. */
+export class SystemError extends Error {
+  /** The errno value. */
+  readonly errno: number;
+  /** @param call what failed, e.g. "bind eth0" */
+  constructor(call: string, code: number = errno()) {
+    super(`${call}: ${strerror(code)}`);
+    this.name = "SystemError";
+    this.errno = code;
+  }
+}
+
+/** Throws a SystemError when a libc call returned a negative value. */
+export function check(result: number | bigint, call: string): number {
+  const n = Number(result);
+  if (n < 0) throw new SystemError(call);
+  return n;
+}
+
+/** A NUL-terminated C string in a new buffer. */
+export function cString(text: string): Uint8Array<ArrayBuffer> {
+  const bytes = new TextEncoder().encode(text);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
+
+/** Memory aligned for O_DIRECT, owned for the life of the process, as a byte view. */
+export function alignedBuffer(size: number, alignment = 4096): Uint8Array<ArrayBuffer> {
+  const rounded = Math.ceil(size / alignment) * alignment;
+  const p = libc().aligned_alloc(BigInt(alignment), BigInt(rounded));
+  if (!p) throw new Error(`aligned_alloc of ${rounded} bytes failed`);
+  return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, rounded));
+}
+
+/** Constants of Linux x86_64 used by the bindings' callers. */
+export const linux = {
+  AF_UNIX: 1,
+  AF_PACKET: 17,
+  AF_NETLINK: 16,
+  SOCK_STREAM: 1,
+  SOCK_RAW: 3,
+  SOCK_CLOEXEC: 0o2000000,
+  SOL_SOCKET: 1,
+  SO_SNDBUF: 7,
+  SO_RCVBUF: 8,
+  SO_SNDBUFFORCE: 32,
+  SO_RCVBUFFORCE: 33,
+  SOL_PACKET: 263,
+  PACKET_IGNORE_OUTGOING: 23,
+  PACKET_QDISC_BYPASS: 20,
+  MSG_DONTWAIT: 0x40,
+  MSG_NOSIGNAL: 0x4000,
+  POLLIN: 1,
+  EAGAIN: 11,
+  EINTR: 4,
+  ENOBUFS: 105,
+  O_RDONLY: 0,
+  O_RDWR: 2,
+  O_SYNC: 0o4010000,
+  O_DIRECT: 0o40000,
+  O_CLOEXEC: 0o2000000,
+  FALLOC_FL_KEEP_SIZE: 1,
+  FALLOC_FL_PUNCH_HOLE: 2,
+  BLKGETSIZE64: 0x80081272n,
+  AF_INET: 2,
+  SOCK_DGRAM: 2,
+  SIOCGIFINDEX: 0x8933n,
+  SIOCGIFHWADDR: 0x8927n,
+  SIOCGIFMTU: 0x8921n,
+  CLONE_NEWNET: 0x40000000,
+} as const;

@@ -1,0 +1,134 @@
+/**
+ * An in-memory Ethernet segment for unit tests: every frame a port sends is
+ * delivered to every other port (a hub), optionally through an impairment hook.
+ *
+ * @module
+ */
+
+import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
+
+/** Decides the fate of one frame on the segment: copies to deliver (0 = drop). */
+export type Impairment = (frame: Uint8Array, from: MemoryLink) => number;
+
+/** Options for {@link MemorySegment}. */
+export interface MemorySegmentOptions {
+  /** MTU of every port (default 1500). */
+  mtu?: number;
+  /** Frames per receive batch (default 32). */
+  batch?: number;
+  /** Per-frame impairment (drop, duplicate). */
+  impair?: Impairment;
+}
+
+/** A shared segment joining {@link MemoryLink} ports. */
+export class MemorySegment {
+  readonly ports: MemoryLink[] = [];
+  readonly mtu: number;
+  readonly batch: number;
+  impair?: Impairment;
+
+  /** @param options segment settings */
+  constructor(options: MemorySegmentOptions = {}) {
+    this.mtu = options.mtu ?? 1500;
+    this.batch = options.batch ?? 32;
+    this.impair = options.impair;
+  }
+
+  /** Adds a port with the given MAC (48-bit number) and interface name. */
+  attach(mac: number, name = `mem${this.ports.length}`): MemoryLink {
+    const port = new MemoryLink(this, name, mac);
+    this.ports.push(port);
+    return port;
+  }
+
+  /** Delivers a frame from one port to the others. */
+  deliver(frame: Uint8Array, from: MemoryLink): void {
+    const copies = this.impair ? this.impair(frame, from) : 1;
+    for (const port of this.ports) {
+      if (port === from || port.closed) continue;
+      for (let i = 0; i < copies; i++) port.enqueue(frame.slice());
+    }
+  }
+}
+
+/** One port of a {@link MemorySegment}. */
+export class MemoryLink implements FrameLink {
+  readonly mtu: number;
+  readonly frameCapacity: number;
+  readonly rx: Uint8Array[];
+  readonly rxLength: Uint32Array;
+  readonly pollFd = -1;
+  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  closed = false;
+  #queue: Uint8Array[] = [];
+  #waiters: (() => void)[] = [];
+  #tx: Uint8Array[] = [];
+  #txLength: number[] = [];
+  #txCount = 0;
+
+  /** Use {@link MemorySegment.attach}. */
+  constructor(readonly segment: MemorySegment, readonly name: string, readonly mac: number) {
+    this.mtu = segment.mtu;
+    this.frameCapacity = slotSizeFor(this.mtu);
+    this.rx = Array.from({ length: segment.batch }, () => new Uint8Array(this.frameCapacity));
+    this.rxLength = new Uint32Array(segment.batch);
+    for (let i = 0; i < segment.batch; i++) this.#tx.push(new Uint8Array(this.frameCapacity));
+  }
+
+  /** Puts a frame on this port's receive queue (used by the segment and tests). */
+  enqueue(frame: Uint8Array): void {
+    if (this.closed || frame.length > this.frameCapacity) return;
+    this.#queue.push(frame);
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  receive(): number {
+    let n = 0;
+    while (n < this.rx.length && this.#queue.length > 0) {
+      const frame = this.#queue.shift()!;
+      this.rx[n].set(frame);
+      this.rxLength[n] = frame.length;
+      n++;
+    }
+    this.counters.received += n;
+    return n;
+  }
+
+  txSlot(): Uint8Array {
+    if (this.#txCount === this.#tx.length) this.flush();
+    return this.#tx[this.#txCount];
+  }
+
+  commit(length: number): void {
+    this.#txLength[this.#txCount] = padToMinimum(this.#tx[this.#txCount], length);
+    this.#txCount++;
+  }
+
+  flush(): void {
+    for (let i = 0; i < this.#txCount; i++) {
+      this.segment.deliver(this.#tx[i].subarray(0, this.#txLength[i]), this);
+    }
+    this.counters.sent += this.#txCount;
+    this.#txCount = 0;
+  }
+
+  wait(timeoutMs: number): Promise<void> {
+    if (this.#queue.length > 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#waiters.push(done);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const wake of this.#waiters) wake();
+    this.#waiters = [];
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The portable path: libpcap in immediate mode with a kernel BPF filter for the
+ * AoE ethertype, capturing inbound frames only.
+ *
+ * @module
+ */
+
+import { cString } from "../ffi/libc.ts";
+import { BPF_PROGRAM_SIZE, PCAP_D_IN, pcap, pcapError, PKTHDR_CAPLEN_OFFSET } from "../ffi/pcap.ts";
+import { interfaceInfo } from "./netif.ts";
+import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
+import { pollFds } from "./wait.ts";
+
+/** Options for {@link PcapLink}. */
+export interface PcapLinkOptions {
+  /** Frames per receive batch (default 64). */
+  batch?: number;
+  /** libpcap's kernel buffer in bytes (default 8 MiB, room for jumbo bursts). */
+  bufferSize?: number;
+}
+
+/** A libpcap link. */
+export class PcapLink implements FrameLink {
+  readonly name: string;
+  readonly mac: number;
+  readonly mtu: number;
+  readonly frameCapacity: number;
+  readonly rx: Uint8Array[] = [];
+  readonly rxLength: Uint32Array;
+  readonly pollFd: number;
+  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  #handle: Deno.PointerObject | null;
+  #headerOut = new BigUint64Array(1);
+  #dataOut = new BigUint64Array(1);
+  #tx: Uint8Array[] = [];
+  #txLength: number[] = [];
+  #txCount = 0;
+
+  /** Opens the interface; throws with libpcap's message on failure. */
+  constructor(name: string, options: PcapLinkOptions = {}) {
+    const info = interfaceInfo(name);
+    this.name = name;
+    this.mac = info.mac;
+    this.mtu = info.mtu;
+    this.frameCapacity = slotSizeFor(info.mtu);
+    const batch = options.batch ?? 64;
+    const p = pcap();
+    const errbuf = new Uint8Array(256);
+    const handle = p.pcap_create(cString(name), errbuf);
+    if (!handle) throw new Error(`pcap_create ${name}: ${new TextDecoder().decode(errbuf).split("\0")[0]}`);
+    this.#handle = handle;
+    try {
+      p.pcap_set_snaplen(handle, this.frameCapacity);
+      p.pcap_set_promisc(handle, 0);
+      p.pcap_set_immediate_mode(handle, 1);
+      p.pcap_set_buffer_size(handle, options.bufferSize ?? 8 << 20);
+      if (p.pcap_activate(handle) < 0) throw new Error(`pcap_activate ${name}: ${pcapError(handle)}`);
+      p.pcap_setdirection(handle, PCAP_D_IN);
+      const program = new Uint8Array(BPF_PROGRAM_SIZE);
+      if (p.pcap_compile(handle, program, cString("ether proto 0x88a2"), 1, 0xffffffff) < 0) {
+        throw new Error(`pcap_compile: ${pcapError(handle)}`);
+      }
+      const installed = p.pcap_setfilter(handle, program);
+      p.pcap_freecode(program);
+      if (installed < 0) throw new Error(`pcap_setfilter: ${pcapError(handle)}`);
+      if (p.pcap_setnonblock(handle, 1, errbuf) < 0) throw new Error(`pcap_setnonblock: ${pcapError(handle)}`);
+      this.pollFd = p.pcap_get_selectable_fd(handle);
+    } catch (error) {
+      p.pcap_close(handle);
+      this.#handle = null;
+      throw error;
+    }
+    for (let i = 0; i < batch; i++) {
+      this.rx.push(new Uint8Array(this.frameCapacity));
+      this.#tx.push(new Uint8Array(this.frameCapacity));
+    }
+    this.rxLength = new Uint32Array(batch);
+  }
+
+  receive(): number {
+    const p = pcap();
+    let n = 0;
+    while (n < this.rx.length && this.#handle) {
+      if (p.pcap_next_ex(this.#handle, new Uint8Array(this.#headerOut.buffer), new Uint8Array(this.#dataOut.buffer)) !== 1) break;
+      const header = Deno.UnsafePointer.create(this.#headerOut[0])!;
+      const caplen = new Deno.UnsafePointerView(header).getUint32(PKTHDR_CAPLEN_OFFSET);
+      const length = Math.min(caplen, this.frameCapacity);
+      Deno.UnsafePointerView.copyInto(Deno.UnsafePointer.create(this.#dataOut[0])!, this.rx[n].subarray(0, length));
+      this.rxLength[n++] = length;
+    }
+    this.counters.received += n;
+    return n;
+  }
+
+  txSlot(): Uint8Array {
+    if (this.#txCount === this.#tx.length) this.flush();
+    return this.#tx[this.#txCount];
+  }
+
+  commit(length: number): void {
+    this.#txLength[this.#txCount] = padToMinimum(this.#tx[this.#txCount], length);
+    this.#txCount++;
+  }
+
+  flush(): void {
+    const p = pcap();
+    for (let i = 0; i < this.#txCount; i++) {
+      if (this.#handle && p.pcap_inject(this.#handle, this.#tx[i], BigInt(this.#txLength[i])) > 0) {
+        this.counters.sent++;
+      } else {
+        this.counters.sendErrors++;
+      }
+    }
+    this.#txCount = 0;
+  }
+
+  wait(timeoutMs: number): Promise<void> {
+    return pollFds([this.pollFd], timeoutMs);
+  }
+
+  close(): void {
+    if (this.#handle) pcap().pcap_close(this.#handle);
+    this.#handle = null;
+  }
+}

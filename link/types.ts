@@ -1,0 +1,67 @@
+/**
+ * The one seam for frame I/O: everything above it (target, initiator) reads and
+ * writes Ethernet frames through a {@link FrameLink}, whether the frames cross a
+ * real interface (AF_PACKET or libpcap) or an in-memory segment in a unit test.
+ *
+ * @module
+ */
+
+/** Counters every link keeps. */
+export interface LinkCounters {
+  /** Frames received. */
+  received: number;
+  /** Frames sent. */
+  sent: number;
+  /** Frames the kernel refused or the link could not send. */
+  sendErrors: number;
+}
+
+/**
+ * A batch-oriented Ethernet frame link. Receive and transmit use fixed slots
+ * allocated once; nothing is allocated per frame.
+ */
+export interface FrameLink {
+  /** Interface name, e.g. "eth0". */
+  readonly name: string;
+  /** The interface's MAC address as a 48-bit number. */
+  readonly mac: number;
+  /** The interface MTU (payload bytes after the 14-byte Ethernet header). */
+  readonly mtu: number;
+  /** Bytes each frame slot holds. */
+  readonly frameCapacity: number;
+  /** Receive slots; `rx[i]` holds frame i of the last {@link receive} batch. */
+  readonly rx: readonly Uint8Array[];
+  /** Length of each received frame in `rx`. */
+  readonly rxLength: Uint32Array;
+  /** A file descriptor that polls readable when frames wait, or -1. */
+  readonly pollFd: number;
+  /** Counters. */
+  readonly counters: LinkCounters;
+  /** Moves waiting frames into `rx` without blocking; returns how many. */
+  receive(): number;
+  /** The next free transmit slot (flushes first if every slot is taken). */
+  txSlot(): Uint8Array;
+  /** Queues the frame written into the last {@link txSlot}; pads it to 60 bytes. */
+  commit(length: number): void;
+  /** Sends every queued frame. */
+  flush(): void;
+  /** Resolves when frames may be waiting, or after `timeoutMs`. */
+  wait(timeoutMs: number): Promise<void>;
+  /** Releases the link. */
+  close(): void;
+}
+
+/** Ethernet minimum frame length without FCS. veth does not pad (frame-io.md). */
+export const ETHERNET_MIN_FRAME = 60;
+
+/** Frame slot size for an MTU: Ethernet header plus MTU, rounded up to 64 bytes. */
+export function slotSizeFor(mtu: number): number {
+  return Math.ceil((mtu + 14) / 64) * 64;
+}
+
+/** Zero-fills a frame up to the Ethernet minimum and returns its padded length. */
+export function padToMinimum(frame: Uint8Array, length: number): number {
+  if (length >= ETHERNET_MIN_FRAME) return length;
+  frame.fill(0, length, ETHERNET_MIN_FRAME);
+  return ETHERNET_MIN_FRAME;
+}

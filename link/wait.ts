@@ -1,0 +1,48 @@
+/**
+ * Waiting for frames without holding the JavaScript thread (frame-io.md "hybrid
+ * wait"): a short synchronous poll catches frames that follow closely, then a
+ * nonblocking (thread-pool) poll frees the event loop while the link is idle.
+ *
+ * @module
+ */
+
+import { libc, linux } from "../ffi/libc.ts";
+import type { FrameLink } from "./types.ts";
+
+/** How long the synchronous part of the wait may block, in milliseconds. */
+export const SYNC_WAIT_MS = 1;
+
+const pollBuffers = new Map<number, Uint8Array<ArrayBuffer>>();
+
+function pollBufferFor(fds: readonly number[]): Uint8Array<ArrayBuffer> {
+  let buffer = pollBuffers.get(fds.length);
+  if (!buffer) {
+    buffer = new Uint8Array(fds.length * 8);
+    pollBuffers.set(fds.length, buffer);
+  }
+  const view = new DataView(buffer.buffer);
+  fds.forEach((fd, i) => {
+    view.setInt32(i * 8, fd, true);
+    view.setInt16(i * 8 + 4, linux.POLLIN, true);
+    view.setInt16(i * 8 + 6, 0, true);
+  });
+  return buffer;
+}
+
+/** Resolves when any fd is readable or the timeout passes. */
+export async function pollFds(fds: readonly number[], timeoutMs: number): Promise<void> {
+  const buffer = pollBufferFor(fds);
+  if (libc().poll(buffer, BigInt(fds.length), Math.min(SYNC_WAIT_MS, timeoutMs)) !== 0) return;
+  if (timeoutMs <= SYNC_WAIT_MS) return;
+  // A fresh buffer: another waiter may reuse the shared one while this poll runs on a thread.
+  await libc().poll_async(buffer.slice(), BigInt(fds.length), timeoutMs - SYNC_WAIT_MS);
+}
+
+/** Resolves when any of the links may have frames, or after `timeoutMs`. */
+export function waitForFrames(links: readonly FrameLink[], timeoutMs: number): Promise<void> {
+  if (links.length === 1) return links[0].wait(timeoutMs);
+  if (links.every((link) => link.pollFd >= 0)) {
+    return pollFds(links.map((link) => link.pollFd), timeoutMs);
+  }
+  return Promise.race(links.map((link) => link.wait(timeoutMs)));
+}

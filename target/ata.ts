@@ -1,0 +1,136 @@
+/**
+ * The ATA device a target emulates: READ/WRITE SECTORS (28- and 48-bit),
+ * IDENTIFY DEVICE, FLUSH CACHE (EXT), CHECK POWER MODE and DATA SET MANAGEMENT
+ * (TRIM); anything else is aborted. Failures go in the ATA status and error
+ * registers, because the Linux driver drops E-flagged replies and retransmits
+ * (aoe-protocol.md §2); only malformed arguments get the AoE error, as vblade does.
+ *
+ * @module
+ */
+
+import {
+  AoeError,
+  ATA_HEADER_LENGTH,
+  AtaErrorBit,
+  AtaFlag,
+  AtaOp,
+  AtaStatus,
+  effectiveLba,
+  IDENTIFY_LENGTH,
+  readLba,
+  SECTOR_SIZE,
+  setAoeError,
+} from "../wire/mod.ts";
+import type { BackingStore } from "./backing.ts";
+
+/** What the ATA emulation needs from its export. */
+export interface AtaDevice {
+  readonly store: BackingStore;
+  /** 512 bytes of IDENTIFY data, kept current by the export. */
+  readonly identify: Uint8Array;
+}
+
+const FAILED = AtaStatus.ready | AtaStatus.error;
+
+function setRegisters(reply: Uint8Array, status: number, error: number, sectorCount: number): void {
+  reply[25] = error;
+  reply[26] = sectorCount;
+  reply[27] = status;
+}
+
+/**
+ * Executes the ATA command in `request` (of `length` bytes) and writes the
+ * reply registers and data into `reply`, whose first 36 bytes already hold the
+ * response header. `maxSectors` is what one frame on this interface carries.
+ * Returns the reply length (before padding).
+ */
+export function executeAta(
+  device: AtaDevice,
+  request: Uint8Array,
+  length: number,
+  reply: Uint8Array,
+  maxSectors: number,
+): number {
+  const command = request[27];
+  const count = request[26];
+  const store = device.store;
+  switch (command) {
+    case AtaOp.readSectors:
+    case AtaOp.readSectorsExt:
+    case AtaOp.writeSectors:
+    case AtaOp.writeSectorsExt: {
+      const isWrite = command === AtaOp.writeSectors || command === AtaOp.writeSectorsExt;
+      // More sectors than a frame carries, or write data shorter than the count: vblade's BadArg.
+      if (count > maxSectors || (isWrite && length - ATA_HEADER_LENGTH < count * SECTOR_SIZE)) {
+        setAoeError(reply, AoeError.badArgument);
+        return ATA_HEADER_LENGTH;
+      }
+      const lba = effectiveLba({ aflags: request[24], lba: readLba(request) });
+      if (lba + count > store.sectors) {
+        setRegisters(reply, FAILED, AtaErrorBit.idNotFound, count);
+        return ATA_HEADER_LENGTH;
+      }
+      if (isWrite) {
+        const done = count === 0 ? 0 : store.write(request.subarray(ATA_HEADER_LENGTH), lba, count);
+        if (done !== count) setRegisters(reply, FAILED, AtaErrorBit.abort, count - done);
+        else setRegisters(reply, AtaStatus.ready, 0, 0);
+        return ATA_HEADER_LENGTH;
+      }
+      const done = count === 0 ? 0 : store.read(reply.subarray(ATA_HEADER_LENGTH), lba, count);
+      if (done !== count) setRegisters(reply, FAILED, AtaErrorBit.abort, count - done);
+      else setRegisters(reply, AtaStatus.ready, 0, 0);
+      return ATA_HEADER_LENGTH + done * SECTOR_SIZE;
+    }
+    case AtaOp.identifyDevice:
+      if (count !== 1) {
+        setAoeError(reply, AoeError.badArgument);
+        return ATA_HEADER_LENGTH;
+      }
+      reply.set(device.identify, ATA_HEADER_LENGTH);
+      setRegisters(reply, AtaStatus.ready, 0, 0);
+      return ATA_HEADER_LENGTH + IDENTIFY_LENGTH;
+    case AtaOp.flushCache:
+    case AtaOp.flushCacheExt:
+      if (store.flush()) setRegisters(reply, AtaStatus.ready, 0, 0);
+      else setRegisters(reply, FAILED, AtaErrorBit.abort, 0);
+      return ATA_HEADER_LENGTH;
+    case AtaOp.checkPowerMode:
+      setRegisters(reply, AtaStatus.ready, 0, 0xff); // 0xff: active or idle
+      return ATA_HEADER_LENGTH;
+    case AtaOp.dataSetManagement:
+      return trim(store, request, length, reply, count);
+    default:
+      setRegisters(reply, FAILED, AtaErrorBit.abort, count);
+      return ATA_HEADER_LENGTH;
+  }
+}
+
+/**
+ * DATA SET MANAGEMENT with the TRIM bit (feature bit 0): the data are 8-byte
+ * entries, a 48-bit LBA and a 16-bit sector count, little-endian; count 0 ends
+ * nothing but is skipped (ACS-2 7.10).
+ */
+function trim(store: BackingStore, request: Uint8Array, length: number, reply: Uint8Array, count: number): number {
+  const isTrim = (request[25] & 1) === 1 && (request[24] & AtaFlag.write) !== 0;
+  const dataBytes = count * SECTOR_SIZE;
+  if (!isTrim || !store.canTrim || count === 0 || length - ATA_HEADER_LENGTH < dataBytes) {
+    setRegisters(reply, FAILED, AtaErrorBit.abort, count);
+    return ATA_HEADER_LENGTH;
+  }
+  const view = new DataView(request.buffer, request.byteOffset + ATA_HEADER_LENGTH, dataBytes);
+  for (let at = 0; at < dataBytes; at += 8) {
+    const sectors = view.getUint16(at + 6, true);
+    if (sectors === 0) continue;
+    const lba = view.getUint32(at, true) + view.getUint16(at + 4, true) * 0x100000000;
+    if (lba + sectors > store.sectors) {
+      setRegisters(reply, FAILED, AtaErrorBit.idNotFound, count);
+      return ATA_HEADER_LENGTH;
+    }
+    if (!store.trim(lba, sectors)) {
+      setRegisters(reply, FAILED, AtaErrorBit.abort, count);
+      return ATA_HEADER_LENGTH;
+    }
+  }
+  setRegisters(reply, AtaStatus.ready, 0, 0);
+  return ATA_HEADER_LENGTH;
+}

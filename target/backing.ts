@@ -1,0 +1,175 @@
+/**
+ * What a target exports: a file or block device read and written by sector
+ * with pread/pwrite, made durable with fdatasync, trimmed by punching holes.
+ *
+ * @module
+ */
+
+import { alignedBuffer, check, cString, libc, linux } from "../ffi/libc.ts";
+import { SECTOR_SIZE } from "../wire/mod.ts";
+
+/** Sector storage behind a target. */
+export interface BackingStore {
+  /** Exported capacity in sectors. */
+  readonly sectors: number;
+  readonly readOnly: boolean;
+  /** Every write is durable before it returns (O_SYNC). */
+  readonly writeThrough: boolean;
+  /** TRIM is available (punching holes keeps a sparse file sparse; trimmed sectors read as zeros). */
+  readonly canTrim: boolean;
+  /** Reads `count` sectors at `lba` into `into`; returns the sectors read. */
+  read(into: Uint8Array, lba: number, count: number): number;
+  /** Writes `count` sectors from `from` at `lba`; returns the sectors written. */
+  write(from: Uint8Array, lba: number, count: number): number;
+  /** Makes every completed write durable. Returns false on failure. */
+  flush(): boolean;
+  /** Deallocates sectors; they then read as zeros. Returns false on failure. */
+  trim(lba: number, count: number): boolean;
+  close(): void;
+}
+
+/** How to open a {@link FileStore}; the letters are vblade's. */
+export interface FileStoreOptions {
+  /** -r */
+  readOnly?: boolean;
+  /** -d: O_DIRECT */
+  direct?: boolean;
+  /** -s: O_SYNC */
+  sync?: boolean;
+  /** -o: sectors skipped at the start */
+  offsetSectors?: number;
+  /** -l: sectors exported (default: the rest) */
+  lengthSectors?: number;
+}
+
+/** A regular file or block device opened through libc. */
+export class FileStore implements BackingStore {
+  readonly sectors: number;
+  readonly readOnly: boolean;
+  readonly writeThrough: boolean;
+  readonly canTrim: boolean;
+  #fd: number;
+  #offsetBytes: number;
+  #bounce: Uint8Array | undefined;
+
+  /** Opens `path`; throws a one-line Error on any failure. */
+  constructor(readonly path: string, options: FileStoreOptions = {}) {
+    this.readOnly = options.readOnly ?? false;
+    this.writeThrough = options.sync ?? false;
+    let flags = (this.readOnly ? linux.O_RDONLY : linux.O_RDWR) | linux.O_CLOEXEC;
+    if (options.direct) flags |= linux.O_DIRECT;
+    if (options.sync) flags |= linux.O_SYNC;
+    this.#fd = check(libc().open(cString(path), flags, 0), `open ${path}`);
+    try {
+      const info = Deno.statSync(path);
+      const isBlock = info.isBlockDevice ?? false;
+      const totalBytes = isBlock ? this.#blockDeviceBytes() : info.size;
+      const total = Math.floor(totalBytes / SECTOR_SIZE);
+      const offset = options.offsetSectors ?? 0;
+      if (offset >= total) {
+        throw new Error(`Offset ${offset} too large for ${total}-sector export ${path}`);
+      }
+      let sectors = total - offset;
+      if (options.lengthSectors !== undefined) {
+        if (options.lengthSectors > sectors) {
+          throw new Error(`Length ${options.lengthSectors} too big - exceeds size of file (${sectors} sectors)`);
+        }
+        sectors = options.lengthSectors;
+      }
+      this.sectors = sectors;
+      this.#offsetBytes = offset * SECTOR_SIZE;
+      this.canTrim = !isBlock && !this.readOnly;
+      if (options.direct) this.#bounce = alignedBuffer(256 * SECTOR_SIZE);
+    } catch (error) {
+      libc().close(this.#fd);
+      throw error;
+    }
+  }
+
+  #blockDeviceBytes(): number {
+    const size = new BigUint64Array(1);
+    check(libc().ioctl(this.#fd, linux.BLKGETSIZE64, new Uint8Array(size.buffer)), "ioctl BLKGETSIZE64");
+    return Number(size[0]);
+  }
+
+  read(into: Uint8Array, lba: number, count: number): number {
+    const bytes = count * SECTOR_SIZE;
+    const position = BigInt(this.#offsetBytes + lba * SECTOR_SIZE);
+    if (this.#bounce) {
+      const n = Number(libc().pread(this.#fd, this.#bounce, BigInt(bytes), position));
+      if (n > 0) into.set(this.#bounce.subarray(0, n));
+      return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
+    }
+    const n = Number(libc().pread(this.#fd, into, BigInt(bytes), position));
+    return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
+  }
+
+  write(from: Uint8Array, lba: number, count: number): number {
+    if (this.readOnly) return 0;
+    const bytes = count * SECTOR_SIZE;
+    const position = BigInt(this.#offsetBytes + lba * SECTOR_SIZE);
+    let source = from;
+    if (this.#bounce) {
+      this.#bounce.set(from.subarray(0, bytes));
+      source = this.#bounce;
+    }
+    const n = Number(libc().pwrite(this.#fd, source, BigInt(bytes), position));
+    return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
+  }
+
+  flush(): boolean {
+    return libc().fdatasync(this.#fd) === 0;
+  }
+
+  trim(lba: number, count: number): boolean {
+    if (!this.canTrim) return false;
+    const mode = linux.FALLOC_FL_PUNCH_HOLE | linux.FALLOC_FL_KEEP_SIZE;
+    const start = BigInt(this.#offsetBytes + lba * SECTOR_SIZE);
+    return libc().fallocate(this.#fd, mode, start, BigInt(count * SECTOR_SIZE)) === 0;
+  }
+
+  close(): void {
+    if (this.#fd >= 0) libc().close(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/** A store in memory, for unit tests. */
+export class MemoryStore implements BackingStore {
+  readonly data: Uint8Array;
+  readonly writeThrough = true;
+  readonly canTrim = true;
+  flushes = 0;
+
+  /** @param sectors capacity @param options read-only or not */
+  constructor(readonly sectors: number, readonly options: { readOnly?: boolean } = {}) {
+    this.data = new Uint8Array(sectors * SECTOR_SIZE);
+  }
+
+  get readOnly(): boolean {
+    return this.options.readOnly ?? false;
+  }
+
+  read(into: Uint8Array, lba: number, count: number): number {
+    into.set(this.data.subarray(lba * SECTOR_SIZE, (lba + count) * SECTOR_SIZE));
+    return count;
+  }
+
+  write(from: Uint8Array, lba: number, count: number): number {
+    if (this.readOnly) return 0;
+    this.data.set(from.subarray(0, count * SECTOR_SIZE), lba * SECTOR_SIZE);
+    return count;
+  }
+
+  flush(): boolean {
+    this.flushes++;
+    return true;
+  }
+
+  trim(lba: number, count: number): boolean {
+    this.data.fill(0, lba * SECTOR_SIZE, (lba + count) * SECTOR_SIZE);
+    return true;
+  }
+
+  close(): void {}
+}

@@ -1,0 +1,394 @@
+/**
+ * One exported shelf.slot: its backing store, config string, MAC mask list and
+ * reservations, and the AoE commands that act on them (AoE r11 §3). Replies are
+ * written into the link's transmit slots; nothing is allocated per ATA frame
+ * beyond a data view.
+ *
+ * @module
+ */
+
+import type { FrameLink } from "../link/types.ts";
+import {
+  AOE_VERSION,
+  AoeError,
+  ATA_HEADER_LENGTH,
+  AtaOp,
+  BROADCAST_MAC,
+  Command,
+  CONFIG_HEADER_LENGTH,
+  ConfigCommand,
+  DirectiveCommand,
+  encodeConfig,
+  encodeHeader,
+  encodeIdentify,
+  encodeMask,
+  encodeReserve,
+  Flag,
+  HEADER_LENGTH,
+  makeResponseHeader,
+  MASK_HEADER_LENGTH,
+  MaskCommand,
+  MaskError,
+  type MaskDirective,
+  MAX_CONFIG_LENGTH,
+  readMac,
+  RESERVE_HEADER_LENGTH,
+  ReserveCommand,
+  sectorsPerFrame,
+  setAoeError,
+  decodeReserve,
+  DIRECTIVE_LENGTH,
+} from "../wire/mod.ts";
+import { executeAta } from "./ata.ts";
+import type { BackingStore } from "./backing.ts";
+
+/** vblade's mask list holds 32 entries (aoe-protocol.md §6). */
+export const MAX_MASKS = 32;
+/** Firmware version this target reports in Query Config (vblade 25 reports 0x4019). */
+export const FIRMWARE_VERSION = 0x4100;
+
+/** Counters one export keeps; the administrator reads them (SIGUSR1, --stats). */
+export interface ExportCounters {
+  ata: number;
+  reads: number;
+  writes: number;
+  config: number;
+  macMask: number;
+  reserve: number;
+  unknownCommand: number;
+  /** Frames from a MAC not on a non-empty mask list, ignored. */
+  masked: number;
+  /** ATA from a MAC not on a non-empty reservation list, refused with error 6. */
+  reserved: number;
+  /** Frames too short or with counts past their end, dropped. */
+  malformed: number;
+  /** QC requests answered with silence (test mismatch, bad length). */
+  configSilent: number;
+  ataErrors: number;
+}
+
+/** How to create an {@link Export}. */
+export interface ExportOptions {
+  shelf: number;
+  slot: number;
+  store: BackingStore;
+  /** Buffer count advertised in Query Config (-b). */
+  bufferCount: number;
+  /** Initial MAC mask list (-m). */
+  masks?: number[];
+  /** Serial for IDENTIFY (default "shelf.slot:hostname", as vblade). */
+  serial?: string;
+  /** Interfaces this export answers on (default: every link of its server). */
+  interfaces?: readonly string[];
+}
+
+/** One AoE shelf.slot served by a target. */
+export class Export {
+  readonly shelf: number;
+  readonly slot: number;
+  readonly store: BackingStore;
+  readonly bufferCount: number;
+  readonly interfaces: readonly string[] | undefined;
+  readonly identify = new Uint8Array(512);
+  readonly masks: number[];
+  reservations: number[] = [];
+  readonly counters: ExportCounters = {
+    ata: 0,
+    reads: 0,
+    writes: 0,
+    config: 0,
+    macMask: 0,
+    reserve: 0,
+    unknownCommand: 0,
+    masked: 0,
+    reserved: 0,
+    malformed: 0,
+    configSilent: 0,
+    ataErrors: 0,
+  };
+  #config = new Uint8Array(MAX_CONFIG_LENGTH);
+  #configLength = 0;
+
+  /** @param options what to export and how */
+  constructor(options: ExportOptions) {
+    this.shelf = options.shelf;
+    this.slot = options.slot;
+    this.store = options.store;
+    this.bufferCount = options.bufferCount;
+    this.interfaces = options.interfaces;
+    this.masks = [...(options.masks ?? [])].slice(0, MAX_MASKS);
+    encodeIdentify(this.identify, {
+      sectors: this.store.sectors,
+      model: "aoe target (Deno)",
+      serial: options.serial ?? `${this.shelf}.${this.slot}:${hostname()}`,
+      firmware: "V1",
+      writeCache: !this.store.writeThrough && !this.store.readOnly,
+      trim: this.store.canTrim,
+      trimReadsZeros: this.store.canTrim,
+    });
+  }
+
+  /** The device name, e.g. "e9.0". */
+  get name(): string {
+    return `e${this.shelf}.${this.slot}`;
+  }
+
+  /** The current config string. */
+  get config(): Uint8Array {
+    return this.#config.subarray(0, this.#configLength);
+  }
+
+  /** Whether this export answers a request addressed to shelf.slot (broadcast included). */
+  matches(shelf: number, slot: number): boolean {
+    return (shelf === this.shelf || shelf === 0xffff) && (slot === this.slot || slot === 0xff);
+  }
+
+  /** Whether this export is served on the named interface. */
+  servesOn(interfaceName: string): boolean {
+    return this.interfaces === undefined || this.interfaces.includes(interfaceName);
+  }
+
+  /** Handles one request frame already checked for ethertype, R flag, version and address. */
+  handle(request: Uint8Array, length: number, link: FrameLink): void {
+    if (this.masks.length > 0 && !this.masks.includes(readMac(request, 6))) {
+      this.counters.masked++;
+      return;
+    }
+    switch (request[19]) {
+      case Command.ata:
+        this.#ata(request, length, link);
+        return;
+      case Command.config:
+        this.#queryConfig(request, length, link);
+        return;
+      case Command.macMask:
+        this.#macMask(request, length, link);
+        return;
+      case Command.reserve:
+        this.#reserve(request, length, link);
+        return;
+      default: {
+        // Unrecognized command: echo the frame with E and error 1, as vblade does.
+        this.counters.unknownCommand++;
+        const reply = link.txSlot();
+        const n = Math.min(length, reply.length);
+        reply.set(request.subarray(0, n));
+        makeResponseHeader(reply, this.#identity(link));
+        setAoeError(reply, AoeError.unrecognizedCommand);
+        link.commit(n);
+      }
+    }
+  }
+
+  #identity(link: FrameLink) {
+    return { mac: link.mac, shelf: this.shelf, slot: this.slot };
+  }
+
+  #ata(request: Uint8Array, length: number, link: FrameLink): void {
+    if (length < ATA_HEADER_LENGTH) {
+      this.counters.malformed++;
+      return;
+    }
+    this.counters.ata++;
+    const reply = link.txSlot();
+    reply.set(request.subarray(0, ATA_HEADER_LENGTH));
+    makeResponseHeader(reply, this.#identity(link));
+    const command = request[27];
+    if (
+      command !== AtaOp.identifyDevice && this.reservations.length > 0 &&
+      !this.reservations.includes(readMac(request, 6))
+    ) {
+      this.counters.reserved++;
+      setAoeError(reply, AoeError.targetReserved);
+      link.commit(ATA_HEADER_LENGTH);
+      return;
+    }
+    if (command === AtaOp.writeSectors || command === AtaOp.writeSectorsExt) this.counters.writes++;
+    else if (command === AtaOp.readSectors || command === AtaOp.readSectorsExt) this.counters.reads++;
+    const n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
+    if (reply[27] & 0x01 || reply[14] & Flag.error) this.counters.ataErrors++;
+    link.commit(n);
+  }
+
+  #queryConfig(request: Uint8Array, length: number, link: FrameLink): void {
+    if (length < CONFIG_HEADER_LENGTH) {
+      this.counters.malformed++;
+      return;
+    }
+    this.counters.config++;
+    const ccmd = request[29] & 0xf;
+    const stringLength = request[30] << 8 | request[31];
+    const given = request.subarray(CONFIG_HEADER_LENGTH, CONFIG_HEADER_LENGTH + stringLength);
+    // A read's length is not checked: aoeping sends 1024 filler bytes (aoe-protocol.md §5).
+    if (ccmd !== ConfigCommand.read && (stringLength > MAX_CONFIG_LENGTH || stringLength > length - CONFIG_HEADER_LENGTH)) {
+      this.counters.configSilent++;
+      return;
+    }
+    let error = 0;
+    switch (ccmd) {
+      case ConfigCommand.read:
+        break;
+      case ConfigCommand.test:
+        if (stringLength !== this.#configLength || !startsWith(this.config, given)) {
+          this.counters.configSilent++;
+          return;
+        }
+        break;
+      case ConfigCommand.testPrefix:
+        if (stringLength > this.#configLength || !startsWith(this.config, given)) {
+          this.counters.configSilent++;
+          return;
+        }
+        break;
+      case ConfigCommand.set:
+        // Set only if empty; setting the same string again succeeds, as in vblade.
+        if (this.#configLength > 0 && (this.#configLength !== stringLength || !startsWith(this.config, given))) {
+          error = AoeError.configStringPresent;
+          break;
+        }
+        this.#setConfig(given);
+        break;
+      case ConfigCommand.forceSet:
+        this.#setConfig(given);
+        break;
+      default:
+        error = AoeError.badArgument;
+    }
+    const reply = link.txSlot();
+    reply.set(request.subarray(0, HEADER_LENGTH));
+    makeResponseHeader(reply, this.#identity(link));
+    if (error) setAoeError(reply, error);
+    const n = encodeConfig(reply, this.#configReply(link, ccmd));
+    link.commit(n);
+  }
+
+  #configReply(link: FrameLink, ccmd: number) {
+    return {
+      bufferCount: this.bufferCount,
+      firmwareVersion: FIRMWARE_VERSION,
+      sectorCount: Math.min(255, sectorsPerFrame(link.mtu)),
+      aoeVersion: AOE_VERSION,
+      ccmd,
+      config: this.config,
+    };
+  }
+
+  #setConfig(value: Uint8Array): void {
+    this.#config.set(value);
+    this.#configLength = value.length;
+  }
+
+  #macMask(request: Uint8Array, length: number, link: FrameLink): void {
+    if (length < MASK_HEADER_LENGTH) {
+      this.counters.malformed++;
+      return;
+    }
+    this.counters.macMask++;
+    const mcmd = request[25];
+    const count = request[27];
+    if (mcmd === MaskCommand.edit && MASK_HEADER_LENGTH + count * DIRECTIVE_LENGTH > length) {
+      this.counters.malformed++;
+      return;
+    }
+    const reply = link.txSlot();
+    reply.set(request.subarray(0, MASK_HEADER_LENGTH));
+    makeResponseHeader(reply, this.#identity(link));
+    if (mcmd !== MaskCommand.read && mcmd !== MaskCommand.edit) {
+      setAoeError(reply, AoeError.badArgument);
+      link.commit(MASK_HEADER_LENGTH);
+      return;
+    }
+    if (mcmd === MaskCommand.edit) {
+      for (let i = 0; i < count; i++) {
+        const at = MASK_HEADER_LENGTH + i * DIRECTIVE_LENGTH;
+        const dcmd = request[at + 1];
+        const mac = readMac(request, at + 2);
+        let failure = 0;
+        if (dcmd === DirectiveCommand.add) {
+          if (!this.masks.includes(mac)) {
+            if (this.masks.length >= MAX_MASKS) failure = MaskError.listFull;
+            else this.masks.push(mac);
+          }
+        } else if (dcmd === DirectiveCommand.delete) {
+          const index = this.masks.indexOf(mac);
+          if (index >= 0) this.masks.splice(index, 1);
+        } else if (dcmd !== DirectiveCommand.none) {
+          failure = MaskError.badDirective;
+        }
+        if (failure) {
+          // Stop at the failing directive and report its index in Dir Count (§6).
+          link.commit(encodeMask(reply, { mcmd, merror: failure, directives: [], dirCount: i }));
+          return;
+        }
+      }
+    }
+    const directives: MaskDirective[] = this.masks.map((mac) => ({ dcmd: DirectiveCommand.none, mac }));
+    link.commit(encodeMask(reply, { mcmd, merror: MaskError.none, directives }));
+  }
+
+  #reserve(request: Uint8Array, length: number, link: FrameLink): void {
+    if (length < RESERVE_HEADER_LENGTH) {
+      this.counters.malformed++;
+      return;
+    }
+    this.counters.reserve++;
+    const rcmd = request[24];
+    const reply = link.txSlot();
+    reply.set(request.subarray(0, RESERVE_HEADER_LENGTH));
+    makeResponseHeader(reply, this.#identity(link));
+    const source = readMac(request, 6);
+    if (rcmd === ReserveCommand.set || rcmd === ReserveCommand.forceSet) {
+      if (rcmd === ReserveCommand.set && this.reservations.length > 0 && !this.reservations.includes(source)) {
+        setAoeError(reply, AoeError.targetReserved);
+      } else {
+        try {
+          this.reservations = decodeReserve(request, length).macs;
+        } catch {
+          setAoeError(reply, AoeError.badArgument);
+        }
+      }
+    } else if (rcmd !== ReserveCommand.read) {
+      setAoeError(reply, AoeError.badArgument);
+    }
+    link.commit(encodeReserve(reply, { rcmd, macs: this.reservations }));
+  }
+
+  /**
+   * The start-up advertisement: one Query Config response (R set, tag 0) to
+   * broadcast, or to each MAC on the mask list instead, as vblade does (§5).
+   */
+  announce(link: FrameLink): void {
+    const destinations = this.masks.length > 0 ? this.masks : [BROADCAST_MAC];
+    for (const dst of destinations) {
+      const frame = link.txSlot();
+      encodeHeader(frame, {
+        dst,
+        src: link.mac,
+        version: AOE_VERSION,
+        response: true,
+        error: false,
+        errorCode: 0,
+        shelf: this.shelf,
+        slot: this.slot,
+        command: Command.config,
+        tag: 0,
+      });
+      link.commit(encodeConfig(frame, this.#configReply(link, ConfigCommand.read)));
+    }
+    link.flush();
+  }
+}
+
+function startsWith(whole: Uint8Array, part: Uint8Array): boolean {
+  if (part.length > whole.length) return false;
+  for (let i = 0; i < part.length; i++) if (whole[i] !== part[i]) return false;
+  return true;
+}
+
+function hostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "localhost";
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Target mode: `aoe target`, a vblade drop-in.
+ *
+ * @module
+ */
+
+import { type FrameLink, type LinkKind, openLink } from "../link/mod.ts";
+import { FileStore } from "./backing.ts";
+import { Export } from "./export.ts";
+import type { ExportSpec } from "./options.ts";
+import { TargetServer } from "./server.ts";
+
+export { FileStore, type BackingStore, MemoryStore } from "./backing.ts";
+export { Export, type ExportCounters, FIRMWARE_VERSION } from "./export.ts";
+export { TargetServer, type DispatchCounters } from "./server.ts";
+export { parseTargetArgs, type ExportSpec, type TargetCommandLine, TARGET_HELP, TARGET_USAGE, UsageError } from "./options.ts";
+export { executeAta } from "./ata.ts";
+
+/** A running target: its server, and how to stop it. */
+export interface RunningTarget {
+  server: TargetServer;
+  /** Stops the loop, flushes and closes every store and link. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the files and interfaces of `specs`, announces every export and
+ * starts serving. Throws a one-line Error if a file or interface cannot be opened.
+ */
+export function startTarget(specs: readonly ExportSpec[], options: { link?: LinkKind } = {}): RunningTarget {
+  const exports: Export[] = [];
+  const links = new Map<string, FrameLink>();
+  try {
+    for (const spec of specs) {
+      const store = new FileStore(spec.file, {
+        readOnly: spec.readOnly,
+        direct: spec.direct,
+        sync: spec.sync,
+        offsetSectors: spec.offset,
+        lengthSectors: spec.length,
+      });
+      exports.push(
+        new Export({
+          shelf: spec.shelf,
+          slot: spec.slot,
+          store,
+          bufferCount: spec.bufferCount,
+          masks: spec.masks,
+          interfaces: spec.interfaces,
+        }),
+      );
+      for (const name of spec.interfaces) {
+        if (!links.has(name)) links.set(name, openLink(name, { kind: options.link }));
+      }
+    }
+  } catch (error) {
+    for (const device of exports) device.store.close();
+    for (const link of links.values()) link.close();
+    throw error;
+  }
+  const server = new TargetServer(exports, [...links.values()]);
+  server.announce();
+  server.run();
+  return {
+    server,
+    async close() {
+      await server.stop();
+      for (const device of exports) {
+        device.store.flush();
+        device.store.close();
+      }
+      for (const link of links.values()) link.close();
+    },
+  };
+}

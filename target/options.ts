@@ -1,0 +1,191 @@
+/**
+ * `aoe target` command line: vblade's arguments and option letters, with
+ * options allowed before or after the positionals (glibc getopt permutes).
+ *
+ * @module
+ */
+
+import type { LinkKind } from "../link/mod.ts";
+import { parseMac } from "../wire/mod.ts";
+
+/** One export as given on the command line. */
+export interface ExportSpec {
+  shelf: number;
+  slot: number;
+  interfaces: string[];
+  file: string;
+  /** -b */
+  bufferCount: number;
+  /** -d */
+  direct: boolean;
+  /** -s */
+  sync: boolean;
+  /** -r */
+  readOnly: boolean;
+  /** -m */
+  masks: number[];
+  /** -o, sectors */
+  offset: number;
+  /** -l, sectors */
+  length?: number;
+}
+
+/** The whole `aoe target` invocation. */
+export interface TargetCommandLine {
+  exports: ExportSpec[];
+  help: boolean;
+  /** --stats FILE: JSON counters written every second and at exit. */
+  statsFile?: string;
+  /** --link packet|pcap */
+  link?: LinkKind;
+  /** --daemon: detach and log to syslog, as vbladed. */
+  daemon: boolean;
+}
+
+/** A command-line mistake; the message is one line. */
+export class UsageError extends Error {
+  /** @param message what is wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Default buffer count: what the target keeps up with (see bench/target_bench.ts). */
+export const DEFAULT_BUFFER_COUNT = 64;
+
+/** The usage line, vblade's with this program's additions. */
+export const TARGET_USAGE =
+  "usage: aoe target [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif [netif...] filename [--and ...]";
+
+/** The --help text. */
+export const TARGET_HELP = `${TARGET_USAGE}
+
+Exports a file or block device as AoE shelf.slot on one or more interfaces
+(a drop-in for vblade: same arguments, same option letters).
+
+  -b bufcnt   buffer count advertised in Query Config (default ${DEFAULT_BUFFER_COUNT}, at least 2)
+  -d          open the file with O_DIRECT (bypass the page cache)
+  -s          open the file with O_SYNC: every write is on disk before its reply
+              (without -s, IDENTIFY reports a write cache and FLUSH CACHE makes
+              earlier writes durable)
+  -r          read-only export: writes fail with ATA ABRT
+  -m macs     allow only these initiator MACs (comma separated, colons optional)
+  -o offset   skip this many 512-byte sectors at the start of the file
+  -l length   export only this many sectors
+  --and ...   another export served by the same process (its own options and positionals)
+  --stats F   write JSON counters to F every second and at exit (SIGUSR1 logs them too)
+  --link K    frame I/O: packet (AF_PACKET batches, default) or pcap (libpcap)
+  --daemon    run in the background and log to syslog (as vbladed)
+  --help      this text
+
+shelf is 0-65534, slot 0-254 (the broadcast values are reserved).`;
+
+function parseInteger(text: string, what: string): number {
+  // strtoll with base 0: decimal, 0x hex, leading-0 octal.
+  const trimmed = text.trim();
+  let value = NaN;
+  if (/^0[xX][0-9a-fA-F]+$/.test(trimmed)) value = parseInt(trimmed.slice(2), 16);
+  else if (/^0[0-7]+$/.test(trimmed)) value = parseInt(trimmed.slice(1), 8);
+  else if (/^[0-9]+$/.test(trimmed)) value = parseInt(trimmed, 10);
+  if (!Number.isSafeInteger(value)) throw new UsageError(`${what}: not a number: ${text}`);
+  return value;
+}
+
+function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
+  const spec: Partial<ExportSpec> = {
+    bufferCount: DEFAULT_BUFFER_COUNT,
+    direct: false,
+    sync: false,
+    readOnly: false,
+    masks: [],
+    offset: 0,
+  };
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const value = (): string => {
+      if (i + 1 >= args.length) throw new UsageError(`option ${arg} needs a value`);
+      return args[++i];
+    };
+    if (arg === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (arg === "--help" || arg === "-h") command.help = true;
+    else if (arg === "--daemon") command.daemon = true;
+    else if (arg === "--stats") command.statsFile = value();
+    else if (arg === "--link") {
+      const kind = value();
+      if (kind !== "packet" && kind !== "pcap") throw new UsageError(`--link must be packet or pcap, not ${kind}`);
+      command.link = kind;
+    } else if (/^-[bdsrmol]/.test(arg)) {
+      // Clustered short options, as getopt allows: -rs, -b16, -m mac.
+      for (let j = 1; j < arg.length; j++) {
+        const letter = arg[j];
+        const attached = arg.slice(j + 1);
+        const optionValue = () => attached.length > 0 ? attached : value();
+        if (letter === "d") spec.direct = true;
+        else if (letter === "s") spec.sync = true;
+        else if (letter === "r") spec.readOnly = true;
+        else if ("bmol".includes(letter)) {
+          const text = optionValue();
+          if (letter === "b") spec.bufferCount = parseInteger(text, "-b");
+          if (letter === "o") spec.offset = parseInteger(text, "-o");
+          if (letter === "l") spec.length = parseInteger(text, "-l");
+          if (letter === "m") {
+            for (const item of text.split(",")) {
+              const mac = parseMac(item);
+              if (Number.isNaN(mac)) throw new UsageError(`-m: not a MAC address: ${item}`);
+              spec.masks!.push(mac);
+            }
+          }
+          break;
+        } else throw new UsageError(`unknown option -${letter}`);
+      }
+    } else if (arg.startsWith("-") && arg.length > 1) {
+      throw new UsageError(`unknown option ${arg}`);
+    } else positionals.push(arg);
+  }
+  if (command.help) return spec as ExportSpec;
+  if (positionals.length < 4) {
+    throw new UsageError(`expected shelf slot netif [netif...] filename, got ${positionals.length} arguments`);
+  }
+  spec.shelf = parseInteger(positionals[0], "shelf");
+  spec.slot = parseInteger(positionals[1], "slot");
+  spec.interfaces = positionals.slice(2, -1);
+  spec.file = positionals[positionals.length - 1];
+  if (spec.shelf < 0 || spec.shelf > 0xfffe) throw new UsageError(`shelf ${spec.shelf} out of range 0-65534`);
+  if (spec.slot < 0 || spec.slot > 0xfe) throw new UsageError(`slot ${spec.slot} out of range 0-254`);
+  if (spec.bufferCount! < 2 || spec.bufferCount! > 0xffff) {
+    throw new UsageError(`-b ${spec.bufferCount}: buffer count must be 2-65535 (the Linux driver cannot use fewer than 2)`);
+  }
+  if (spec.length !== undefined && spec.length < 1) throw new UsageError("-l: length must be at least 1");
+  return spec as ExportSpec;
+}
+
+/** Parses `aoe target` arguments; throws {@link UsageError}. */
+export function parseTargetArgs(args: readonly string[]): TargetCommandLine {
+  const command: TargetCommandLine = { exports: [], help: false, daemon: false };
+  let group: string[] = [];
+  const groups: string[][] = [];
+  for (const arg of args) {
+    if (arg === "--and") {
+      groups.push(group);
+      group = [];
+    } else group.push(arg);
+  }
+  groups.push(group);
+  for (const g of groups) {
+    const spec = parseGroup(g, command);
+    if (command.help) return command;
+    command.exports.push(spec);
+  }
+  const names = new Set<string>();
+  for (const spec of command.exports) {
+    const name = `e${spec.shelf}.${spec.slot}`;
+    if (names.has(name)) throw new UsageError(`${name} is given twice`);
+    names.add(name);
+  }
+  return command;
+}

@@ -1,0 +1,121 @@
+/**
+ * The target's frame loop: receive batches on every interface, drop what is
+ * not a request for one of our exports (counted), let each export answer, and
+ * send the replies in batches. Synchronous while frames flow, a hybrid wait
+ * when idle so timers and signals still run (frame-io.md).
+ *
+ * @module
+ */
+
+import type { FrameLink } from "../link/types.ts";
+import { waitForFrames } from "../link/wait.ts";
+import { AOE_ETHERTYPE, AOE_VERSION, Flag, HEADER_LENGTH } from "../wire/mod.ts";
+import type { Export } from "./export.ts";
+
+/** Frames dropped before any export saw them. */
+export interface DispatchCounters {
+  received: number;
+  /** Shorter than the AoE header, or another ethertype. */
+  malformed: number;
+  /** R flag set: responses are never answered. */
+  responses: number;
+  /** Version other than 1. */
+  badVersion: number;
+  /** Addressed to a shelf.slot no export has. */
+  notForUs: number;
+}
+
+/** Serves a set of exports on a set of links. */
+export class TargetServer {
+  readonly counters: DispatchCounters = { received: 0, malformed: 0, responses: 0, badVersion: 0, notForUs: 0 };
+  #running = false;
+  #stopped: Promise<void> | undefined;
+
+  /** @param exports the shelf.slots served @param links the interfaces */
+  constructor(readonly exports: readonly Export[], readonly links: readonly FrameLink[]) {}
+
+  /** Sends every export's start-up advertisement on every link. */
+  announce(): void {
+    for (const link of this.links) {
+      for (const device of this.exports) if (device.servesOn(link.name)) device.announce(link);
+    }
+  }
+
+  /** Handles one received frame. */
+  dispatch(frame: Uint8Array, length: number, link: FrameLink): void {
+    this.counters.received++;
+    if (length < HEADER_LENGTH || (frame[12] << 8 | frame[13]) !== AOE_ETHERTYPE) {
+      this.counters.malformed++;
+      return;
+    }
+    if (frame[14] & Flag.response) {
+      this.counters.responses++;
+      return;
+    }
+    if (frame[14] >> 4 !== AOE_VERSION) {
+      this.counters.badVersion++;
+      return;
+    }
+    const shelf = frame[16] << 8 | frame[17];
+    const slot = frame[18];
+    let answered = false;
+    for (const device of this.exports) {
+      if (!device.matches(shelf, slot) || !device.servesOn(link.name)) continue;
+      device.handle(frame, length, link);
+      answered = true;
+    }
+    if (!answered) this.counters.notForUs++;
+  }
+
+  /** Processes whatever frames wait on every link; returns how many were handled. */
+  pollOnce(): number {
+    let total = 0;
+    for (const link of this.links) {
+      const n = link.receive();
+      for (let i = 0; i < n; i++) this.dispatch(link.rx[i], link.rxLength[i], link);
+      link.flush();
+      total += n;
+    }
+    return total;
+  }
+
+  /** Runs until {@link stop}. */
+  run(): Promise<void> {
+    if (this.#stopped) return this.#stopped;
+    this.#running = true;
+    this.#stopped = this.#loop();
+    return this.#stopped;
+  }
+
+  async #loop(): Promise<void> {
+    let lastYield = performance.now();
+    while (this.#running) {
+      if (this.pollOnce() > 0) {
+        // Busy: stay synchronous, but let timers and signal handlers run now and then.
+        const now = performance.now();
+        if (now - lastYield > 20) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          lastYield = performance.now();
+        }
+        continue;
+      }
+      await waitForFrames(this.links, 200);
+      lastYield = performance.now();
+    }
+  }
+
+  /** Stops the loop; resolves when it has ended. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    await this.#stopped;
+  }
+
+  /** All counters, for the administrator. */
+  stats(): Record<string, unknown> {
+    return {
+      dispatch: { ...this.counters },
+      links: Object.fromEntries(this.links.map((link) => [link.name, { ...link.counters }])),
+      exports: Object.fromEntries(this.exports.map((device) => [device.name, { ...device.counters }])),
+    };
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * The Ethernet header and the AoE common header (AoE r11 §2; aoe-protocol.md §2).
+ *
+ * @module
+ */
+
+import { requireLength, WireError } from "./errors.ts";
+import { readMac, writeMac } from "./mac.ts";
+
+/** AoE's ethertype. */
+export const AOE_ETHERTYPE = 0x88a2;
+/** Protocol version carried in the high nibble of byte 14. */
+export const AOE_VERSION = 1;
+/** Bytes of Ethernet header plus AoE common header. */
+export const HEADER_LENGTH = 24;
+/** Broadcast shelf (major). */
+export const BROADCAST_SHELF = 0xffff;
+/** Broadcast slot (minor). */
+export const BROADCAST_SLOT = 0xff;
+
+/** Flag bits in the low nibble of byte 14. */
+export const Flag = { response: 0x08, error: 0x04 } as const;
+
+/** AoE command codes (§3). */
+export const Command = { ata: 0, config: 1, macMask: 2, reserve: 3 } as const;
+
+/** AoE error codes carried in byte 15 when the E flag is set. */
+export const AoeError = {
+  unrecognizedCommand: 1,
+  badArgument: 2,
+  deviceUnavailable: 3,
+  configStringPresent: 4,
+  unsupportedVersion: 5,
+  targetReserved: 6,
+} as const;
+
+/** The decoded common header. */
+export interface AoeHeader {
+  dst: number;
+  src: number;
+  version: number;
+  response: boolean;
+  error: boolean;
+  errorCode: number;
+  shelf: number;
+  slot: number;
+  command: number;
+  tag: number;
+}
+
+/** Decodes the Ethernet and AoE common headers of a frame of `length` bytes. */
+export function decodeHeader(frame: Uint8Array, length: number = frame.length): AoeHeader {
+  requireLength(Math.min(length, frame.length), HEADER_LENGTH, "AoE header");
+  const type = frame[12] << 8 | frame[13];
+  if (type !== AOE_ETHERTYPE) throw new WireError("ethertype", `ethertype 0x${type.toString(16)}`);
+  return {
+    dst: readMac(frame, 0),
+    src: readMac(frame, 6),
+    version: frame[14] >> 4,
+    response: (frame[14] & Flag.response) !== 0,
+    error: (frame[14] & Flag.error) !== 0,
+    errorCode: frame[15],
+    shelf: frame[16] << 8 | frame[17],
+    slot: frame[18],
+    command: frame[19],
+    tag: readTag(frame),
+  };
+}
+
+/** Encodes the headers into the first 24 bytes of `frame`; returns 24. */
+export function encodeHeader(frame: Uint8Array, header: AoeHeader): number {
+  requireLength(frame.length, HEADER_LENGTH, "AoE header buffer");
+  if (header.shelf < 0 || header.shelf > 0xffff || header.slot < 0 || header.slot > 0xff) {
+    throw new WireError("range", `address e${header.shelf}.${header.slot}`);
+  }
+  writeMac(frame, 0, header.dst);
+  writeMac(frame, 6, header.src);
+  frame[12] = AOE_ETHERTYPE >> 8;
+  frame[13] = AOE_ETHERTYPE & 0xff;
+  frame[14] = (header.version & 0xf) << 4 | (header.response ? Flag.response : 0) |
+    (header.error ? Flag.error : 0);
+  frame[15] = header.error ? header.errorCode : 0;
+  frame[16] = header.shelf >> 8;
+  frame[17] = header.shelf & 0xff;
+  frame[18] = header.slot;
+  frame[19] = header.command;
+  writeTag(frame, header.tag);
+  return HEADER_LENGTH;
+}
+
+/** The tag (bytes 20-23, big-endian) as an unsigned number. */
+export function readTag(frame: Uint8Array): number {
+  return (frame[20] << 24 | frame[21] << 16 | frame[22] << 8 | frame[23]) >>> 0;
+}
+
+/** Writes a tag at bytes 20-23. */
+export function writeTag(frame: Uint8Array, tag: number): void {
+  frame[20] = tag >>> 24 & 0xff;
+  frame[21] = tag >>> 16 & 0xff;
+  frame[22] = tag >>> 8 & 0xff;
+  frame[23] = tag & 0xff;
+}
+
+/**
+ * Turns a request held in `reply` (a copy of the request's first bytes) into a
+ * response header: swaps the MACs (source = `ownMac`), puts the target's real
+ * shelf and slot (never the broadcast values, §2) and sets R, keeping the
+ * request's version nibble as vblade does.
+ */
+export function makeResponseHeader(
+  reply: Uint8Array,
+  target: { mac: number; shelf: number; slot: number },
+): void {
+  reply.copyWithin(0, 6, 12);
+  writeMac(reply, 6, target.mac);
+  reply[14] = (reply[14] & 0xf0) | Flag.response;
+  reply[15] = 0;
+  reply[16] = target.shelf >> 8;
+  reply[17] = target.shelf & 0xff;
+  reply[18] = target.slot;
+}
+
+/** Sets the E flag and an AoE error code on a response header. */
+export function setAoeError(reply: Uint8Array, code: number): void {
+  reply[14] |= Flag.error;
+  reply[15] = code;
+}
