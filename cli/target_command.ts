@@ -4,7 +4,16 @@
  * @module
  */
 
-import { parseTargetArgs, startTarget, TARGET_HELP, TARGET_USAGE, UsageError } from "../target/mod.ts";
+import { interfaceInfo } from "../link/mod.ts";
+import {
+  type ExportSpec,
+  FileStore,
+  parseTargetArgs,
+  startTarget,
+  TARGET_HELP,
+  TARGET_USAGE,
+  UsageError,
+} from "../target/mod.ts";
 import { selfCommand } from "./self.ts";
 
 /** Runs `aoe target ARGS`; resolves with the exit code. */
@@ -21,7 +30,15 @@ export async function targetCommand(args: string[]): Promise<number> {
     console.log(TARGET_HELP);
     return 0;
   }
-  if (command.daemon) return daemonize(args.filter((arg) => arg !== "--daemon"));
+  if (command.daemon) {
+    // Check files and interfaces here, where errors can still reach the terminal.
+    const problem = preflight(command.exports);
+    if (problem) {
+      console.error(`aoe target: ${problem}`);
+      return 1;
+    }
+    return daemonize(args.filter((arg) => arg !== "--daemon"));
+  }
 
   let target;
   try {
@@ -68,8 +85,21 @@ async function daemonize(args: string[]): Promise<number> {
     args: ["-f", "sh", "-c", '"$@" 2>&1 | logger -t aoe-target', "sh", ...selfCommand(), "target", ...args],
     stdin: "null",
     stdout: "null",
-    stderr: "inherit",
+    stderr: "null",
   }).spawn();
   const status = await child.status;
   return status.code;
+}
+
+/** Opens and closes every file and looks up every interface; returns the first problem. */
+function preflight(specs: readonly ExportSpec[]): string | undefined {
+  try {
+    for (const spec of specs) {
+      new FileStore(spec.file, { readOnly: spec.readOnly, offsetSectors: spec.offset, lengthSectors: spec.length }).close();
+      for (const name of spec.interfaces) interfaceInfo(name);
+    }
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+  return undefined;
 }
