@@ -6,30 +6,34 @@
 
 import { PacketLink } from "./packet.ts";
 import { PcapLink } from "./pcap.ts";
+import { RingLink } from "./ring.ts";
 import type { FrameLink } from "./types.ts";
 
 export * from "./types.ts";
 export { MemoryLink, MemorySegment, type Impairment } from "./memory.ts";
 export { PacketLink } from "./packet.ts";
 export { PcapLink } from "./pcap.ts";
+export { RingLink } from "./ring.ts";
 export { inNetns, interfaceExists, interfaceInfo, interfaceMtu, listInterfaces } from "./netif.ts";
 export { pollFds, waitForFrames } from "./wait.ts";
 
 /** The kinds of real link. */
-export type LinkKind = "packet" | "pcap";
+export type LinkKind = "ring" | "packet" | "pcap";
 
 /**
- * The default kind, chosen by bench/link_bench.ts: batched AF_PACKET answered
- * more requests per CPU second than libpcap at MTU 1500 and matched it at 9000.
- * `AOE_LINK=pcap` selects libpcap.
+ * The default kind, chosen by bench/target_bench.ts, which runs the target
+ * over each kind side by side: the TPACKET_V2 ring used the least CPU per
+ * request and answered the most. `AOE_LINK=packet|pcap` (or a command's
+ * `--link`) selects another.
  */
 export function defaultLinkKind(): LinkKind {
   const chosen = Deno.env.get("AOE_LINK");
-  return chosen === "pcap" ? "pcap" : "packet";
+  return chosen === "pcap" || chosen === "packet" ? chosen : "ring";
 }
 
 /** Opens a real interface with the given kind of link (default {@link defaultLinkKind}). */
 export function openLink(name: string, options: { kind?: LinkKind } = {}): FrameLink {
   const kind = options.kind ?? defaultLinkKind();
+  if (kind === "ring") return new RingLink(name);
   return kind === "pcap" ? new PcapLink(name) : new PacketLink(name);
 }

@@ -9,7 +9,7 @@
 import { check, errno, libc, linux, SystemError } from "../ffi/libc.ts";
 import { type InterfaceInfo, interfaceInfo } from "./netif.ts";
 import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
-import { pollFds } from "./wait.ts";
+import { pollFds, SYNC_WAIT_MS } from "./wait.ts";
 
 /** AoE's ethertype (aoe-protocol.md §1). */
 export const AOE_ETHERTYPE = 0x88a2;
@@ -95,6 +95,9 @@ export class PacketLink implements FrameLink {
       view.setInt32(4, info.index, true);
       check(c.bind(this.#fd, address, address.length), `bind ${name}`);
       setIntOption(this.#fd, linux.SOL_PACKET, linux.PACKET_IGNORE_OUTGOING, 1);
+      // A blocking receive waits at most SYNC_WAIT_MS (struct timeval: seconds, microseconds).
+      const timeout = new BigInt64Array([0n, BigInt(SYNC_WAIT_MS * 1000)]);
+      c.setsockopt(this.#fd, linux.SOL_SOCKET, linux.SO_RCVTIMEO, new Uint8Array(timeout.buffer), 16);
       const bufferBytes = options.receiveBuffer ?? 8 << 20;
       if (!setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_RCVBUFFORCE, bufferBytes)) {
         setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_RCVBUF, bufferBytes);
@@ -113,8 +116,9 @@ export class PacketLink implements FrameLink {
     this.rxLength = new Uint32Array(this.#batch);
   }
 
-  receive(): number {
-    const n = libc().recvmmsg(this.#fd, this.#rx.headers, this.#batch, linux.MSG_DONTWAIT, null);
+  receive(block = false): number {
+    const flags = block ? linux.MSG_WAITFORONE : linux.MSG_DONTWAIT;
+    const n = libc().recvmmsg(this.#fd, this.#rx.headers, this.#batch, flags, null);
     if (n <= 0) {
       if (n < 0) {
         const code = errno();

@@ -9,7 +9,7 @@ import { cString } from "../ffi/libc.ts";
 import { BPF_PROGRAM_SIZE, PCAP_D_IN, pcap, pcapError, PKTHDR_CAPLEN_OFFSET } from "../ffi/pcap.ts";
 import { interfaceInfo } from "./netif.ts";
 import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
-import { pollFds } from "./wait.ts";
+import { pollFds, pollFdsSync, SYNC_WAIT_MS } from "./wait.ts";
 
 /** Options for {@link PcapLink}. */
 export interface PcapLinkOptions {
@@ -77,8 +77,9 @@ export class PcapLink implements FrameLink {
     this.rxLength = new Uint32Array(batch);
   }
 
-  receive(): number {
+  receive(block = false): number {
     const p = pcap();
+    if (block) pollFdsSync([this.pollFd], SYNC_WAIT_MS);
     let n = 0;
     while (n < this.rx.length && this.#handle) {
       if (p.pcap_next_ex(this.#handle, new Uint8Array(this.#headerOut.buffer), new Uint8Array(this.#dataOut.buffer)) !== 1) break;

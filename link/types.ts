@@ -37,8 +37,12 @@ export interface FrameLink {
   readonly pollFd: number;
   /** Counters. */
   readonly counters: LinkCounters;
-  /** Moves waiting frames into `rx` without blocking; returns how many. */
-  receive(): number;
+  /**
+   * Moves waiting frames into `rx`; returns how many. With `block` true it may
+   * block the thread up to about a millisecond for the first frame (one
+   * syscall instead of a poll and a receive); otherwise it never blocks.
+   */
+  receive(block?: boolean): number;
   /** The next free transmit slot (flushes first if every slot is taken). */
   txSlot(): Uint8Array;
   /** Queues the frame written into the last {@link txSlot}; pads it to 60 bytes. */

@@ -29,6 +29,11 @@ function pollBufferFor(fds: readonly number[]): Uint8Array<ArrayBuffer> {
   return buffer;
 }
 
+/** Blocks the thread until any fd is readable or `timeoutMs` passes; true if readable. */
+export function pollFdsSync(fds: readonly number[], timeoutMs: number): boolean {
+  return libc().poll(pollBufferFor(fds), BigInt(fds.length), timeoutMs) > 0;
+}
+
 /** Resolves when any fd is readable or the timeout passes. */
 export async function pollFds(fds: readonly number[], timeoutMs: number): Promise<void> {
   const buffer = pollBufferFor(fds);

@@ -75,7 +75,8 @@ Exports a file or block device as AoE shelf.slot on one or more interfaces
   -l length   export only this many sectors
   --and ...   another export served by the same process (its own options and positionals)
   --stats F   write JSON counters to F every second and at exit (SIGUSR1 logs them too)
-  --link K    frame I/O: packet (AF_PACKET batches, default) or pcap (libpcap)
+  --link K    frame I/O: ring (TPACKET_V2 mmap rings), packet (AF_PACKET with
+              recvmmsg/sendmmsg batches) or pcap (libpcap); see bench/
   --daemon    run in the background and log to syslog (as vbladed)
   --help      this text
 
@@ -117,7 +118,9 @@ function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
     else if (arg === "--stats") command.statsFile = value();
     else if (arg === "--link") {
       const kind = value();
-      if (kind !== "packet" && kind !== "pcap") throw new UsageError(`--link must be packet or pcap, not ${kind}`);
+      if (kind !== "packet" && kind !== "pcap" && kind !== "ring") {
+        throw new UsageError(`--link must be ring, packet or pcap, not ${kind}`);
+      }
       command.link = kind;
     } else if (/^-[bdsrmol]/.test(arg)) {
       // Clustered short options, as getopt allows: -rs, -b16, -m mac.

@@ -172,3 +172,25 @@ Deno.test("veth: a sparse image stays sparse; counters readable in the stats fil
     assert.equal(counters.exports["e9.0"].writes, 1);
   });
 });
+
+Deno.test("veth: every link kind (ring, packet, pcap) serves the same data", opts, async () => {
+  await withNet({}, async (net, dir, daemons) => {
+    const image = `${dir}/disk.img`;
+    writePatternFile(image, 512, 9);
+    const client = clientIn(net, 1, "i0");
+    for (const kind of ["ring", "packet", "pcap"]) {
+      const target = await startTarget(net, ["--link", kind, "9", "0", "t1p0", image]);
+      daemons.push(target);
+      for (const lba of [0, 300, 510]) {
+        const r = await client.ata(9, 0, { command: AtaOp.readSectorsExt, lba, count: 2 });
+        assert.deepEqual(r?.subarray(36), patternSectors(lba, 2, 9), `${kind} lba ${lba}`);
+      }
+      const data = patternSectors(kind.length, 1, 1);
+      const w = await client.ata(9, 0, { command: AtaOp.writeSectorsExt, lba: 100, count: 1, data });
+      assert.equal(w![27], 0x40, kind);
+      assert.deepEqual(Deno.readFileSync(image).subarray(100 * 512, 101 * 512), data, kind);
+      await target.stop();
+      daemons.pop();
+    }
+  });
+});

@@ -1,0 +1,215 @@
+/**
+ * Linux's zero-copy path: an AF_PACKET socket with TPACKET_V2 receive and
+ * transmit rings mapped into this process. Received frames are read where the
+ * kernel put them (no receive syscall while frames flow); replies are written
+ * into the transmit ring and sent with one send() per group, the kernel taking
+ * the ring pages without a copy. TPACKET_V2, not V3: V3's block timeout adds
+ * about a millisecond per exchange (frame-io.md).
+ *
+ * @module
+ */
+
+import { check, libc, linux, SystemError } from "../ffi/libc.ts";
+import { interfaceInfo } from "./netif.ts";
+import { AOE_ETHERTYPE } from "./packet.ts";
+import { type FrameLink, type LinkCounters, padToMinimum } from "./types.ts";
+import { pollFds, pollFdsSync, SYNC_WAIT_MS } from "./wait.ts";
+
+const TP_STATUS_KERNEL = 0;
+const TP_STATUS_USER = 1;
+const TP_STATUS_AVAILABLE = 0;
+const TP_STATUS_SEND_REQUEST = 1;
+const TP_STATUS_SENDING = 2;
+/** struct tpacket2_hdr, aligned to 16: where transmit data start in a ring frame. */
+const TX_DATA_OFFSET = 32;
+
+/** Options for {@link RingLink}. */
+export interface RingLinkOptions {
+  /** Receive ring frames (default 512). */
+  rxFrames?: number;
+  /** Transmit ring frames (default 256). */
+  txFrames?: number;
+  /** Frames handed out per receive() (default 64). */
+  batch?: number;
+}
+
+function htons(value: number): number {
+  return ((value & 0xff) << 8) | (value >> 8);
+}
+
+function setOption(fd: number, level: number, option: number, bytes: Uint8Array<ArrayBuffer>, what: string): void {
+  check(libc().setsockopt(fd, level, option, bytes, bytes.length), what);
+}
+
+/** An AF_PACKET link over TPACKET_V2 rings. */
+export class RingLink implements FrameLink {
+  readonly name: string;
+  readonly mac: number;
+  readonly mtu: number;
+  readonly frameCapacity: number;
+  readonly rx: Uint8Array[];
+  readonly rxLength: Uint32Array;
+  readonly pollFd: number;
+  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  #fd: number;
+  #map: Deno.PointerObject;
+  #mapSize: number;
+  #words: Uint32Array;
+  #halfWords: Uint16Array;
+  #memory: ArrayBuffer;
+  #frameSize: number;
+  #rxFrames: number;
+  #txFrames: number;
+  #txBase: number;
+  #rxNext = 0;
+  /** Ring indexes of the frames handed out by the last receive(), returned to the kernel on the next. */
+  #rxHeld: Int32Array;
+  #rxHeldCount = 0;
+  #rxViews: (Uint8Array | undefined)[];
+  #rxViewOffset: Int32Array;
+  #txViews: Uint8Array[];
+  #txNext = 0;
+  #txPending = 0;
+  #empty = new Uint8Array(0);
+
+  /** Opens the interface; throws a SystemError naming the failing call. */
+  constructor(name: string, options: RingLinkOptions = {}) {
+    const info = interfaceInfo(name);
+    this.name = name;
+    this.mac = info.mac;
+    this.mtu = info.mtu;
+    // Frames never straddle blocks: a power of two that holds header, padding and the frame.
+    this.#frameSize = 2 ** Math.ceil(Math.log2(info.mtu + 14 + 128));
+    this.frameCapacity = this.#frameSize - 128;
+    this.#rxFrames = options.rxFrames ?? 512;
+    this.#txFrames = options.txFrames ?? 256;
+    const blockSize = Math.max(this.#frameSize, 65536);
+    const c = libc();
+    this.#fd = check(
+      c.socket(linux.AF_PACKET, linux.SOCK_RAW | linux.SOCK_CLOEXEC, htons(AOE_ETHERTYPE)),
+      "socket(AF_PACKET)",
+    );
+    try {
+      setOption(this.#fd, linux.SOL_PACKET, linux.PACKET_VERSION, new Uint8Array(new Int32Array([linux.TPACKET_V2]).buffer), "PACKET_VERSION");
+      const request = (frames: number) =>
+        new Uint8Array(new Uint32Array([blockSize, (frames * this.#frameSize) / blockSize, this.#frameSize, frames]).buffer);
+      setOption(this.#fd, linux.SOL_PACKET, linux.PACKET_RX_RING, request(this.#rxFrames), "PACKET_RX_RING");
+      setOption(this.#fd, linux.SOL_PACKET, linux.PACKET_TX_RING, request(this.#txFrames), "PACKET_TX_RING");
+      const one = new Uint8Array(new Int32Array([1]).buffer);
+      libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_IGNORE_OUTGOING, one, 4);
+      libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_QDISC_BYPASS, one, 4);
+      this.#mapSize = (this.#rxFrames + this.#txFrames) * this.#frameSize;
+      const map = c.mmap(null, BigInt(this.#mapSize), linux.PROT_READ | linux.PROT_WRITE, linux.MAP_SHARED, this.#fd, 0n);
+      if (!map || Deno.UnsafePointer.value(map) === 0xffffffffffffffffn) throw new SystemError("mmap packet ring");
+      this.#map = map;
+      const address = new Uint8Array(20); // struct sockaddr_ll
+      const view = new DataView(address.buffer);
+      view.setUint16(0, linux.AF_PACKET, true);
+      view.setUint16(2, AOE_ETHERTYPE, false);
+      view.setInt32(4, info.index, true);
+      check(c.bind(this.#fd, address, address.length), `bind ${name}`);
+    } catch (error) {
+      c.close(this.#fd);
+      throw error;
+    }
+    this.#memory = Deno.UnsafePointerView.getArrayBuffer(this.#map, this.#mapSize);
+    this.#words = new Uint32Array(this.#memory);
+    this.#halfWords = new Uint16Array(this.#memory);
+    this.#txBase = this.#rxFrames * this.#frameSize;
+    const batch = options.batch ?? 64;
+    this.rx = new Array(batch);
+    this.rxLength = new Uint32Array(batch);
+    this.#rxHeld = new Int32Array(batch);
+    this.#rxViews = new Array(this.#rxFrames);
+    this.#rxViewOffset = new Int32Array(this.#rxFrames);
+    this.#txViews = [];
+    for (let i = 0; i < this.#txFrames; i++) {
+      const base = this.#txBase + i * this.#frameSize + TX_DATA_OFFSET;
+      this.#txViews.push(new Uint8Array(this.#memory, base, this.#frameSize - TX_DATA_OFFSET));
+    }
+    this.pollFd = this.#fd;
+  }
+
+  receive(block = false): number {
+    // Give back the frames handed out last time.
+    for (let i = 0; i < this.#rxHeldCount; i++) this.#words[(this.#rxHeld[i] * this.#frameSize) >> 2] = TP_STATUS_KERNEL;
+    this.#rxHeldCount = 0;
+    if (block && !this.#rxReady()) pollFdsSync([this.#fd], SYNC_WAIT_MS);
+    let n = 0;
+    while (n < this.rx.length) {
+      const index = this.#rxNext;
+      const base = index * this.#frameSize;
+      if ((this.#words[base >> 2] & TP_STATUS_USER) === 0) break;
+      const snaplen = this.#words[(base + 8) >> 2];
+      const macOffset = this.#halfWords[(base + 12) >> 1];
+      let view = this.#rxViews[index];
+      if (view === undefined || this.#rxViewOffset[index] !== macOffset) {
+        view = new Uint8Array(this.#memory, base + macOffset, this.#frameSize - macOffset);
+        this.#rxViews[index] = view;
+        this.#rxViewOffset[index] = macOffset;
+      }
+      this.rx[n] = view;
+      this.rxLength[n] = snaplen;
+      this.#rxHeld[n] = index;
+      n++;
+      this.#rxNext = index + 1 === this.#rxFrames ? 0 : index + 1;
+    }
+    this.#rxHeldCount = n;
+    this.counters.received += n;
+    return n;
+  }
+
+  #rxReady(): boolean {
+    return (this.#words[(this.#rxNext * this.#frameSize) >> 2] & TP_STATUS_USER) !== 0;
+  }
+
+  txSlot(): Uint8Array {
+    const base = this.#txBase + this.#txNext * this.#frameSize;
+    let spins = 0;
+    // The kernel returns a frame when its skb is freed; wait briefly, kicking pending sends.
+    while (this.#words[base >> 2] !== TP_STATUS_AVAILABLE) {
+      const status = this.#words[base >> 2];
+      if (status !== TP_STATUS_SEND_REQUEST && status !== TP_STATUS_SENDING) {
+        this.#words[base >> 2] = TP_STATUS_AVAILABLE; // TP_STATUS_WRONG_FORMAT: drop it
+        this.counters.sendErrors++;
+        break;
+      }
+      if (++spins === 1) this.flush();
+      if (spins > 10000) {
+        // Still busy: reuse no frame the kernel owns; hand out a scratch buffer (counted as lost).
+        this.counters.sendErrors++;
+        return new Uint8Array(this.frameCapacity);
+      }
+    }
+    return this.#txViews[this.#txNext];
+  }
+
+  commit(length: number): void {
+    const base = this.#txBase + this.#txNext * this.#frameSize;
+    if (this.#words[base >> 2] !== TP_STATUS_AVAILABLE) return; // the scratch-buffer case
+    this.#words[(base + 4) >> 2] = padToMinimum(this.#txViews[this.#txNext], length); // tp_len
+    this.#words[base >> 2] = TP_STATUS_SEND_REQUEST;
+    this.#txNext = this.#txNext + 1 === this.#txFrames ? 0 : this.#txNext + 1;
+    this.#txPending++;
+  }
+
+  flush(): void {
+    if (this.#txPending === 0) return;
+    const n = Number(libc().send(this.#fd, this.#empty, 0n, linux.MSG_DONTWAIT));
+    if (n >= 0) this.counters.sent += this.#txPending;
+    else this.counters.sendErrors += this.#txPending;
+    this.#txPending = 0;
+  }
+
+  wait(timeoutMs: number): Promise<void> {
+    if (this.#rxReady()) return Promise.resolve();
+    return pollFds([this.#fd], timeoutMs);
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    libc().munmap(this.#map, BigInt(this.#mapSize));
+    libc().close(this.#fd);
+    this.#fd = -1;
+  }
+}
