@@ -36,6 +36,7 @@ export function pollFdsSync(fds: readonly number[], timeoutMs: number): boolean 
 
 /** Resolves when any fd is readable or the timeout passes. */
 export async function pollFds(fds: readonly number[], timeoutMs: number): Promise<void> {
+  timeoutMs = Math.max(0, Math.ceil(timeoutMs));
   const buffer = pollBufferFor(fds);
   if (libc().poll(buffer, BigInt(fds.length), Math.min(SYNC_WAIT_MS, timeoutMs)) !== 0) return;
   if (timeoutMs <= SYNC_WAIT_MS) return;

@@ -1,0 +1,73 @@
+/**
+ * The block I/O interface the rest of the program uses (the NBD bridge):
+ * byte offsets and lengths in whole sectors, many requests in flight.
+ *
+ * @module
+ */
+
+import { SECTOR_SIZE } from "../wire/mod.ts";
+import type { Initiator } from "./commands.ts";
+import type { AoeDevice } from "./device.ts";
+
+/** A handle on one initiator device. */
+export class BlockDevice {
+  /** @param initiator the engine @param device the AoE device */
+  constructor(readonly initiator: Initiator, readonly device: AoeDevice) {}
+
+  get name(): string {
+    return this.device.name;
+  }
+
+  /** Capacity in bytes (0 while the device is down). */
+  get size(): number {
+    return this.device.sectors * SECTOR_SIZE;
+  }
+
+  get up(): boolean {
+    return this.device.up;
+  }
+
+  /** Marks the device open (rmmod refuses, size changes wait for revalidate). */
+  open(): void {
+    this.device.openCount++;
+    this.initiator.hooks.changed(this.device);
+  }
+
+  close(): void {
+    if (this.device.openCount > 0) this.device.openCount--;
+    this.initiator.hooks.changed(this.device);
+  }
+
+  #check(offset: number, length: number): void {
+    if (offset % SECTOR_SIZE || length % SECTOR_SIZE) throw new RangeError("offset and length must be multiples of 512");
+    if (offset < 0 || offset + length > this.size) throw new RangeError(`${offset}+${length} is past the end of ${this.name}`);
+  }
+
+  /** Reads `length` bytes at `offset` into `into` (or a new buffer). */
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    this.#check(offset, length);
+    const data = into ?? new Uint8Array(length);
+    if (length > 0) {
+      await this.initiator.submit(this.device, { kind: "read", lba: offset / SECTOR_SIZE, sectors: length / SECTOR_SIZE, data });
+    }
+    return data;
+  }
+
+  /** Writes `data` at `offset`; with `fua` it is durable on the target before this resolves. */
+  async write(offset: number, data: Uint8Array, options: { fua?: boolean } = {}): Promise<void> {
+    this.#check(offset, data.length);
+    if (data.length === 0) return;
+    await this.initiator.submit(this.device, {
+      kind: "write",
+      lba: offset / SECTOR_SIZE,
+      sectors: data.length / SECTOR_SIZE,
+      data,
+      fua: options.fua,
+    });
+  }
+
+  /** Completes after every earlier write is durable on the targets (FLUSH CACHE). */
+  flush(): Promise<void> {
+    return this.initiator.submit(this.device, { kind: "flush", lba: 0, sectors: 0 });
+  }
+}

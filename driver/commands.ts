@@ -1,0 +1,810 @@
+/**
+ * AoE commands and retransmission (the counterpart of the kernel's aoecmd.c
+ * and the receive side of aoenet.c): discovery, Query Config and ATA
+ * responses, IDENTIFY, block I/O cut into frames, windows per target,
+ * adaptive retransmission, taint and probes, device down after aoe_deadsecs.
+ *
+ * @module
+ */
+
+import type { FrameLink } from "../link/types.ts";
+import {
+  AOE_VERSION,
+  ATA_FAILURE_MASK,
+  ATA_HEADER_LENGTH,
+  AtaFlag,
+  AtaOp,
+  BROADCAST_MAC,
+  BROADCAST_SHELF,
+  BROADCAST_SLOT,
+  Command,
+  CONFIG_HEADER_LENGTH,
+  decodeIdentify,
+  encodeAta,
+  encodeHeader,
+  formatMac,
+  Flag,
+  HEADER_LENGTH,
+  IDENTIFY_LENGTH,
+  readMac,
+  readTag,
+  SECTOR_SIZE,
+  sectorsPerFrame,
+} from "../wire/mod.ts";
+import { type AoeDevice, DEFAULT_PAYLOAD, DeviceTable, RTTAVG_INIT, RTTDEV_INIT, RTTDSCALE, RTTSCALE, Target, type TargetInterface } from "./device.ts";
+import type { DriverParams } from "./params.ts";
+
+/** Seconds a frame may wait on one target before the target is scorned (HARD_SCORN_SECS). */
+export const HARD_SCORN_SECS = 10;
+/** Largest taint (MAX_TAINT). */
+export const MAX_TAINT = 1000;
+/** The timer tick (HZ/10). */
+export const TICK_MS = 100;
+/** Discovery every 60 s. */
+export const DISCOVERY_INTERVAL_MS = 60_000;
+/** Jiffies per second of the emulated kernel (Debian's CONFIG_HZ=250). */
+export const HZ = 250;
+/** The jiffies counter starts 300 s before wrapping, as the kernel's INITIAL_JIFFIES. */
+const INITIAL_JIFFIES = 0x100000000 - 300 * HZ;
+
+const ERROR_TEXT = [
+  "no such error",
+  "unrecognized command code",
+  "bad argument parameter",
+  "device unavailable",
+  "config string present",
+  "unsupported version",
+];
+
+/** A block I/O request as the rest of the program submits it. */
+export interface BlockRequest {
+  kind: "read" | "write" | "flush" | "trim";
+  /** First sector. */
+  lba: number;
+  /** Sectors. */
+  sectors: number;
+  /** Read destination or write source (sectors × 512 bytes). */
+  data?: Uint8Array;
+  /** Write: durable before completion (write, then FLUSH CACHE). */
+  fua?: boolean;
+}
+
+/** A request in the device queue. */
+interface QueuedRequest extends BlockRequest {
+  /** Sectors already cut into frames. */
+  sent: number;
+  framesOut: number;
+  failed?: string;
+  /** A flush waits until every earlier frame is answered, then asks each target. */
+  flushStage?: "waiting" | "sent";
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+/** One outstanding AoE ATA frame. */
+interface Frame {
+  tag: number;
+  device: AoeDevice;
+  target: Target;
+  ifc: TargetInterface;
+  request?: QueuedRequest;
+  command: number;
+  lba: number;
+  sectors: number;
+  /** Byte offset of this frame's data in the request's buffer. */
+  dataOffset: number;
+  probe: boolean;
+  /** performance.now() when last sent. */
+  sentAt: number;
+  /** µs waited on the current target, and in all. */
+  waited: number;
+  waitedTotal: number;
+}
+
+/** Counters for the administrator and the tests. */
+export interface InitiatorCounters {
+  received: number;
+  /** Shorter than a header, or not AoE. */
+  malformed: number;
+  /** Requests (R clear) from other initiators, or tags with bit 31 (userland tools). */
+  ignored: number;
+  /** Frames on an interface outside aoe_iflist. */
+  filtered: number;
+  /** E-flagged responses. */
+  errorResponses: number;
+  /** Responses with no matching frame, or from the wrong MAC. */
+  unexpected: number;
+  unknownDevice: number;
+  retransmits: number;
+  ataErrors: number;
+}
+
+/** Hooks into the rest of the driver. */
+export interface InitiatorHooks {
+  /** A line for /dev/etherd/err (the kernel's aoechr_error). */
+  error(line: string): void;
+  /** A kernel-log line (dmesg). */
+  log(line: string): void;
+  /** A device's visible attributes changed. */
+  changed(device: AoeDevice): void;
+}
+
+/** The driver's command engine, independent of where frames come from. */
+export class Initiator {
+  readonly devices: DeviceTable;
+  readonly counters: InitiatorCounters = {
+    received: 0,
+    malformed: 0,
+    ignored: 0,
+    filtered: 0,
+    errorResponses: 0,
+    unexpected: 0,
+    unknownDevice: 0,
+    retransmits: 0,
+    ataErrors: 0,
+  };
+  /** The links frames may use (aoe_iflist applied by the caller). */
+  links: FrameLink[] = [];
+  #frames = new Map<number, Frame>();
+  #deferred = new Map<AoeDevice, Frame[]>();
+  #queues = new Map<AoeDevice, QueuedRequest[]>();
+  #started = performance.now();
+  #identifyPending = new Set<AoeDevice>();
+
+  /** @param params module parameters (read live) @param hooks outputs */
+  constructor(readonly params: DriverParams, readonly hooks: InitiatorHooks) {
+    this.devices = new DeviceTable(params.dyndevs);
+  }
+
+  /** The emulated jiffies counter. */
+  jiffies(): number {
+    return (INITIAL_JIFFIES + Math.floor(((performance.now() - this.#started) * HZ) / 1000)) % 0x100000000;
+  }
+
+  /** Whether frames on `name` are allowed by aoe_iflist (empty: all). */
+  allowed(name: string): boolean {
+    return this.params.iflist.length === 0 || this.params.iflist.includes(name);
+  }
+
+  // ---- discovery ----------------------------------------------------------
+
+  /** Broadcasts Query Config for shelf.slot (default: all) on every allowed link. */
+  discover(shelf = BROADCAST_SHELF, slot = BROADCAST_SLOT): void {
+    for (const link of this.links) {
+      if (!this.allowed(link.name)) continue;
+      const frame = link.txSlot();
+      encodeHeader(frame, {
+        dst: BROADCAST_MAC,
+        src: link.mac,
+        version: AOE_VERSION,
+        response: false,
+        error: false,
+        errorCode: 0,
+        shelf,
+        slot,
+        command: Command.config,
+        tag: 0,
+      });
+      frame.fill(0, HEADER_LENGTH, CONFIG_HEADER_LENGTH);
+      link.commit(CONFIG_HEADER_LENGTH);
+      link.flush();
+    }
+  }
+
+  // ---- receive ------------------------------------------------------------
+
+  /** Handles one received frame (aoenet_rcv). */
+  receive(frame: Uint8Array, length: number, link: FrameLink): void {
+    this.counters.received++;
+    if (!this.allowed(link.name)) {
+      this.counters.filtered++;
+      return;
+    }
+    if (length < HEADER_LENGTH || (frame[12] << 8 | frame[13]) !== 0x88a2) {
+      this.counters.malformed++;
+      return;
+    }
+    const tag = readTag(frame);
+    // Requests from other initiators, and replies to userland tools (tag bit 31), are not ours.
+    if (!(frame[14] & Flag.response) || tag & 0x80000000) {
+      this.counters.ignored++;
+      return;
+    }
+    if (frame[14] >> 4 !== AOE_VERSION) {
+      this.counters.malformed++;
+      return;
+    }
+    const shelf = frame[16] << 8 | frame[17];
+    const slot = frame[18];
+    if (frame[14] & Flag.error) {
+      // The kernel logs and drops these; the request stays outstanding and is retransmitted.
+      this.counters.errorResponses++;
+      const code = frame[15];
+      this.hooks.log(`aoe: error packet from ${shelf}.${slot}@${link.name}; ecode=${code} '${ERROR_TEXT[code] ?? ERROR_TEXT[0]}'`);
+      return;
+    }
+    switch (frame[19]) {
+      case Command.ata:
+        this.#ataResponse(frame, length, link, shelf, slot, tag);
+        return;
+      case Command.config:
+        this.#configResponse(frame, length, link, shelf, slot);
+        return;
+      default:
+        if (frame[19] < 0xf0) this.hooks.log(`aoe: unknown AoE command type 0x${frame[19].toString(16).padStart(2, "0")}`);
+        this.counters.ignored++;
+    }
+  }
+
+  #configResponse(frame: Uint8Array, length: number, link: FrameLink, shelf: number, slot: number): void {
+    if (length < CONFIG_HEADER_LENGTH) {
+      this.counters.malformed++;
+      return;
+    }
+    if (shelf === 0x0fff) {
+      this.hooks.log("aoe: Warning: shelf address is all ones.  Check shelf dip switches.");
+      return;
+    }
+    if (shelf === BROADCAST_SHELF) {
+      this.hooks.log(`aoe: e${shelf}.${slot}: broadcast shelf number invalid`);
+      return;
+    }
+    if (slot === BROADCAST_SLOT) {
+      this.hooks.log(`aoe: e${shelf}.${slot}: broadcast slot number invalid`);
+      return;
+    }
+    const bufferCount = Math.min(frame[24] << 8 | frame[25], this.params.maxout);
+    const device = this.devices.getOrCreate(shelf, slot);
+    if (!device) {
+      this.hooks.log(`aoe: e${shelf}.${slot}: AoE minor address too large for aoe_dyndevs=0`);
+      return;
+    }
+    const src = readMac(frame, 6);
+    let target = device.targetFor(src);
+    if (target) {
+      target.nframes = bufferCount;
+      if (bufferCount < target.maxout) target.resetWindow();
+    } else {
+      target = new Target(src, bufferCount);
+      device.targets.push(target);
+    }
+    let sectors = sectorsPerFrame(link.mtu);
+    if (sectors > frame[28]) sectors = frame[28];
+    const payload = sectors ? sectors * SECTOR_SIZE : DEFAULT_PAYLOAD;
+    if (!target.setInterface(link, payload)) {
+      this.hooks.log("aoe: device setifbcnt failure; too many interfaces.");
+    }
+    if (device.updatePayload()) this.hooks.log(`aoe: ${device.name}: setting ${device.payload} byte data frames`);
+    // Size and firmware change only while nobody has the device open (revalidate excepted).
+    if (device.openCount === 0) {
+      device.firmwareVersion = frame[26] << 8 | frame[27];
+      this.#identify(device, target);
+    }
+    this.hooks.changed(device);
+  }
+
+  #ataResponse(frame: Uint8Array, length: number, link: FrameLink, shelf: number, slot: number, tag: number): void {
+    const device = this.devices.get(shelf, slot);
+    if (!device) {
+      this.counters.unknownDevice++;
+      this.hooks.error(`aoecmd_ata_rsp: ata response for unknown device ${shelf}.${slot}`);
+      return;
+    }
+    if (length < ATA_HEADER_LENGTH) {
+      this.counters.malformed++;
+      return;
+    }
+    const src = readMac(frame, 6);
+    let f = this.#frames.get(tag);
+    if (f && (f.device !== device || f.target.mac !== src)) f = undefined; // forged or misdirected
+    const now = performance.now();
+    if (f) {
+      this.#frames.delete(tag);
+      this.#rttSample(device, f.target, (now - f.sentAt) * 1000);
+      f.target.nout--;
+    } else {
+      const deferred = this.#takeDeferred(device, tag);
+      if (deferred) {
+        this.#rttSample(device, undefined, (now - deferred.sentAt) * 1000);
+        f = deferred;
+      } else {
+        this.counters.unexpected++;
+        this.hooks.error(
+          `${"unexpected rsp".padStart(15)} e${shelf}.${slot}    tag=${hex8(tag)}@${hex8(this.jiffies())} s=${formatMac(src)} d=${formatMac(readMac(frame, 0))}`,
+        );
+        return;
+      }
+    }
+    this.#complete(f, frame, length, link);
+    this.service(device);
+  }
+
+  #takeDeferred(device: AoeDevice, tag: number): Frame | undefined {
+    const list = this.#deferred.get(device);
+    if (!list) return undefined;
+    const index = list.findIndex((f) => f.tag === tag);
+    if (index < 0) return undefined;
+    return list.splice(index, 1)[0];
+  }
+
+  /** Jacobson/Karels estimator and window growth (calc_rttavg). */
+  #rttSample(device: AoeDevice, target: Target | undefined, rttUs: number): void {
+    let n = Math.floor(rttUs) - Math.floor(device.rttavg / 2 ** RTTSCALE);
+    device.rttavg += n;
+    if (n < 0) n = -n;
+    n -= Math.floor(device.rttdev / 2 ** RTTDSCALE);
+    device.rttdev += n;
+    if (!target || target.maxout >= target.nframes) return;
+    if (target.maxout < target.ssthresh) target.maxout++;
+    else if (target.nout === target.maxout && target.nextCwnd-- === 0) {
+      target.maxout++;
+      target.nextCwnd = target.maxout;
+    }
+  }
+
+  /** Retransmit timeout in µs (rto). */
+  rto(device: AoeDevice): number {
+    const t = Math.floor((2 * device.rttavg) / 2 ** RTTSCALE) + Math.floor((8 * device.rttdev) / 2 ** RTTDSCALE);
+    return t === 0 ? 1 : t;
+  }
+
+  /** A response for frame `f` (ktiocomplete). */
+  #complete(f: Frame, frame: Uint8Array, length: number, link: FrameLink): void {
+    const device = f.device;
+    const request = f.request;
+    const status = frame[27];
+    if (!f.probe) {
+      if (status & ATA_FAILURE_MASK) {
+        this.counters.ataErrors++;
+        this.hooks.log(`aoe: ata error cmd=${hex2(f.command)}h stat=${hex2(status)}h from ${device.name}`);
+        if (request) request.failed = `ATA error status 0x${hex2(status)} from ${device.name}`;
+      } else {
+        switch (f.command) {
+          case AtaOp.readSectors:
+          case AtaOp.readSectorsExt: {
+            const need = f.sectors * SECTOR_SIZE;
+            if (length - ATA_HEADER_LENGTH < need) {
+              this.hooks.log(`aoe: runt data size in read from ${device.name}.  skb->len=${length - ATA_HEADER_LENGTH} need=${need}`);
+              if (request) request.failed = "runt read";
+              break;
+            }
+            request?.data?.set(frame.subarray(ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + need), f.dataOffset);
+            const ifc = f.target.interfaceFor(link);
+            if (ifc) ifc.lost = 0;
+            f.target.readCount++;
+            break;
+          }
+          case AtaOp.writeSectors:
+          case AtaOp.writeSectorsExt: {
+            const ifc = f.target.interfaceFor(link);
+            if (ifc) ifc.lost = 0;
+            f.target.writeCount++;
+            break;
+          }
+          case AtaOp.identifyDevice:
+            this.#identifyDone(device, f.target, frame, length);
+            break;
+          default:
+            break; // FLUSH CACHE, DATA SET MANAGEMENT: status alone tells
+        }
+      }
+    }
+    if (f.target.taint > 0 && --f.target.taint > 0 && !this.#hasProbe(f.target)) {
+      if (this.#untainted(device) > 0) this.#probe(device, f.target);
+    }
+    if (request) {
+      request.framesOut--;
+      this.#maybeFinish(device, request);
+    }
+  }
+
+  #hasProbe(target: Target): boolean {
+    for (const f of this.#frames.values()) if (f.target === target && f.probe) return true;
+    return false;
+  }
+
+  #identifyDone(device: AoeDevice, target: Target, frame: Uint8Array, length: number): void {
+    this.#identifyPending.delete(device);
+    if (length - ATA_HEADER_LENGTH < IDENTIFY_LENGTH) {
+      this.hooks.log(`aoe: runt data size in ataid from ${device.name}.  skb->len=${length - ATA_HEADER_LENGTH} need=512`);
+      return;
+    }
+    const raw = frame.slice(ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + IDENTIFY_LENGTH);
+    const info = decodeIdentify(raw);
+    if (device.identity?.sectors !== info.sectors) {
+      this.hooks.log(`aoe: ${formatMac(target.mac)} ${device.name} v${device.firmwareVersion.toString(16).padStart(4, "0")} has ${info.sectors} sectors`);
+    }
+    device.identity = { ...info, raw };
+    device.visible = true;
+    device.up = true;
+    this.hooks.changed(device);
+  }
+
+  // ---- sending ------------------------------------------------------------
+
+  /** The next tag for a device: 15-bit counter and the jiffies' low 16 bits; bit 31 clear (newtag). */
+  #newTag(device: AoeDevice): number {
+    device.lastTag = (device.lastTag + 1) & 0x7fff;
+    let tag = (device.lastTag << 16 | (this.jiffies() & 0xffff)) >>> 0;
+    while (this.#frames.has(tag)) tag = (tag + 1) >>> 0; // never two frames under one tag
+    return tag;
+  }
+
+  /** Writes and sends frame `f` on its interface. */
+  #transmit(f: Frame): void {
+    const link = f.ifc.link;
+    const out = link.txSlot();
+    encodeHeader(out, {
+      dst: f.target.mac,
+      src: link.mac,
+      version: AOE_VERSION,
+      response: false,
+      error: false,
+      errorCode: 0,
+      shelf: f.device.shelf,
+      slot: f.device.slot,
+      command: Command.ata,
+      tag: f.tag,
+    });
+    const isWrite = f.command === AtaOp.writeSectors || f.command === AtaOp.writeSectorsExt ||
+      f.command === AtaOp.dataSetManagement;
+    const extended = f.command === AtaOp.readSectorsExt || f.command === AtaOp.writeSectorsExt;
+    let lba = f.lba;
+    if (f.command === AtaOp.readSectors || f.command === AtaOp.writeSectors) {
+      lba = (f.lba & 0x0fffffff) + 0xe0000000; // LBA28: device register in lba3 (aoe-protocol.md §4)
+    } else if (f.command === AtaOp.identifyDevice) {
+      lba = 0xa0000000;
+    }
+    encodeAta(out, {
+      aflags: (extended ? AtaFlag.extended : 0) | (isWrite ? AtaFlag.write : 0),
+      feature: f.command === AtaOp.dataSetManagement ? 1 : 0,
+      sectorCount: f.command === AtaOp.identifyDevice ? 1 : f.sectors,
+      command: f.command,
+      lba,
+    });
+    let length = ATA_HEADER_LENGTH;
+    if (isWrite && f.request?.data) {
+      const bytes = f.sectors * SECTOR_SIZE;
+      out.set(f.request.data.subarray(f.dataOffset, f.dataOffset + bytes), ATA_HEADER_LENGTH);
+      length += bytes;
+    } else if (f.probe) {
+      // Probes carry a full payload of zeros to test full-size frames (aoecmd.c probe()).
+      const bytes = f.sectors * SECTOR_SIZE;
+      out.fill(0, ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + bytes);
+      length += bytes;
+    }
+    f.sentAt = performance.now();
+    link.commit(length);
+  }
+
+  #newFrame(device: AoeDevice, target: Target, ifc: TargetInterface, fields: Partial<Frame> & { command: number }): Frame {
+    const f: Frame = {
+      tag: this.#newTag(device),
+      device,
+      target,
+      ifc,
+      lba: 0,
+      sectors: 0,
+      dataOffset: 0,
+      probe: false,
+      sentAt: 0,
+      waited: 0,
+      waitedTotal: 0,
+      ...fields,
+    };
+    this.#frames.set(f.tag, f);
+    target.nout++;
+    return f;
+  }
+
+  /** Sends IDENTIFY to a target of the device and resets its RTT estimates (aoecmd_ata_id). */
+  #identify(device: AoeDevice, target = device.targets[0]): void {
+    const ifc = target?.nextInterface();
+    if (!target || !ifc) return;
+    // One IDENTIFY at a time per device.
+    for (const f of this.#frames.values()) if (f.device === device && f.command === AtaOp.identifyDevice) return;
+    this.#identifyPending.add(device);
+    device.rttavg = RTTAVG_INIT;
+    device.rttdev = RTTDEV_INIT;
+    const f = this.#newFrame(device, target, ifc, { command: AtaOp.identifyDevice, sectors: 1 });
+    this.#transmit(f);
+    ifc.link.flush();
+  }
+
+  /** A probe to a tainted target: a read of lba 0 padded with a full payload of zeros. */
+  #probe(device: AoeDevice, target: Target): void {
+    const ifc = target.nextInterface();
+    if (!ifc) return;
+    const sectors = Math.max(1, (device.payload || DEFAULT_PAYLOAD) / SECTOR_SIZE);
+    const command = device.identity?.lba48 === false ? AtaOp.readSectors : AtaOp.readSectorsExt;
+    const f = this.#newFrame(device, target, ifc, { command, sectors, probe: true });
+    this.#transmit(f);
+    ifc.link.flush();
+  }
+
+  #untainted(device: AoeDevice): number {
+    return device.targets.filter((t) => t.taint === 0).length;
+  }
+
+  /** A target with window and an interface, round robin, avoiding tainted ones while others serve (newframe). */
+  #pickTarget(device: AoeDevice): Target | undefined {
+    const n = device.targets.length;
+    const avoidTainted = this.#untainted(device) > 0;
+    for (let i = 0; i < n; i++) {
+      const t = device.targets[(device.targetRotate + i) % n];
+      if (avoidTainted && t.taint) continue;
+      if (t.nout < t.maxout && t.interfaces.length > 0) {
+        device.targetRotate = (device.targetRotate + i + 1) % n;
+        return t;
+      }
+    }
+    return undefined;
+  }
+
+  /** Submits block I/O; resolves when done, rejects with an Error on failure. */
+  submit(device: AoeDevice, request: BlockRequest): Promise<void> {
+    if (!device.up) return Promise.reject(new Error(`device ${device.name} is not up`));
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const queued: QueuedRequest = { ...request, sent: 0, framesOut: 0, resolve, reject };
+    let queue = this.#queues.get(device);
+    if (!queue) this.#queues.set(device, queue = []);
+    queue.push(queued);
+    this.service(device);
+    for (const link of this.links) link.flush();
+    return promise;
+  }
+
+  /** Cuts queued requests into frames while windows allow (aoecmd_work). */
+  service(device: AoeDevice): void {
+    this.#rexmitDeferred(device);
+    const queue = this.#queues.get(device);
+    if (!queue || queue.length === 0 || !device.up) return;
+    const payloadSectors = Math.max(1, Math.floor((device.payload || DEFAULT_PAYLOAD) / SECTOR_SIZE));
+    const lba48 = device.identity?.lba48 !== false;
+    for (let qi = 0; qi < queue.length; qi++) {
+      const request = queue[qi];
+      if (request.kind === "flush") {
+        // A barrier: it goes out once everything before it has completed, and holds what follows.
+        if (qi === 0 && request.flushStage !== "sent" && !this.#sendFlush(device, request)) this.#kickIfIdle(device);
+        return;
+      }
+      if (request.fua && request.sent === request.sectors && request.framesOut === 0 && request.flushStage !== "sent") {
+        if (!this.#sendFlush(device, request)) this.#kickIfIdle(device);
+        continue;
+      }
+      while (request.sent < request.sectors) {
+        const target = this.#pickTarget(device);
+        if (!target) {
+          this.#kickIfIdle(device);
+          return;
+        }
+        const ifc = target.nextInterface()!;
+        const sectors = request.kind === "trim" ? 1 : Math.min(payloadSectors, request.sectors - request.sent);
+        const command = request.kind === "read"
+          ? (lba48 ? AtaOp.readSectorsExt : AtaOp.readSectors)
+          : request.kind === "write"
+          ? (lba48 ? AtaOp.writeSectorsExt : AtaOp.writeSectors)
+          : AtaOp.dataSetManagement;
+        const f = this.#newFrame(device, target, ifc, {
+          command,
+          lba: request.lba + request.sent,
+          sectors,
+          dataOffset: request.sent * SECTOR_SIZE,
+          request,
+        });
+        request.sent += sectors;
+        request.framesOut++;
+        this.#transmit(f);
+      }
+    }
+  }
+
+  /** Nothing could be sent and nothing is outstanding: let the timer rerun the queue (DEVFL_KICKME). */
+  #kickIfIdle(device: AoeDevice): void {
+    if (this.#outstanding(device) === 0) device.kickme = true;
+  }
+
+  #outstanding(device: AoeDevice): number {
+    let n = 0;
+    for (const f of this.#frames.values()) if (f.device === device) n++;
+    return n + (this.#deferred.get(device)?.length ?? 0);
+  }
+
+  /** FLUSH CACHE to every target of the device; false if some target had no window. */
+  #sendFlush(device: AoeDevice, request: QueuedRequest): boolean {
+    const targets = device.targets.filter((t) => t.interfaces.length > 0);
+    if (targets.some((t) => t.nout >= Math.max(1, t.maxout))) return false;
+    request.flushStage = "sent";
+    for (const target of targets) {
+      const ifc = target.nextInterface()!;
+      // FLUSH CACHE (0xE7): vblade acknowledges it, and aborts FLUSH CACHE EXT.
+      const f = this.#newFrame(device, target, ifc, { command: AtaOp.flushCache, request });
+      request.framesOut++;
+      this.#transmit(f);
+    }
+    if (targets.length === 0) {
+      request.failed = `${device.name} has no path`;
+      this.#maybeFinish(device, request);
+    }
+    return true;
+  }
+
+  /** Settles a request once all its frames (and its flush, if it needs one) are answered. */
+  #maybeFinish(device: AoeDevice, request: QueuedRequest): void {
+    if (request.framesOut > 0) return;
+    if (!request.failed) {
+      if (request.sent < request.sectors) return;
+      const needsFlush = request.kind === "flush" || (request.fua && request.kind === "write");
+      if (needsFlush && request.flushStage !== "sent") {
+        this.service(device);
+        return;
+      }
+    }
+    const queue = this.#queues.get(device);
+    const index = queue?.indexOf(request) ?? -1;
+    if (index >= 0) queue!.splice(index, 1);
+    if (request.failed) request.reject(new Error(request.failed));
+    else request.resolve();
+    if (index === 0 && queue!.length > 0) this.service(device);
+  }
+
+  // ---- the timer ----------------------------------------------------------
+
+  /** The 100 ms timer: retransmissions, deaths, kicks (rexmit_timer). */
+  tick(): void {
+    for (const device of this.devices.list()) this.#rexmitTimer(device);
+    for (const link of this.links) link.flush();
+  }
+
+  #rexmitTimer(device: AoeDevice): void {
+    const timeout = this.rto(device);
+    const targetsCount = device.targets.length;
+    const now = performance.now();
+    const expired: Frame[] = [];
+    for (const f of this.#frames.values()) {
+      if (f.device === device && (now - f.sentAt) * 1000 >= timeout) expired.push(f);
+    }
+    for (const f of expired) {
+      const since = (now - f.sentAt) * 1000;
+      if (this.params.deadsecs && (f.waitedTotal + since) / 1e6 > this.params.deadsecs && !f.probe) {
+        this.downDevice(device);
+        return;
+      }
+      const t = f.target;
+      const waitedHere = (f.waited + since) / 1e6;
+      if (this.params.deadsecs && targetsCount > 0 && (waitedHere > this.params.deadsecs / targetsCount || waitedHere > HARD_SCORN_SECS)) {
+        scorn(t);
+      }
+      if (t.maxout !== 1) {
+        t.ssthresh = Math.floor(t.maxout / 2);
+        t.maxout = 1;
+      }
+      this.#frames.delete(f.tag);
+      t.nout--;
+      if (f.probe) continue;
+      f.ifc.lost++;
+      if (f.ifc.lost > t.nframes * 2 && t.interfaces.length > 1) {
+        t.ejectInterface(f.ifc);
+        this.hooks.changed(device);
+      }
+      let list = this.#deferred.get(device);
+      if (!list) this.#deferred.set(device, list = []);
+      list.push(f);
+    }
+    this.#rexmitDeferred(device);
+    if (device.kickme) {
+      device.kickme = false;
+      this.service(device);
+    }
+    if (this.#identifyPending.has(device) && this.#outstanding(device) === 0 && device.targets.length > 0) {
+      this.#identify(device);
+    }
+  }
+
+  /** Resends deferred frames as windows allow, with a new tag on the next interface (rexmit_deferred, resend). */
+  #rexmitDeferred(device: AoeDevice): void {
+    const list = this.#deferred.get(device);
+    if (!list || list.length === 0) return;
+    const untainted = this.#untainted(device);
+    const now = performance.now();
+    for (let i = 0; i < list.length;) {
+      const f = list[i];
+      let t = f.target;
+      if (t.taint && untainted > 0) {
+        // Move the frame to an untainted target, leaving a probe on this one.
+        const other = device.targets.find((x) => x !== t && x.taint === 0 && x.nout < x.maxout && x.interfaces.length > 0);
+        if (other) {
+          if (!this.#hasProbe(t)) this.#probe(device, t);
+          f.target = other;
+          f.waited = 0;
+          t = other;
+        }
+      }
+      if (t.nout >= Math.max(1, t.maxout)) {
+        i++;
+        continue;
+      }
+      list.splice(i, 1);
+      const ifc = t.nextInterface();
+      if (!ifc) {
+        if (f.request) {
+          f.request.failed = `${device.name}: resend: no interfaces to rotate to`;
+          f.request.framesOut--;
+          this.#maybeFinish(device, f.request);
+        }
+        continue;
+      }
+      const since = (now - f.sentAt) * 1000;
+      f.waited += since;
+      f.waitedTotal += since;
+      const oldTag = f.tag;
+      f.ifc = ifc;
+      f.tag = this.#newTag(device);
+      this.#frames.set(f.tag, f);
+      t.nout++;
+      this.counters.retransmits++;
+      this.hooks.error(
+        `${"retransmit".padStart(15)} ${device.name} oldtag=${hex8(oldTag)}@${hex8(this.jiffies())} newtag=${hex8(f.tag)} s=${formatMac(ifc.link.mac)} d=${formatMac(t.mac)} nout=${t.nout}`,
+      );
+      this.#transmit(f);
+    }
+  }
+
+  /** Marks a device down: all queued and outstanding I/O fails (aoedev_downdev). */
+  downDevice(device: AoeDevice): void {
+    const failure = new Error(`device ${device.name} is not up`);
+    for (const [tag, f] of this.#frames) {
+      if (f.device !== device) continue;
+      this.#frames.delete(tag);
+      if (f.request) f.request.failed = failure.message;
+    }
+    this.#deferred.delete(device);
+    for (const t of device.targets) {
+      t.nout = 0;
+      t.resetWindow();
+    }
+    const queue = this.#queues.get(device) ?? [];
+    this.#queues.delete(device);
+    for (const request of queue) request.reject(failure);
+    this.#identifyPending.delete(device);
+    device.up = false;
+    device.kickme = false;
+    this.hooks.changed(device);
+  }
+
+  /** Revalidate: fresh estimates, Query Config for the device and IDENTIFY (aoedev_revalidate). */
+  revalidate(device: AoeDevice): void {
+    device.cleanSlate();
+    this.discover(device.shelf, device.slot);
+    this.#identifyPending.add(device);
+    if (device.targets.length > 0) this.#identify(device);
+  }
+
+  /** Forgets a device entirely (flush). */
+  forget(device: AoeDevice): void {
+    this.downDevice(device);
+    this.devices.remove(device);
+  }
+
+  /** Frames outstanding on the whole initiator. */
+  get outstandingFrames(): number {
+    return this.#frames.size;
+  }
+}
+
+/** An aoetgt gathers demerits quickly; good answers redeem it slowly (scorn). */
+function scorn(t: Target): void {
+  const n = t.taint++;
+  t.taint += t.taint * 2;
+  if (n > t.taint) t.taint = n;
+  if (t.taint > MAX_TAINT) t.taint = MAX_TAINT;
+}
+
+function hex8(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, "0");
+}
+
+function hex2(n: number): string {
+  return n.toString(16).padStart(2, "0").toUpperCase();
+}
+

@@ -1,0 +1,268 @@
+/**
+ * The driver as one object: the command engine, the frame links on allowed
+ * interfaces (the send and receive side of the kernel's aoenet.c), the
+ * attribute tree, the control files, and the loop that drives them.
+ *
+ * @module
+ */
+
+import { type FrameLink, type LinkKind, listInterfaces, openLink, pollFds } from "../link/mod.ts";
+import { BlockDevice } from "./blockdev.ts";
+import { DISCOVERY_INTERVAL_MS, Initiator, TICK_MS } from "./commands.ts";
+import { type ControlCommand, ControlFiles } from "./control.ts";
+import type { AoeDevice } from "./device.ts";
+import { type DriverParams, parseIflist } from "./params.ts";
+import type { DriverPaths } from "./paths.ts";
+import { SysfsTree } from "./sysfs.ts";
+
+/** How to run a {@link Driver}. */
+export interface DriverOptions {
+  params: DriverParams;
+  paths: DriverPaths;
+  /** Frame I/O kind (default: the link module's default). */
+  link?: LinkKind;
+  /** Opens a link by interface name (tests inject in-memory links). */
+  openLink?: (name: string) => FrameLink;
+  /** Lists candidate interfaces (default: every interface in this namespace but lo). */
+  listInterfaces?: () => string[];
+  /** Writes the sysfs tree and control FIFOs (default true). */
+  files?: boolean;
+}
+
+/** The running driver. */
+export class Driver {
+  readonly initiator: Initiator;
+  readonly sysfs: SysfsTree;
+  readonly control: ControlFiles;
+  readonly links = new Map<string, FrameLink>();
+  /** Kernel-log lines (dmesg), newest last, at most 1000. */
+  readonly messages: string[] = [];
+  /** Called when a device's state or size changes (the NBD bridge listens). */
+  onDeviceChange?: (device: AoeDevice) => void;
+  #running = false;
+  #loop?: Promise<void>;
+  #iflistStamp = "";
+  #files: boolean;
+  #channel = new MessageChannel();
+  #yieldResolvers: (() => void)[] = [];
+
+  /** @param options parameters, paths and hooks */
+  constructor(readonly options: DriverOptions) {
+    this.#files = options.files ?? true;
+    this.sysfs = new SysfsTree(options.paths.sysDir);
+    this.control = new ControlFiles(options.paths.devDir);
+    this.initiator = new Initiator(options.params, {
+      error: (line) => this.control.error(line),
+      log: (line) => {
+        this.messages.push(line);
+        if (this.messages.length > 1000) this.messages.shift();
+      },
+      changed: (device) => {
+        if (this.#files) this.sysfs.writeDevice(device);
+        this.onDeviceChange?.(device);
+      },
+    });
+    this.#channel.port1.onmessage = () => this.#yieldResolvers.shift()?.();
+  }
+
+  get params(): DriverParams {
+    return this.options.params;
+  }
+
+  /** Creates the files, opens the links, broadcasts discovery and starts the loop. */
+  start(): void {
+    if (this.#files) {
+      this.sysfs.init(this.params);
+      this.control.create();
+      this.#iflistStamp = this.#readIflistFile() ?? "";
+    }
+    this.refreshLinks();
+    this.messages.push(`aoe: AoE v85 initialised.`);
+    this.initiator.discover();
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Opens links for allowed interfaces not yet open. */
+  refreshLinks(): void {
+    const names = (this.options.listInterfaces ?? listInterfaces)();
+    for (const name of names) {
+      if (this.links.has(name) || !this.initiator.allowed(name)) continue;
+      try {
+        const link = this.options.openLink ? this.options.openLink(name) : openLink(name, { kind: this.options.link });
+        this.links.set(name, link);
+      } catch (error) {
+        this.messages.push(`aoe: cannot use ${name}: ${error instanceof Error ? error.message : error}`);
+      }
+    }
+    this.initiator.links = [...this.links.values()];
+  }
+
+  /** Replaces aoe_iflist (the `interfaces` control file, the parameter file). */
+  setInterfaces(text: string): void {
+    this.params.iflist = parseIflist(text);
+    if (this.#files) {
+      this.sysfs.writeParams(this.params);
+      this.#iflistStamp = this.#readIflistFile() ?? "";
+    }
+    this.refreshLinks();
+  }
+
+  /** Broadcast discovery on every allowed interface (new ones included). */
+  discover(): void {
+    this.refreshLinks();
+    this.initiator.discover();
+  }
+
+  /** `eX.Y`: revalidate one device; false if unknown. */
+  revalidate(name: string): boolean {
+    const device = this.initiator.devices.byName(name);
+    if (!device) return false;
+    this.initiator.revalidate(device);
+    return true;
+  }
+
+  /**
+   * The flush control file: nothing (or under 3 bytes) removes down devices,
+   * "all" every device not open, otherwise devices whose name starts with the
+   * written text (the kernel's strncmp; a newline never matches). Returns the names removed.
+   */
+  flushDevices(written: string): string[] {
+    const removed: string[] = [];
+    for (const device of this.initiator.devices.list()) {
+      let remove: boolean;
+      if (written.length < 3) remove = !device.up && device.openCount === 0;
+      else if (written.startsWith("all")) remove = device.openCount === 0;
+      else remove = device.name.startsWith(written);
+      if (!remove) continue;
+      this.initiator.forget(device);
+      if (this.#files) {
+        try {
+          this.sysfs.removeDevice(device.name);
+        } catch { /* never visible */ }
+      }
+      this.onDeviceChange?.(device);
+      removed.push(device.name);
+    }
+    return removed;
+  }
+
+  /** A block I/O handle for a device that is up. */
+  blockDevice(name: string): BlockDevice | undefined {
+    const device = this.initiator.devices.byName(name);
+    return device ? new BlockDevice(this.initiator, device) : undefined;
+  }
+
+  #handleControl(command: ControlCommand, text: string): void {
+    switch (command) {
+      case "discover":
+        this.discover();
+        return;
+      case "interfaces":
+        try {
+          this.setInterfaces(text);
+        } catch (error) {
+          this.messages.push(`aoe: ${error instanceof Error ? error.message : error}`);
+        }
+        return;
+      case "revalidate": {
+        const match = text.match(/^e(\d+)\.(\d+)/);
+        if (!match || !this.revalidate(`e${match[1]}.${match[2]}`)) this.messages.push(`aoe: revalidate: unknown device ${text.trim()}`);
+        return;
+      }
+      case "flush":
+        this.flushDevices(text.replace(/\0/g, ""));
+        return;
+    }
+  }
+
+  #readIflistFile(): string | undefined {
+    try {
+      return Deno.readTextFileSync(this.sysfs.iflistPath);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The aoe_iflist parameter file is writable: pick up what an administrator wrote there. */
+  #checkIflistFile(): void {
+    const text = this.#readIflistFile();
+    if (text === undefined || text === this.#iflistStamp) return;
+    this.#iflistStamp = text;
+    try {
+      this.setInterfaces(text);
+    } catch (error) {
+      this.messages.push(`aoe: ${error instanceof Error ? error.message : error}`);
+    }
+  }
+
+  /** Lets promise continuations and other I/O run without a timer's delay. */
+  #yield(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#yieldResolvers.push(resolve);
+      this.#channel.port2.postMessage(0);
+    });
+  }
+
+  async #run(): Promise<void> {
+    let nextTick = performance.now() + TICK_MS;
+    let nextDiscovery = performance.now() + DISCOVERY_INTERVAL_MS;
+    let lastYield = performance.now();
+    while (this.#running) {
+      let received = 0;
+      for (const link of this.links.values()) {
+        const n = link.receive();
+        for (let i = 0; i < n; i++) this.initiator.receive(link.rx[i], link.rxLength[i], link);
+        received += n;
+      }
+      const now = performance.now();
+      if (now >= nextTick) {
+        nextTick = Math.max(nextTick + TICK_MS, now);
+        this.initiator.tick();
+        if (this.#files) {
+          this.control.drain((command, text) => this.#handleControl(command, text));
+          this.#checkIflistFile();
+        }
+      }
+      if (now >= nextDiscovery) {
+        nextDiscovery = now + DISCOVERY_INTERVAL_MS;
+        this.discover();
+      }
+      for (const link of this.links.values()) link.flush();
+      if (received > 0) {
+        if (now - lastYield > 2) {
+          await this.#yield();
+          lastYield = performance.now();
+        }
+        continue;
+      }
+      const links = [...this.links.values()];
+      const wait = Math.max(1, Math.min(TICK_MS, nextTick - performance.now()));
+      if (links.every((link) => link.pollFd >= 0)) {
+        const fds = links.map((link) => link.pollFd);
+        if (this.#files) fds.push(...this.control.pollFds);
+        await pollFds(fds, wait);
+      } else {
+        // In-memory links have no descriptor; control files are then read on the timer tick.
+        await Promise.race(links.map((link) => link.wait(wait)));
+      }
+      if (this.#files) this.control.drain((command, text) => this.#handleControl(command, text));
+      lastYield = performance.now();
+    }
+  }
+
+  /** Stops the loop, fails nothing further, closes links and removes the files. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    await this.#loop;
+    for (const device of this.initiator.devices.list()) this.initiator.downDevice(device);
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+    this.#channel.port1.close();
+    this.#channel.port2.close();
+    if (this.#files) {
+      this.control.remove();
+      this.sysfs.remove();
+    }
+  }
+}

@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { MemorySegment } from "../link/mod.ts";
+import { MemoryStore } from "../target/backing.ts";
+import { Export } from "../target/export.ts";
+import { TargetServer } from "../target/server.ts";
+import { Driver } from "./driver.ts";
+import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
+import { driverPaths } from "./paths.ts";
+
+const TARGET_MAC = 0x020000000001;
+const INITIATOR_MAC = 0x020000000002;
+
+interface Rig {
+  driver: Driver;
+  store: MemoryStore;
+  server: TargetServer;
+  segment: MemorySegment;
+  dir: string;
+}
+
+async function withRig(fn: (rig: Rig) => Promise<void>, options: { params?: Partial<DriverParams>; mtu?: number; bufferCount?: number } = {}) {
+  const dir = Deno.makeTempDirSync({ prefix: "aoe-driver-" });
+  const segment = new MemorySegment({ mtu: options.mtu ?? 1500 });
+  const store = new MemoryStore(4096);
+  const server = new TargetServer(
+    [new Export({ shelf: 9, slot: 0, store, bufferCount: options.bufferCount ?? 16 })],
+    [segment.attach(TARGET_MAC, "tgt0")],
+  );
+  server.run();
+  const initiatorLink = segment.attach(INITIATOR_MAC, "eth1");
+  const driver = new Driver({
+    params: { ...DEFAULT_PARAMS, ...options.params, iflist: options.params?.iflist ?? [] },
+    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
+    openLink: () => initiatorLink,
+    listInterfaces: () => ["eth1"],
+  });
+  driver.start();
+  try {
+    await fn({ driver, store, server, segment, dir });
+  } finally {
+    await driver.stop();
+    await server.stop();
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test("driver: discovery finds e9.0, IDENTIFY gives its size, sysfs shows it up", async () => {
+  await withRig(async ({ driver, dir }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    const d = `${dir}/run/sys/block/etherd!e9.0`;
+    assert.equal(Deno.readTextFileSync(`${d}/state`), "up\n");
+    assert.equal(Deno.readTextFileSync(`${d}/size`), "4096\n");
+    assert.equal(Deno.readTextFileSync(`${d}/mac`), "020000000001\n");
+    assert.equal(Deno.readTextFileSync(`${d}/netif`), "eth1\n");
+    assert.equal(Deno.readTextFileSync(`${d}/payload`), "1024\n");
+    assert.equal(Deno.readTextFileSync(`${d}/firmware-version`), "0x4100\n");
+    assert.equal(Deno.readTextFileSync(`${dir}/run/sys/module/aoe/parameters/aoe_deadsecs`), "180\n");
+  });
+});
+
+Deno.test("driver: block writes and reads many requests in flight; bytes equal", async () => {
+  await withRig(async ({ driver, store }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    const dev = driver.blockDevice("e9.0")!;
+    assert.equal(dev.size, 4096 * 512);
+    const chunks = Array.from({ length: 16 }, (_, i) => crypto.getRandomValues(new Uint8Array(64 * 1024)).map((b) => b ^ i));
+    await Promise.all(chunks.map((c, i) => dev.write(i * 65536, c)));
+    for (let i = 0; i < 16; i++) assert.deepEqual(store.data.subarray(i * 65536, (i + 1) * 65536), chunks[i]);
+    const back = await Promise.all(chunks.map((_, i) => dev.read(i * 65536, 65536)));
+    back.forEach((b, i) => assert.deepEqual(b, chunks[i]));
+    await dev.flush();
+    assert.ok(store.flushes >= 1, "FLUSH CACHE reached the target");
+    const before = store.flushes;
+    await dev.write(0, new Uint8Array(512).fill(7), { fua: true });
+    assert.ok(store.flushes > before, "FUA write flushed");
+    await assert.rejects(() => dev.read(4096 * 512, 512), RangeError);
+  }, { mtu: 9000 });
+});
+
+Deno.test("driver: lost frames are retransmitted and reported on err; data still right", async () => {
+  let drop = 0;
+  await withRig(async ({ driver, segment, dir }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    const device = driver.initiator.devices.get(9, 0)!;
+    const dev = driver.blockDevice("e9.0")!;
+    // Train the RTT estimate as traffic would, so the timeout falls from the fresh 16.5 s.
+    for (let i = 0; i < 60; i++) await dev.read(0, 4096);
+    assert.ok(driver.initiator.rto(device) < 3_000_000, `rto ${driver.initiator.rto(device)} µs`);
+    let n = 0;
+    segment.impair = (frame) => (frame[14] & 0x08) === 0 && frame[19] === 0 && n++ % 5 === 1 ? (drop++, 0) : 1;
+    const data = crypto.getRandomValues(new Uint8Array(32 * 1024));
+    await dev.write(8192, data);
+    assert.deepEqual(await dev.read(8192, data.length), data);
+    segment.impair = undefined;
+    assert.ok(drop > 0);
+    assert.ok(driver.initiator.counters.retransmits >= drop, `${driver.initiator.counters.retransmits} retransmits for ${drop} drops`);
+    const err = await Deno.open(`${dir}/dev/err`, { read: true });
+    const buf = new Uint8Array(4096);
+    const got = new TextDecoder().decode(buf.subarray(0, (await err.read(buf)) ?? 0));
+    err.close();
+    assert.match(got, /^     retransmit e9\.0 oldtag=[0-9a-f]{8}@[0-9a-f]{8} newtag=[0-9a-f]{8} s=020000000002 d=020000000001 nout=\d+$/m);
+  });
+});
+
+Deno.test("driver: a silent target goes down after aoe_deadsecs; pending reads fail; revalidate brings it back", async () => {
+  await withRig(async ({ driver, segment, server }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    const device = driver.initiator.devices.get(9, 0)!;
+    const dev = driver.blockDevice("e9.0")!;
+    for (let i = 0; i < 300; i++) await dev.read(0, 1024);
+    segment.impair = (frame) => ((frame[14] & 0x08) !== 0 ? 0 : 1); // every response lost
+    const started = Date.now();
+    await assert.rejects(() => dev.read(0, 4096), /not up/);
+    assert.ok(Date.now() - started >= 1000, "waited aoe_deadsecs");
+    assert.equal(device.state, "down");
+    segment.impair = undefined;
+    driver.revalidate("e9.0");
+    await until(() => device.up, "e9.0 up again");
+    assert.equal((await dev.read(0, 512)).length, 512);
+    void server;
+  }, { params: { deadsecs: 1 } });
+});
+
+Deno.test("driver: frames on an interface outside aoe_iflist are ignored", async () => {
+  await withRig(async ({ driver }) => {
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(driver.initiator.devices.get(9, 0), undefined, "nothing discovered on eth1");
+    assert.equal(driver.links.size, 0, "no link opened on eth1");
+    driver.setInterfaces("eth1");
+    driver.discover();
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up after allowing eth1");
+  }, { params: { iflist: ["eth9"] } });
+});

@@ -1,0 +1,36 @@
+/**
+ * Where the initiator keeps its files: the control FIFOs in the device
+ * directory (aoetools' DEVDIR), and under the run directory the attribute tree
+ * laid out like sysfs, the daemon's socket and pid file. `AOE_DEVDIR` and
+ * `AOE_RUNDIR` (or options of the same meaning) move them, for tests and for
+ * several instances on one host.
+ *
+ * @module
+ */
+
+/** The initiator's file locations. */
+export interface DriverPaths {
+  /** Control files: err, discover, interfaces, revalidate, flush. */
+  devDir: string;
+  runDir: string;
+  /** The sysfs-like tree: block/etherd!e9.0/..., module/aoe/parameters/... */
+  sysDir: string;
+  socket: string;
+  pidFile: string;
+  /** The NBD bridge's Unix socket. */
+  nbdSocket: string;
+}
+
+/** Resolves the paths from options, then the environment, then the defaults. */
+export function driverPaths(options: { devDir?: string; runDir?: string } = {}): DriverPaths {
+  const devDir = options.devDir ?? Deno.env.get("AOE_DEVDIR") ?? "/dev/etherd";
+  const runDir = options.runDir ?? Deno.env.get("AOE_RUNDIR") ?? "/run/aoe";
+  return {
+    devDir,
+    runDir,
+    sysDir: `${runDir}/sys`,
+    socket: `${runDir}/aoe.sock`,
+    pidFile: `${runDir}/aoe.pid`,
+    nbdSocket: `${runDir}/nbd.sock`,
+  };
+}
