@@ -4,6 +4,8 @@
  * @module
  */
 
+import { daemonCommand } from "./daemon_command.ts";
+import { DRIVER_VERBS, driverCommand } from "./driver_command.ts";
 import { targetCommand } from "./target_command.ts";
 
 /** The version of this program. */
@@ -14,6 +16,21 @@ const HELP = `usage: aoe <command> [arguments]
 commands:
   target    export a file or block device as an AoE target (vblade's arguments)
   targetd   the same, in the background, logging to syslog (as vbladed)
+
+initiator (the Linux aoe driver and aoetools, in userspace):
+  modprobe [aoe_iflist="eth1 eth3"] [aoe_deadsecs=N] [aoe_maxout=N] [aoe_dyndevs=0|1]
+            load the driver (a background daemon); options also from /etc/modprobe.d/aoe.conf
+  rmmod     unload it (refused while a device is open)
+  discover  broadcast a Query Config on the allowed interfaces
+  interfaces [-c] [netif...]   show or set aoe_iflist
+  revalidate eX.Y              ask a device again for its size
+  flush [-a] [eX.Y...]         forget down devices (-a: every device not open)
+  err       print diagnostics as they arrive (/dev/etherd/err)
+  status [--json] [--wait eX.Y] [regex]   the aoe-stat table
+  read eX.Y OFFSET LENGTH / write eX.Y OFFSET   block I/O through the driver
+
+  AOE_DEVDIR (default /dev/etherd) and AOE_RUNDIR (default /run/aoe) move the
+  control files and the run-time tree; --devdir and --rundir do the same.
   version   print the version
   help      this text
 
@@ -27,6 +44,8 @@ export async function main(args: string[]): Promise<number> {
       return await targetCommand(rest);
     case "targetd":
       return await targetCommand([...rest, "--daemon"]);
+    case "driver-daemon":
+      return await daemonCommand(rest);
     case "version":
     case "--version":
       console.log(`aoe ${VERSION}`);
@@ -38,6 +57,7 @@ export async function main(args: string[]): Promise<number> {
       console.log(HELP);
       return verb === undefined ? 1 : 0;
     default:
+      if (verb in DRIVER_VERBS) return await driverCommand(verb, rest);
       console.error(`aoe: unknown command "${verb}" (try "aoe help")`);
       return 1;
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemorySegment } from "../link/mod.ts";
+import { HOLD, MemorySegment } from "../link/mod.ts";
 import { MemoryStore } from "../target/backing.ts";
 import { Export } from "../target/export.ts";
 import { TargetServer } from "../target/server.ts";
@@ -138,4 +138,24 @@ Deno.test("driver: frames on an interface outside aoe_iflist are ignored", async
     driver.discover();
     await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up after allowing eth1");
   }, { params: { iflist: ["eth9"] } });
+});
+
+Deno.test("driver: duplication, reordering and delay on the link; the same bytes come back", async () => {
+  await withRig(async ({ driver, segment, store }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    const dev = driver.blockDevice("e9.0")!;
+    let n = 0;
+    segment.impair = () => {
+      n++;
+      if (n % 7 === 0) return 2; // duplicate
+      if (n % 5 === 0) return HOLD; // reorder behind the next frame
+      return 1;
+    };
+    segment.delayMs = 2;
+    const data = new Uint8Array(256 * 1024).map((_, i) => (i * 7919) >> 3);
+    await dev.write(0, data);
+    assert.deepEqual(store.data.subarray(0, data.length), data);
+    assert.deepEqual(await dev.read(0, data.length), data);
+    assert.ok(driver.initiator.counters.unexpected > 0, "duplicates were seen and dropped as unexpected responses");
+  });
 });

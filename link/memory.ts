@@ -7,8 +7,15 @@
 
 import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
 
-/** Decides the fate of one frame on the segment: copies to deliver (0 = drop). */
+/**
+ * Decides the fate of one frame on the segment: how many copies to deliver
+ * (0 drops it, 2 duplicates it), or {@link HOLD} to deliver it after the next
+ * frame (reordering).
+ */
 export type Impairment = (frame: Uint8Array, from: MemoryLink) => number;
+
+/** An {@link Impairment} result: hold the frame back behind the next one. */
+export const HOLD = -1;
 
 /** Options for {@link MemorySegment}. */
 export interface MemorySegmentOptions {
@@ -16,8 +23,10 @@ export interface MemorySegmentOptions {
   mtu?: number;
   /** Frames per receive batch (default 32). */
   batch?: number;
-  /** Per-frame impairment (drop, duplicate). */
+  /** Per-frame impairment (drop, duplicate, reorder). */
   impair?: Impairment;
+  /** Delay every frame by this many milliseconds. */
+  delayMs?: number;
 }
 
 /** A shared segment joining {@link MemoryLink} ports. */
@@ -26,12 +35,15 @@ export class MemorySegment {
   readonly mtu: number;
   readonly batch: number;
   impair?: Impairment;
+  delayMs: number;
+  #held: { frame: Uint8Array; from: MemoryLink }[] = [];
 
   /** @param options segment settings */
   constructor(options: MemorySegmentOptions = {}) {
     this.mtu = options.mtu ?? 1500;
     this.batch = options.batch ?? 32;
     this.impair = options.impair;
+    this.delayMs = options.delayMs ?? 0;
   }
 
   /** Adds a port with the given MAC (48-bit number) and interface name. */
@@ -44,9 +56,22 @@ export class MemorySegment {
   /** Delivers a frame from one port to the others. */
   deliver(frame: Uint8Array, from: MemoryLink): void {
     const copies = this.impair ? this.impair(frame, from) : 1;
+    if (copies === HOLD) {
+      this.#held.push({ frame: frame.slice(), from });
+      return;
+    }
+    this.#send(frame, from, copies);
+    for (const held of this.#held.splice(0)) this.#send(held.frame, held.from, 1);
+  }
+
+  #send(frame: Uint8Array, from: MemoryLink, copies: number): void {
     for (const port of this.ports) {
       if (port === from || port.closed) continue;
-      for (let i = 0; i < copies; i++) port.enqueue(frame.slice());
+      for (let i = 0; i < copies; i++) {
+        const copy = frame.slice();
+        if (this.delayMs > 0) setTimeout(() => port.enqueue(copy), this.delayMs);
+        else port.enqueue(copy);
+      }
     }
   }
 }

@@ -10,7 +10,7 @@ import { RingLink } from "./ring.ts";
 import type { FrameLink } from "./types.ts";
 
 export * from "./types.ts";
-export { MemoryLink, MemorySegment, type Impairment } from "./memory.ts";
+export { HOLD, type Impairment, MemoryLink, MemorySegment } from "./memory.ts";
 export { PacketLink } from "./packet.ts";
 export { PcapLink } from "./pcap.ts";
 export { RingLink } from "./ring.ts";

@@ -1,0 +1,239 @@
+/**
+ * The initiator's verbs, with aoetools' usage: modprobe, rmmod, discover,
+ * interfaces, revalidate, flush, err, status; and read/write for
+ * administrators and tests.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { ask } from "../driver/daemon.ts";
+import { type DriverParams, resolveParams } from "../driver/params.ts";
+import { driverPaths, type DriverPaths } from "../driver/paths.ts";
+import { aoeStatRows, statusObjects } from "../driver/status.ts";
+import { decodeBase64, encodeBase64 } from "../driver/base64.ts";
+import { interfaceExists } from "../link/mod.ts";
+import { selfCommand } from "./self.ts";
+
+/** Thrown for a one-line error and exit status 1. */
+class CommandError extends Error {}
+
+function pathsFrom(values: { rundir?: string; devdir?: string }): DriverPaths {
+  return driverPaths({ runDir: values.rundir, devDir: values.devdir });
+}
+
+const pathOptions = { rundir: { type: "string" }, devdir: { type: "string" } } as const;
+
+async function request(paths: DriverPaths, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const reply = await ask(paths, body as { cmd: string });
+  if (!reply) throw new CommandError(`the aoe driver is not loaded (no daemon at ${paths.socket}; run "aoe modprobe")`);
+  if (!reply.ok) throw new CommandError(String(reply.error));
+  return reply;
+}
+
+const MODPROBE_CONF = "/etc/modprobe.d/aoe.conf";
+
+async function modprobe(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...pathOptions, config: { type: "string" }, link: { type: "string" }, foreground: { type: "boolean" } },
+  });
+  const paths = pathsFrom(values);
+  const words = positionals.filter((word) => word !== "aoe");
+  const configPath = values.config ?? Deno.env.get("AOE_MODPROBE_CONF") ?? MODPROBE_CONF;
+  let fileText: string | undefined;
+  try {
+    fileText = Deno.readTextFileSync(configPath);
+  } catch (error) {
+    if (values.config) throw new CommandError(`cannot read ${configPath}: ${error instanceof Error ? error.message : error}`);
+  }
+  let params: DriverParams;
+  try {
+    params = resolveParams(words, fileText);
+  } catch (error) {
+    throw new CommandError(error instanceof Error ? error.message : String(error));
+  }
+  if (await ask(paths, { cmd: "ping" })) return 0; // already loaded: nothing changes, as modprobe
+  const daemonArgs = ["driver-daemon", ...paramWords(params), `--rundir=${paths.runDir}`, `--devdir=${paths.devDir}`];
+  if (values.link) daemonArgs.push(`--link=${values.link}`);
+  if (values.foreground) {
+    const { daemonCommand } = await import("./daemon_command.ts");
+    return await daemonCommand(daemonArgs.slice(1));
+  }
+  Deno.mkdirSync(paths.runDir, { recursive: true });
+  const log = `${paths.runDir}/aoe.log`;
+  const child = new Deno.Command("setsid", {
+    args: ["-f", "sh", "-c", 'exec "$@" >>"$AOE_LOG" 2>&1', "sh", ...selfCommand(), ...daemonArgs],
+    env: { AOE_LOG: log },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await child.status;
+  for (let i = 0; i < 300; i++) {
+    if (await ask(paths, { cmd: "ping" })) return 0;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  let tail = "";
+  try {
+    tail = Deno.readTextFileSync(log).trim().split("\n").slice(-3).join(" | ");
+  } catch { /* no log */ }
+  throw new CommandError(`the driver did not start${tail ? `: ${tail}` : ""}`);
+}
+
+function paramWords(params: DriverParams): string[] {
+  return [
+    `aoe_iflist=${params.iflist.join(" ")}`,
+    `aoe_deadsecs=${params.deadsecs}`,
+    `aoe_maxout=${params.maxout}`,
+    `aoe_dyndevs=${params.dyndevs}`,
+  ];
+}
+
+async function rmmod(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: pathOptions });
+  const paths = pathsFrom(values);
+  let pid = "";
+  try {
+    pid = Deno.readTextFileSync(paths.pidFile).trim();
+  } catch { /* none */ }
+  await request(paths, { cmd: "rmmod" });
+  for (let i = 0; i < 200 && pid; i++) {
+    try {
+      Deno.statSync(`/proc/${pid}`);
+    } catch {
+      return 0;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return 0;
+}
+
+async function interfaces(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...pathOptions, c: { type: "boolean", short: "c" } } });
+  const paths = pathsFrom(values);
+  if (!values.c && positionals.length === 0) {
+    const reply = await request(paths, { cmd: "interfaces" });
+    console.log(reply.iflist);
+    return 0;
+  }
+  for (const name of positionals) {
+    if (!interfaceExists(name)) throw new CommandError(`"${name}" is not a network interface`);
+  }
+  await request(paths, { cmd: "interfaces", list: values.c ? "" : positionals.join(" ") });
+  return 0;
+}
+
+async function flush(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...pathOptions, a: { type: "boolean", short: "a" } } });
+  const paths = pathsFrom(values);
+  if (values.a) {
+    await request(paths, { cmd: "flush", arg: "all" });
+    return 0;
+  }
+  if (positionals.length === 0) {
+    await request(paths, { cmd: "flush", arg: "" });
+    return 0;
+  }
+  const known = statusObjects(paths.sysDir).map((d) => d.device);
+  for (const name of positionals) {
+    if (!known.includes(name)) throw new CommandError(`"${name}" is not an aoe device`);
+    await request(paths, { cmd: "flush", arg: name });
+  }
+  return 0;
+}
+
+async function err(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: pathOptions });
+  const paths = pathsFrom(values);
+  const file = await Deno.open(`${paths.devDir}/err`, { read: true }).catch(() => {
+    throw new CommandError(`${paths.devDir}/err does not exist (is the driver loaded?)`);
+  });
+  await file.readable.pipeTo(Deno.stdout.writable, { preventClose: true });
+  return 0;
+}
+
+async function status(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...pathOptions, json: { type: "boolean" }, wait: { type: "string" }, timeout: { type: "string", default: "30" } },
+  });
+  const paths = pathsFrom(values);
+  const sysDir = Deno.env.get("sysfs_dir") ?? paths.sysDir;
+  try {
+    Deno.statSync(`${sysDir}/block`);
+  } catch {
+    throw new CommandError(`${sysDir}/block does not exist (is the driver loaded?)`);
+  }
+  if (values.wait) {
+    const deadline = Date.now() + Number(values.timeout) * 1000;
+    const isUp = () => statusObjects(sysDir).some((d) => d.device === values.wait && d.state === "up");
+    while (!isUp()) {
+      if (Date.now() > deadline) throw new CommandError(`${values.wait} is not up after ${values.timeout} s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  if (values.json) {
+    console.log(JSON.stringify(statusObjects(sysDir), null, 1));
+    return 0;
+  }
+  for (const row of aoeStatRows(sysDir, positionals[0])) console.log(row);
+  return 0;
+}
+
+async function readDevice(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: pathOptions });
+  const [name, offset, length] = positionals;
+  if (!name || offset === undefined || length === undefined) throw new CommandError("usage: aoe read eX.Y OFFSET LENGTH > file");
+  const reply = await request(pathsFrom(values), { cmd: "read", name, offset: Number(offset), length: Number(length) });
+  const data = decodeBase64(String(reply.data));
+  // write() on a pipe may take only part of the buffer.
+  for (let done = 0; done < data.length;) done += await Deno.stdout.write(data.subarray(done));
+  return 0;
+}
+
+async function writeDevice(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...pathOptions, fua: { type: "boolean" } } });
+  const [name, offset] = positionals;
+  if (!name || offset === undefined) throw new CommandError("usage: aoe write eX.Y OFFSET < file");
+  const data = new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+  await request(pathsFrom(values), { cmd: "write", name, offset: Number(offset), data: encodeBase64(data), fua: values.fua });
+  return 0;
+}
+
+async function simple(args: string[], body: (positionals: string[]) => Record<string, unknown>, usage?: string): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: pathOptions });
+  if (usage && positionals.length === 0) throw new CommandError(usage);
+  await request(pathsFrom(values), body(positionals));
+  return 0;
+}
+
+/** The initiator verbs by name. */
+export const DRIVER_VERBS: Record<string, (args: string[]) => Promise<number>> = {
+  modprobe,
+  rmmod,
+  interfaces,
+  flush,
+  err,
+  status,
+  read: readDevice,
+  write: writeDevice,
+  discover: (args) => simple(args, () => ({ cmd: "discover" })),
+  revalidate: (args) => simple(args, (p) => ({ cmd: "revalidate", name: p[0] }), "Usage: aoe revalidate e{major}.{minor}"),
+};
+
+/** Runs an initiator verb, turning expected failures into one line and exit 1. */
+export async function driverCommand(verb: string, args: string[]): Promise<number> {
+  try {
+    return await DRIVER_VERBS[verb](args);
+  } catch (error) {
+    if (error instanceof CommandError || error instanceof TypeError) {
+      console.error(`aoe ${verb}: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
