@@ -173,3 +173,31 @@ export class MemoryStore implements BackingStore {
 
   close(): void {}
 }
+
+/** A store that does no disk I/O: reads leave the buffer as it is, writes are dropped. It measures the link's limit. */
+export class NullStore implements BackingStore {
+  readonly readOnly = false;
+  readonly writeThrough = true;
+  readonly canTrim = false;
+
+  /** @param sectors the capacity it claims */
+  constructor(readonly sectors: number) {}
+
+  read(_into: Uint8Array, _lba: number, count: number): number {
+    return count;
+  }
+
+  write(_from: Uint8Array, _lba: number, count: number): number {
+    return count;
+  }
+
+  flush(): boolean {
+    return true;
+  }
+
+  trim(): boolean {
+    return false;
+  }
+
+  close(): void {}
+}

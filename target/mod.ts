@@ -10,7 +10,7 @@ import { Export } from "./export.ts";
 import type { ExportSpec } from "./options.ts";
 import { TargetServer } from "./server.ts";
 
-export { FileStore, type BackingStore, MemoryStore } from "./backing.ts";
+export { type BackingStore, FileStore, MemoryStore, NullStore } from "./backing.ts";
 export { Export, type ExportCounters, FIRMWARE_VERSION } from "./export.ts";
 export { TargetServer, type DispatchCounters } from "./server.ts";
 export { parseTargetArgs, type ExportSpec, type TargetCommandLine, TARGET_HELP, TARGET_USAGE, UsageError } from "./options.ts";
