@@ -37,7 +37,15 @@ async function modprobe(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { ...pathOptions, config: { type: "string" }, link: { type: "string" }, foreground: { type: "boolean" } },
+    options: {
+      ...pathOptions,
+      config: { type: "string" },
+      link: { type: "string" },
+      foreground: { type: "boolean" },
+      "nbd-tcp": { type: "string" },
+      "nbd-host": { type: "string" },
+      "nbd-attach": { type: "string" },
+    },
   });
   const paths = pathsFrom(values);
   const words = positionals.filter((word) => word !== "aoe");
@@ -57,6 +65,12 @@ async function modprobe(args: string[]): Promise<number> {
   if (await ask(paths, { cmd: "ping" })) return 0; // already loaded: nothing changes, as modprobe
   const daemonArgs = ["driver-daemon", ...paramWords(params), `--rundir=${paths.runDir}`, `--devdir=${paths.devDir}`];
   if (values.link) daemonArgs.push(`--link=${values.link}`);
+  if (values["nbd-tcp"]) daemonArgs.push(`--nbd-tcp=${values["nbd-tcp"]}`);
+  if (values["nbd-host"]) daemonArgs.push(`--nbd-host=${values["nbd-host"]}`);
+  if (values["nbd-attach"]) {
+    if (!["auto", "yes", "no"].includes(values["nbd-attach"])) throw new CommandError("--nbd-attach must be auto, yes or no");
+    daemonArgs.push(`--nbd-attach=${values["nbd-attach"]}`);
+  }
   if (values.foreground) {
     const { daemonCommand } = await import("./daemon_command.ts");
     return await daemonCommand(daemonArgs.slice(1));

@@ -29,6 +29,11 @@ initiator (the Linux aoe driver and aoetools, in userspace):
   status [--json] [--wait eX.Y] [regex]   the aoe-stat table
   read eX.Y OFFSET LENGTH / write eX.Y OFFSET   block I/O through the driver
 
+  modprobe also starts the NBD bridge: every device that is up is an NBD export
+  named like it on $AOE_RUNDIR/nbd.sock (--nbd-tcp PORT [--nbd-host ADDR] adds
+  TCP, loopback by default), attached to /dev/nbdN where the kernel has nbd
+  (--nbd-attach auto|yes|no).
+
   AOE_DEVDIR (default /dev/etherd) and AOE_RUNDIR (default /run/aoe) move the
   control files and the run-time tree; --devdir and --rundir do the same.
   version   print the version

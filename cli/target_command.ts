@@ -69,13 +69,17 @@ export async function targetCommand(args: string[]): Promise<number> {
   const stop = () => resolve();
   Deno.addSignalListener("SIGTERM", stop);
   Deno.addSignalListener("SIGINT", stop);
-  await stopped;
+  await Promise.race([stopped, target.server.run()]);
   clearInterval(statsTimer);
   await target.close();
   writeStats();
   Deno.removeSignalListener("SIGUSR1", logStats);
   Deno.removeSignalListener("SIGTERM", stop);
   Deno.removeSignalListener("SIGINT", stop);
+  if (target.server.failure) {
+    console.error(`aoe target: ${target.server.failure.message}`);
+    return 1;
+  }
   return 0;
 }
 

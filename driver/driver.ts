@@ -98,6 +98,21 @@ export class Driver {
     this.initiator.links = [...this.links.values()];
   }
 
+  /** An interface went away: forget its link and every path through it. */
+  #dropLink(link: FrameLink): void {
+    this.messages.push(`aoe: ${link.name} went away`);
+    this.links.delete(link.name);
+    link.close();
+    this.initiator.links = [...this.links.values()];
+    for (const device of this.initiator.devices.list()) {
+      for (const target of device.targets) {
+        const ifc = target.interfaceFor(link);
+        if (ifc) target.ejectInterface(ifc);
+      }
+      this.initiator.hooks.changed(device);
+    }
+  }
+
   /** Replaces aoe_iflist (the `interfaces` control file, the parameter file). */
   setInterfaces(text: string): void {
     this.params.iflist = parseIflist(text);
@@ -241,7 +256,8 @@ export class Driver {
       if (links.every((link) => link.pollFd >= 0)) {
         const fds = links.map((link) => link.pollFd);
         if (this.#files) fds.push(...this.control.pollFds);
-        await pollFds(fds, wait);
+        const broken = await pollFds(fds, wait);
+        for (const link of links) if (broken.includes(link.pollFd)) this.#dropLink(link);
       } else {
         // In-memory links have no descriptor; control files are then read on the timer tick.
         await Promise.race(links.map((link) => link.wait(wait)));

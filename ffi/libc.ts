@@ -9,6 +9,7 @@ const symbols = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
@@ -139,4 +140,5 @@ export const linux = {
   SIOCGIFHWADDR: 0x8927n,
   SIOCGIFMTU: 0x8921n,
   CLONE_NEWNET: 0x40000000,
+  NETLINK_GENERIC: 16,
 } as const;

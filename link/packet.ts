@@ -169,8 +169,8 @@ export class PacketLink implements FrameLink {
     this.#txCount = 0;
   }
 
-  wait(timeoutMs: number): Promise<void> {
-    return pollFds([this.#fd], timeoutMs);
+  async wait(timeoutMs: number): Promise<void> {
+    await pollFds([this.#fd], timeoutMs);
   }
 
   close(): void {

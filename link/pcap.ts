@@ -115,8 +115,8 @@ export class PcapLink implements FrameLink {
     this.#txCount = 0;
   }
 
-  wait(timeoutMs: number): Promise<void> {
-    return pollFds([this.pollFd], timeoutMs);
+  async wait(timeoutMs: number): Promise<void> {
+    await pollFds([this.pollFd], timeoutMs);
   }
 
   close(): void {

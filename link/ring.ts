@@ -201,9 +201,9 @@ export class RingLink implements FrameLink {
     this.#txPending = 0;
   }
 
-  wait(timeoutMs: number): Promise<void> {
-    if (this.#rxReady()) return Promise.resolve();
-    return pollFds([this.#fd], timeoutMs);
+  async wait(timeoutMs: number): Promise<void> {
+    if (this.#rxReady()) return;
+    await pollFds([this.#fd], timeoutMs);
   }
 
   close(): void {

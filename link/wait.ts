@@ -34,21 +34,35 @@ export function pollFdsSync(fds: readonly number[], timeoutMs: number): boolean 
   return libc().poll(pollBufferFor(fds), BigInt(fds.length), timeoutMs) > 0;
 }
 
-/** Resolves when any fd is readable or the timeout passes. */
-export async function pollFds(fds: readonly number[], timeoutMs: number): Promise<void> {
-  timeoutMs = Math.max(0, Math.ceil(timeoutMs));
-  const buffer = pollBufferFor(fds);
-  if (libc().poll(buffer, BigInt(fds.length), Math.min(SYNC_WAIT_MS, timeoutMs)) !== 0) return;
-  if (timeoutMs <= SYNC_WAIT_MS) return;
-  // A fresh buffer: another waiter may reuse the shared one while this poll runs on a thread.
-  await libc().poll_async(buffer.slice(), BigInt(fds.length), timeoutMs - SYNC_WAIT_MS);
+/** poll(2) events that mean a descriptor is broken (POLLERR, POLLHUP, POLLNVAL). */
+const POLL_BROKEN = 0x08 | 0x10 | 0x20;
+
+function brokenFds(fds: readonly number[], buffer: Uint8Array<ArrayBuffer>): number[] {
+  const view = new DataView(buffer.buffer);
+  return fds.filter((_, i) => (view.getInt16(i * 8 + 6, true) & POLL_BROKEN) !== 0);
 }
 
-/** Resolves when any of the links may have frames, or after `timeoutMs`. */
-export function waitForFrames(links: readonly FrameLink[], timeoutMs: number): Promise<void> {
-  if (links.length === 1) return links[0].wait(timeoutMs);
-  if (links.every((link) => link.pollFd >= 0)) {
-    return pollFds(links.map((link) => link.pollFd), timeoutMs);
+/**
+ * Resolves when any fd is readable or the timeout passes, with the fds that
+ * reported an error or hang-up (a packet socket whose interface went away).
+ */
+export async function pollFds(fds: readonly number[], timeoutMs: number): Promise<number[]> {
+  timeoutMs = Math.max(0, Math.ceil(timeoutMs));
+  const buffer = pollBufferFor(fds);
+  if (libc().poll(buffer, BigInt(fds.length), Math.min(SYNC_WAIT_MS, timeoutMs)) !== 0) return brokenFds(fds, buffer);
+  if (timeoutMs <= SYNC_WAIT_MS) return [];
+  // A fresh buffer: another waiter may reuse the shared one while this poll runs on a thread.
+  const own = buffer.slice();
+  await libc().poll_async(own, BigInt(fds.length), timeoutMs - SYNC_WAIT_MS);
+  return brokenFds(fds, own);
+}
+
+/** Resolves when any of the links may have frames, or after `timeoutMs`, with the links that broke. */
+export async function waitForFrames(links: readonly FrameLink[], timeoutMs: number): Promise<FrameLink[]> {
+  if (links.length > 0 && links.every((link) => link.pollFd >= 0)) {
+    const broken = await pollFds(links.map((link) => link.pollFd), timeoutMs);
+    return links.filter((link) => broken.includes(link.pollFd));
   }
-  return Promise.race(links.map((link) => link.wait(timeoutMs)));
+  await Promise.race(links.map((link) => link.wait(timeoutMs)));
+  return [];
 }

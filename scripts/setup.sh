@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$here"
 
-packages=(libpcap0.8 vblade aoetools tshark tcpdump libnbd-bin qemu-utils nbdkit fio nftables iproute2 bsdutils util-linux e2fsprogs)
+packages=(libpcap0.8 vblade aoetools tshark tcpdump libnbd-bin python3-libnbd qemu-utils nbdkit fio nftables iproute2 bsdutils util-linux e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,6 +31,8 @@ export class TargetServer {
   /** Replies sent per group while a received batch is processed. */
   flushEvery = 8;
   #running = false;
+  /** Why the loop ended by itself, if it did. */
+  failure?: Error;
   #stopped: Promise<void> | undefined;
 
   /** @param exports the shelf.slots served @param links the interfaces */
@@ -110,7 +112,12 @@ export class TargetServer {
         }
         continue;
       }
-      await waitForFrames(this.links, 200);
+      const broken = await waitForFrames(this.links, 200);
+      if (broken.length > 0) {
+        // The interface went away: stop, as vblade exits on a network read error.
+        this.failure = new Error(`network interface ${broken.map((l) => l.name).join(", ")} went away`);
+        this.#running = false;
+      }
       lastYield = performance.now();
     }
   }

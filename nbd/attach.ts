@@ -1,0 +1,168 @@
+/**
+ * Attaching exports to the kernel's nbd driver over generic netlink: each
+ * export is handed to the kernel as one end of a connected Unix stream socket
+ * whose other end this process serves in the transmission phase (the kernel
+ * never negotiates), with the device name as the backend identifier, so that
+ * /sys/block/nbdN/backend says `e9.0` and the udev rules can name it.
+ *
+ * @module
+ */
+
+import { cString, libc, linux, SystemError } from "../ffi/libc.ts";
+import { connectMessage, disconnectMessage, getFamilyMessage, NbdAttr, parseMessages, CTRL_ATTR_FAMILY_ID } from "./netlink.ts";
+import { exportFlags, type NbdExport, type NbdServer } from "./server.ts";
+
+/** A synchronous generic netlink conversation. */
+class Netlink {
+  #fd: number;
+  #seq = 1;
+  #buffer = new Uint8Array(65536);
+
+  constructor() {
+    this.#fd = libc().socket(linux.AF_NETLINK, linux.SOCK_RAW | linux.SOCK_CLOEXEC, linux.NETLINK_GENERIC);
+    if (this.#fd < 0) throw new SystemError("socket(AF_NETLINK)");
+    const address = new Uint8Array(12); // sockaddr_nl: family, pad, pid 0, groups 0
+    new DataView(address.buffer).setUint16(0, linux.AF_NETLINK, true);
+    if (libc().bind(this.#fd, address, address.length) < 0) {
+      const error = new SystemError("bind(AF_NETLINK)");
+      this.close();
+      throw error;
+    }
+  }
+
+  /** Sends a message built for the next sequence number; returns the reply's messages or throws on an error. */
+  request(build: (seq: number) => Uint8Array, what: string) {
+    const seq = this.#seq++;
+    const message = build(seq);
+    if (Number(libc().send(this.#fd, message, BigInt(message.length), 0)) < 0) throw new SystemError(`netlink ${what}`);
+    const replies = [];
+    for (;;) {
+      const n = Number(libc().recv(this.#fd, this.#buffer, BigInt(this.#buffer.length), 0));
+      if (n < 0) throw new SystemError(`netlink ${what}`);
+      const messages = parseMessages(this.#buffer.subarray(0, n)).filter((m) => m.seq === seq);
+      for (const m of messages) {
+        if (m.errno !== undefined) {
+          if (m.errno !== 0) throw new SystemError(what, m.errno);
+          return replies; // the acknowledgement ends the conversation
+        }
+        replies.push(m);
+      }
+    }
+  }
+
+  close(): void {
+    if (this.#fd >= 0) libc().close(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/** Resolves the "nbd" generic netlink family; throws a clear Error where the kernel lacks nbd. */
+export function nbdFamily(): number {
+  const netlink = new Netlink();
+  try {
+    const replies = netlink.request(getFamilyMessage, "CTRL_CMD_GETFAMILY nbd");
+    const id = replies.map((m) => m.attributes.get(CTRL_ATTR_FAMILY_ID)).find(Boolean);
+    if (!id) throw new Error("the nbd netlink family answered without an id");
+    return new DataView(id.buffer, id.byteOffset).getUint16(0, true);
+  } catch (error) {
+    if (error instanceof SystemError && error.errno === 2) {
+      throw new Error("this kernel has no nbd driver (load it with: modprobe nbd)");
+    }
+    throw error;
+  } finally {
+    netlink.close();
+  }
+}
+
+/** Attaches and detaches exports as /dev/nbdN. */
+export class KernelNbd {
+  #listener?: Deno.Listener;
+  #attached = new Map<string, number>();
+
+  /**
+   * @param server serves the kernel's end of each socket
+   * @param helperPath a Unix socket path used to make connected pairs
+   * @param log kernel-log style messages
+   */
+  constructor(readonly server: NbdServer, readonly helperPath: string, readonly log: (line: string) => void) {}
+
+  /** Whether the running kernel has the nbd netlink family. */
+  static available(): boolean {
+    try {
+      nbdFamily();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The nbd index of an attached export. */
+  indexOf(name: string): number | undefined {
+    return this.#attached.get(name);
+  }
+
+  /** Connects an export to a free /dev/nbdN; resolves with the index. */
+  async attach(exp: NbdExport): Promise<number> {
+    const existing = this.#attached.get(exp.name);
+    if (existing !== undefined) return existing;
+    const family = nbdFamily();
+    if (!this.#listener) {
+      try {
+        Deno.removeSync(this.helperPath);
+      } catch { /* none */ }
+      this.#listener = Deno.listen({ transport: "unix", path: this.helperPath });
+    }
+    const fd = libc().socket(linux.AF_UNIX, linux.SOCK_STREAM | linux.SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new SystemError("socket(AF_UNIX)");
+    try {
+      const address = new Uint8Array(110); // sockaddr_un
+      new DataView(address.buffer).setUint16(0, linux.AF_UNIX, true);
+      address.set(cString(this.helperPath), 2);
+      if (libc().connect(fd, address, address.length) < 0) throw new SystemError(`connect ${this.helperPath}`);
+      const conn = await this.#listener.accept();
+      this.server.serve(conn, { transmissionOnly: exp });
+      const netlink = new Netlink();
+      try {
+        const replies = netlink.request(
+          (seq) => connectMessage(family, seq, { sizeBytes: exp.size, blockSize: 512, serverFlags: exportFlags(exp), socketFd: fd, backend: exp.name }),
+          "NBD_CMD_CONNECT",
+        );
+        const indexBytes = replies.map((m) => m.attributes.get(NbdAttr.index)).find(Boolean);
+        const index = indexBytes ? new DataView(indexBytes.buffer, indexBytes.byteOffset).getUint32(0, true) : -1;
+        this.#attached.set(exp.name, index);
+        this.log(`aoe: ${exp.name} attached as nbd${index}`);
+        return index;
+      } finally {
+        netlink.close();
+      }
+    } finally {
+      libc().close(fd); // the kernel holds its own reference
+    }
+  }
+
+  /** Disconnects an export's /dev/nbdN, if attached. */
+  detach(name: string): void {
+    const index = this.#attached.get(name);
+    if (index === undefined) return;
+    this.#attached.delete(name);
+    try {
+      const family = nbdFamily();
+      const netlink = new Netlink();
+      try {
+        netlink.request((seq) => disconnectMessage(family, seq, index), "NBD_CMD_DISCONNECT");
+      } finally {
+        netlink.close();
+      }
+      this.log(`aoe: ${name} detached from nbd${index}`);
+    } catch (error) {
+      this.log(`aoe: detach ${name} from nbd${index}: ${error instanceof Error ? error.message : error}`);
+    }
+  }
+
+  detachAll(): void {
+    for (const name of [...this.#attached.keys()]) this.detach(name);
+    this.#listener?.close();
+    this.#listener = undefined;
+  }
+}
+

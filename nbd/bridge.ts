@@ -1,0 +1,108 @@
+/**
+ * The bridge: every initiator device that is up becomes an NBD export named
+ * like the device, served on `$AOE_RUNDIR/nbd.sock` (TCP only when asked), and,
+ * where the kernel has nbd, attached to a real /dev/nbdN with the device name
+ * as its backend identifier.
+ *
+ * @module
+ */
+
+import type { DaemonExtension } from "../driver/daemon.ts";
+import type { Driver } from "../driver/driver.ts";
+import type { BlockDevice } from "../driver/blockdev.ts";
+import { type ExportProvider, type NbdExport, NbdServer } from "./server.ts";
+import { KernelNbd } from "./attach.ts";
+
+/** An initiator device seen as an NBD export. */
+export class DeviceExport implements NbdExport {
+  /** @param device the initiator's block device */
+  constructor(readonly device: BlockDevice) {}
+
+  get name(): string {
+    return this.device.name;
+  }
+  get size(): number {
+    return this.device.size;
+  }
+  get canTrim(): boolean {
+    return this.device.canTrim;
+  }
+  get trimReadsZeros(): boolean {
+    return this.device.trimReadsZeros;
+  }
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.device.read(offset, length);
+  }
+  write(offset: number, data: Uint8Array, options: { fua?: boolean }): Promise<void> {
+    return this.device.write(offset, data, options);
+  }
+  flush(): Promise<void> {
+    return this.device.flush();
+  }
+  trim(offset: number, length: number): Promise<void> {
+    return this.device.trim(offset, length);
+  }
+  open(): void {
+    this.device.open();
+  }
+  close(): void {
+    this.device.close();
+  }
+}
+
+/** The driver's devices as exports. */
+export function driverExports(driver: Driver): ExportProvider {
+  return {
+    names: () => driver.initiator.devices.list().filter((d) => d.up).map((d) => d.name),
+    get: (name) => {
+      const device = driver.blockDevice(name);
+      return device && device.up ? new DeviceExport(device) : undefined;
+    },
+  };
+}
+
+/** Options for {@link NbdBridge}. */
+export interface BridgeOptions {
+  /** Unix socket path. */
+  socketPath: string;
+  /** TCP port, and address (default loopback). */
+  tcpPort?: number;
+  tcpHost?: string;
+  /** Attach devices to the kernel's nbd driver: "auto" (when it is there), "yes", "no". */
+  attach?: "auto" | "yes" | "no";
+}
+
+/** The NBD bridge as a daemon extension. */
+export class NbdBridge implements DaemonExtension {
+  server?: NbdServer;
+  kernel?: KernelNbd;
+
+  /** @param options where to listen, whether to attach */
+  constructor(readonly options: BridgeOptions) {}
+
+  start(driver: Driver): void {
+    const provider = driverExports(driver);
+    this.server = new NbdServer(provider);
+    this.server.listenUnix(this.options.socketPath);
+    if (this.options.tcpPort !== undefined) this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
+    const attach = this.options.attach ?? "auto";
+    if (attach !== "no" && (attach === "yes" || KernelNbd.available())) {
+      this.kernel = new KernelNbd(this.server, this.options.socketPath + ".attach", (line) => driver.messages.push(line));
+      const previous = driver.onDeviceChange;
+      driver.onDeviceChange = (device) => {
+        previous?.(device);
+        const block = driver.blockDevice(device.name);
+        if (device.up && block) this.kernel!.attach(new DeviceExport(block)).catch((error) => driver.messages.push(`aoe: nbd attach ${device.name}: ${error.message}`));
+        else this.kernel!.detach(device.name);
+      };
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.kernel?.detachAll();
+    this.server?.close();
+    try {
+      Deno.removeSync(this.options.socketPath);
+    } catch { /* gone */ }
+  }
+}
