@@ -8,6 +8,8 @@
 export * from "./wire/mod.ts";
 export * from "./link/mod.ts";
 export * from "./target/mod.ts";
+export * from "./driver/mod.ts";
+export * from "./nbd/mod.ts";
 export { main, VERSION } from "./cli/main.ts";
 
 import { main } from "./cli/main.ts";

@@ -550,8 +550,20 @@ export class Initiator {
     if (!queue) this.#queues.set(device, queue = []);
     queue.push(queued);
     this.service(device);
-    for (const link of this.links) link.flush();
+    this.#scheduleFlush();
     return promise;
+  }
+
+  #flushScheduled = false;
+
+  /** Sends what submissions queued, once per turn: requests parsed together go out in one batch. */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    queueMicrotask(() => {
+      this.#flushScheduled = false;
+      for (const link of this.links) link.flush();
+    });
   }
 
   /** Cuts queued requests into frames while windows allow (aoecmd_work). */

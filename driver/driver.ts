@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type FrameLink, type LinkKind, listInterfaces, openLink, pollFds } from "../link/mod.ts";
+import { type FrameLink, goneLinks, type LinkKind, listInterfaces, openLink, pollFds } from "../link/mod.ts";
 import { BlockDevice } from "./blockdev.ts";
 import { DISCOVERY_INTERVAL_MS, Initiator, TICK_MS } from "./commands.ts";
 import { type ControlCommand, ControlFiles } from "./control.ts";
@@ -222,7 +222,6 @@ export class Driver {
   async #run(): Promise<void> {
     let nextTick = performance.now() + TICK_MS;
     let nextDiscovery = performance.now() + DISCOVERY_INTERVAL_MS;
-    let lastYield = performance.now();
     while (this.#running) {
       let received = 0;
       for (const link of this.links.values()) {
@@ -245,10 +244,8 @@ export class Driver {
       }
       for (const link of this.links.values()) link.flush();
       if (received > 0) {
-        if (now - lastYield > 2) {
-          await this.#yield();
-          lastYield = performance.now();
-        }
+        // Let completions reach their callers (the NBD bridge's sockets) at once.
+        await this.#yield();
         continue;
       }
       const links = [...this.links.values()];
@@ -256,14 +253,14 @@ export class Driver {
       if (links.every((link) => link.pollFd >= 0)) {
         const fds = links.map((link) => link.pollFd);
         if (this.#files) fds.push(...this.control.pollFds);
-        const broken = await pollFds(fds, wait);
-        for (const link of links) if (broken.includes(link.pollFd)) this.#dropLink(link);
+        // Never block the thread here: the NBD bridge's sockets share this event loop.
+        const broken = await pollFds(fds, wait, { syncMs: 0 });
+        for (const link of goneLinks(links, broken)) this.#dropLink(link);
       } else {
         // In-memory links have no descriptor; control files are then read on the timer tick.
         await Promise.race(links.map((link) => link.wait(wait)));
       }
       if (this.#files) this.control.drain((command, text) => this.#handleControl(command, text));
-      lastYield = performance.now();
     }
   }
 

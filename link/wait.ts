@@ -6,7 +6,7 @@
  * @module
  */
 
-import { libc, linux } from "../ffi/libc.ts";
+import { cString, libc, linux } from "../ffi/libc.ts";
 import type { FrameLink } from "./types.ts";
 
 /** How long the synchronous part of the wait may block, in milliseconds. */
@@ -45,23 +45,50 @@ function brokenFds(fds: readonly number[], buffer: Uint8Array<ArrayBuffer>): num
 /**
  * Resolves when any fd is readable or the timeout passes, with the fds that
  * reported an error or hang-up (a packet socket whose interface went away).
+ * `syncMs` (default {@link SYNC_WAIT_MS}) is how long the thread may block
+ * before the wait moves off it; 0 keeps the event loop free from the start.
  */
-export async function pollFds(fds: readonly number[], timeoutMs: number): Promise<number[]> {
+export async function pollFds(
+  fds: readonly number[],
+  timeoutMs: number,
+  options: { syncMs?: number } = {},
+): Promise<number[]> {
   timeoutMs = Math.max(0, Math.ceil(timeoutMs));
+  const syncMs = Math.min(options.syncMs ?? SYNC_WAIT_MS, timeoutMs);
   const buffer = pollBufferFor(fds);
-  if (libc().poll(buffer, BigInt(fds.length), Math.min(SYNC_WAIT_MS, timeoutMs)) !== 0) return brokenFds(fds, buffer);
-  if (timeoutMs <= SYNC_WAIT_MS) return [];
+  if (libc().poll(buffer, BigInt(fds.length), syncMs) !== 0) return brokenFds(fds, buffer);
+  if (timeoutMs <= syncMs) return [];
   // A fresh buffer: another waiter may reuse the shared one while this poll runs on a thread.
   const own = buffer.slice();
-  await libc().poll_async(own, BigInt(fds.length), timeoutMs - SYNC_WAIT_MS);
+  await libc().poll_async(own, BigInt(fds.length), timeoutMs - syncMs);
   return brokenFds(fds, own);
 }
 
-/** Resolves when any of the links may have frames, or after `timeoutMs`, with the links that broke. */
+/**
+ * Clears a packet socket's pending error and tells whether its interface is
+ * gone. The kernel reports ENETDOWN both when the interface goes down (it may
+ * come back) and when it is unregistered, so the name is looked up with an
+ * ioctl on the socket itself, which answers for the socket's own namespace.
+ */
+export function socketInterfaceGone(fd: number, name: string): boolean {
+  const error = new Int32Array(1);
+  const length = new Uint32Array([4]);
+  libc().getsockopt(fd, linux.SOL_SOCKET, linux.SO_ERROR, new Uint8Array(error.buffer), new Uint8Array(length.buffer));
+  const ifreq = new Uint8Array(40);
+  ifreq.set(cString(name).subarray(0, 16));
+  return libc().ioctl(fd, linux.SIOCGIFINDEX, ifreq) !== 0;
+}
+
+/** Of the fds poll reported broken, the links whose interface is gone (errors of the others are cleared). */
+export function goneLinks(links: readonly FrameLink[], brokenFds: readonly number[]): FrameLink[] {
+  return links.filter((link) => brokenFds.includes(link.pollFd) && socketInterfaceGone(link.pollFd, link.name));
+}
+
+/** Resolves when any of the links may have frames, or after `timeoutMs`, with the links whose interface is gone. */
 export async function waitForFrames(links: readonly FrameLink[], timeoutMs: number): Promise<FrameLink[]> {
   if (links.length > 0 && links.every((link) => link.pollFd >= 0)) {
     const broken = await pollFds(links.map((link) => link.pollFd), timeoutMs);
-    return links.filter((link) => broken.includes(link.pollFd));
+    return goneLinks(links, broken);
   }
   await Promise.race(links.map((link) => link.wait(timeoutMs)));
   return [];

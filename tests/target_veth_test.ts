@@ -194,3 +194,24 @@ Deno.test("veth: every link kind (ring, packet, pcap) serves the same data", opt
     }
   });
 });
+
+Deno.test("veth: an interface going down is survived; one that disappears stops the target with an error", opts, async () => {
+  await withNet({}, async (net, dir, daemons) => {
+    const image = `${dir}/disk.img`;
+    writePatternFile(image, 64);
+    const target = await startTarget(net, ["9", "0", "t1p0", image]);
+    daemons.push(target);
+    await net.run(0, ["ip", "link", "set", "t1p0", "down"]);
+    await new Promise((r) => setTimeout(r, 300));
+    await net.run(0, ["ip", "link", "set", "t1p0", "up"]);
+    const client = clientIn(net, 1, "i0");
+    let r;
+    for (let i = 0; i < 20 && !r; i++) r = await client.ata(9, 0, { command: AtaOp.readSectorsExt, lba: 1, count: 1 }, 250);
+    assert.deepEqual(r?.subarray(36), patternSectors(1, 1), "still serving after down/up");
+    await net.run(0, ["ip", "link", "del", "t1p0"]);
+    const status = await Promise.race([target.status, new Promise<undefined>((res) => setTimeout(() => res(undefined), 5000))]);
+    assert.ok(status, "the target exited");
+    assert.equal(status.code, 1);
+    assert.match(target.stderr, /network interface t1p0 went away/);
+  });
+});

@@ -1,0 +1,135 @@
+/**
+ * NBD throughput through the whole chain (nbdcopy and fio → bridge →
+ * initiator → `aoe target` over veth → tmpfs file), side by side in one run
+ * with nbdkit serving the same file directly (the chain's ceiling) and with
+ * the initiator alone (its block interface, same request sizes and depth).
+ *
+ *   deno run -A bench/nbd_bench.ts [--mtu 9000] [--mib 128]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { Driver } from "../driver/driver.ts";
+import { DEFAULT_PARAMS } from "../driver/params.ts";
+import { driverPaths } from "../driver/paths.ts";
+import { inNetns, openLink } from "../link/mod.ts";
+import { driverExports } from "../nbd/bridge.ts";
+import { NbdServer } from "../nbd/server.ts";
+import { TestNet } from "../tests/helpers/netns.ts";
+import { aoeCommand, Daemon } from "../tests/helpers/procs.ts";
+
+const { values } = parseArgs({ options: { mtu: { type: "string", default: "9000" }, mib: { type: "string", default: "128" }, seconds: { type: "string", default: "3" } } });
+const bytes = Number(values.mib) << 20;
+const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "aoe-nbench-" });
+const image = `${dir}/disk.img`;
+Deno.writeFileSync(image, new Uint8Array(bytes).fill(0x42));
+Deno.writeFileSync(`${dir}/src.img`, new Uint8Array(bytes).fill(0x17));
+
+async function timed(argv: string[]): Promise<number> {
+  const start = performance.now();
+  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  return (performance.now() - start) / 1000;
+}
+
+async function fioIops(uri: string): Promise<number> {
+  const job = `${dir}/rand.fio`;
+  Deno.writeTextFileSync(job, `[r]\nioengine=nbd\nuri=${uri}\nrw=randread\nbs=4k\nsize=${values.mib}m\niodepth=16\ntime_based=1\nruntime=${values.seconds}\n`);
+  const out = await new Deno.Command("fio", { args: ["--output-format=json", job], stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  return JSON.parse(text.slice(text.indexOf("{"))).jobs[0].read.iops;
+}
+
+/** Sequential read, sequential write (MB/s) and 4 KiB random read IOPS of one NBD URI. */
+async function measureNbd(uri: string) {
+  const read = bytes / 1e6 / await timed(["nbdcopy", "--requests=16", "--request-size=1048576", uri, "null:"]);
+  const write = bytes / 1e6 / await timed(["nbdcopy", "--requests=16", "--request-size=1048576", `${dir}/src.img`, uri]);
+  return { read, write, iops: await fioIops(uri) };
+}
+
+type Row = { read: number; write: number; iops: number };
+const rounds: Record<string, Row[]> = {};
+const ROUNDS = 3;
+const record = (name: string, row: Row) => (rounds[name] ??= []).push(row);
+const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// The ceiling: nbdkit serving the file directly.
+const nbdkitSock = `${dir}/nbdkit.sock`;
+const nbdkit = new Daemon(["nbdkit", "-f", "-U", nbdkitSock, "file", `file=${image}`]);
+for (let i = 0; i < 100 && !(() => { try { return Deno.statSync(nbdkitSock).isSocket; } catch { return false; } })(); i++) await new Promise((r) => setTimeout(r, 50));
+for (let r = 0; r < ROUNDS; r++) record("nbdkit file (ceiling)", await measureNbd(`nbd+unix:///?socket=${nbdkitSock}`));
+await nbdkit.stop();
+
+const net = await TestNet.create({ mtu: Number(values.mtu) });
+const target = new Daemon(net.in(0, aoeCommand("target", "9", "0", "t1p0", image)));
+const driver = new Driver({
+  params: { ...DEFAULT_PARAMS, iflist: ["i0"] },
+  paths: driverPaths({ runDir: `${dir}/run`, devDir: `${dir}/dev` }),
+  openLink: (name) => inNetns(net.namespaces[1], () => openLink(name)),
+  listInterfaces: () => ["i0"],
+  files: false,
+});
+const server = new NbdServer(driverExports(driver));
+try {
+  await target.waitFor(/sectors/);
+  driver.start();
+  for (let i = 0; i < 100 && !driver.initiator.devices.get(9, 0)?.up; i++) {
+    driver.discover();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const dev = driver.blockDevice("e9.0")!;
+  for (let i = 0; i < 64; i++) await dev.read((i << 20) % bytes, 1 << 20); // warm up the RTT estimate and windows
+
+  // The initiator alone: the same sizes and depth through the block interface.
+  const seq = async (kind: "read" | "write") => {
+    let next = 0;
+    const buffer = () => new Uint8Array(1 << 20).fill(0x17);
+    const start = performance.now();
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      const b = buffer();
+      while (next < bytes) {
+        const at = next;
+        next += 1 << 20;
+        if (kind === "read") await dev.read(at, 1 << 20, b);
+        else await dev.write(at, b);
+      }
+    }));
+    return bytes / 1e6 / ((performance.now() - start) / 1000);
+  };
+  const rand = async () => {
+    let count = 0;
+    const end = performance.now() + Number(values.seconds) * 1000;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      const b = new Uint8Array(4096);
+      while (performance.now() < end) {
+        await dev.read(Math.floor(Math.random() * (bytes / 4096)) * 4096, 4096, b);
+        count++;
+      }
+    }));
+    return count / Number(values.seconds);
+  };
+  server.listenUnix(`${dir}/bridge.sock`);
+  // Interleaved rounds, so that load elsewhere on the machine falls on both alike.
+  for (let r = 0; r < ROUNDS; r++) {
+    record("initiator alone", { read: await seq("read"), write: await seq("write"), iops: await rand() });
+    record("bridge chain", await measureNbd(`nbd+unix:///e9.0?socket=${dir}/bridge.sock`));
+  }
+} finally {
+  server.close();
+  await driver.stop();
+  await target.stop();
+  await net.close();
+  Deno.removeSync(dir, { recursive: true });
+}
+
+const rows: Record<string, Row> = {};
+for (const [name, list] of Object.entries(rounds)) {
+  rows[name] = { read: median(list.map((x) => x.read)), write: median(list.map((x) => x.write)), iops: median(list.map((x) => x.iops)) };
+}
+console.log(`MTU ${values.mtu}, ${values.mib} MiB, 16 requests in flight, medians of ${ROUNDS} interleaved rounds`);
+console.log("| path | seq read MB/s | seq write MB/s | 4K rand read IOPS |");
+console.log("|---|---|---|---|");
+for (const [name, r] of Object.entries(rows)) console.log(`| ${name} | ${r.read.toFixed(1)} | ${r.write.toFixed(1)} | ${r.iops.toFixed(0)} |`);
+const chain = rows["bridge chain"], alone = rows["initiator alone"];
+console.log(`| bridge / initiator alone | ${(chain.read / alone.read).toFixed(2)} | ${(chain.write / alone.write).toFixed(2)} | ${(chain.iops / alone.iops).toFixed(2)} |`);
