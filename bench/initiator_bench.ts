@@ -33,7 +33,18 @@ const SECTORS = IMAGE / 512;
 
 function targetArgv(name: string, image: string): string[] {
   if (name === "vblade") return ["vblade", "-b", "64", "9", "0", "t1p0", image];
-  if (name === "null") return [Deno.execPath(), "run", "-A", `${PROJECT_ROOT}bench/null_target.ts`, "9", "0", "t1p0", String(SECTORS)];
+  if (name === "null") {
+    return [
+      Deno.execPath(),
+      "run",
+      "-A",
+      `${PROJECT_ROOT}bench/null_target.ts`,
+      "9",
+      "0",
+      "t1p0",
+      String(SECTORS),
+    ];
+  }
   return aoeCommand("target", "9", "0", "t1p0", image);
 }
 
@@ -44,7 +55,13 @@ const workloads: Workload[] = [
   { name: "4K rand read MB/s", size: 4096, kind: "read", random: true },
 ];
 
-const results: { mtu: number; target: string; workload: string; mbs: number; retransmits: number }[] = [];
+const results: {
+  mtu: number;
+  target: string;
+  workload: string;
+  mbs: number;
+  retransmits: number;
+}[] = [];
 const shm = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "aoe-ibench-" });
 try {
   for (const mtu of values.mtu!.split(",").map(Number)) {
@@ -82,7 +99,9 @@ try {
           const worker = async () => {
             const buffer = new Uint8Array(w.size).fill(0x33);
             while (performance.now() < end) {
-              const offset = w.random ? Math.floor(Math.random() * (IMAGE / w.size)) * w.size : (next = (next + w.size) % IMAGE);
+              const offset = w.random
+                ? Math.floor(Math.random() * (IMAGE / w.size)) * w.size
+                : (next = (next + w.size) % IMAGE);
               if (w.kind === "read") await dev.read(offset, w.size, buffer);
               else await dev.write(offset, buffer);
               bytes += w.size;
@@ -90,8 +109,18 @@ try {
           };
           await Promise.all(Array.from({ length: w.random ? inflight * 4 : inflight }, worker));
           const mbs = bytes / ((performance.now() - start) / 1000) / 1e6;
-          results.push({ mtu, target, workload: w.name, mbs, retransmits: driver.initiator.counters.retransmits - before });
-          console.error(`mtu ${mtu} ${target} ${w.name}: ${mbs.toFixed(1)} (${driver.initiator.counters.retransmits - before} retransmits)`);
+          results.push({
+            mtu,
+            target,
+            workload: w.name,
+            mbs,
+            retransmits: driver.initiator.counters.retransmits - before,
+          });
+          console.error(
+            `mtu ${mtu} ${target} ${w.name}: ${mbs.toFixed(1)} (${
+              driver.initiator.counters.retransmits - before
+            } retransmits)`,
+          );
         }
       } finally {
         await driver.stop();
@@ -106,14 +135,24 @@ try {
 }
 
 const targets = values.targets!.split(",");
-const header = ["mtu", "workload", ...targets, ...targets.filter((t) => t !== "null").map((t) => `${t}/null`)];
+const header = [
+  "mtu",
+  "workload",
+  ...targets,
+  ...targets.filter((t) => t !== "null").map((t) => `${t}/null`),
+];
 console.log(`| ${header.join(" | ")} |`);
 console.log(`|${header.map(() => "---").join("|")}|`);
 for (const mtu of values.mtu!.split(",").map(Number)) {
   for (const w of workloads) {
-    const cell = (t: string) => results.find((r) => r.mtu === mtu && r.target === t && r.workload === w.name)!.mbs;
+    const cell = (t: string) =>
+      results.find((r) => r.mtu === mtu && r.target === t && r.workload === w.name)!.mbs;
     const row = [String(mtu), w.name, ...targets.map((t) => cell(t).toFixed(1))];
-    if (targets.includes("null")) row.push(...targets.filter((t) => t !== "null").map((t) => (cell(t) / cell("null")).toFixed(2)));
+    if (targets.includes("null")) {
+      row.push(
+        ...targets.filter((t) => t !== "null").map((t) => (cell(t) / cell("null")).toFixed(2)),
+      );
+    }
     console.log(`| ${row.join(" | ")} |`);
   }
 }

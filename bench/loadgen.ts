@@ -133,7 +133,10 @@ export async function runLoad(link: FrameLink, options: LoadOptions): Promise<Lo
     const refill = now < end;
     for (let i = 0; i < n; i++) {
       const frame = link.rx[i];
-      if (link.rxLength[i] < ATA_HEADER_LENGTH || !(frame[14] & 0x08) || readMac(frame, 0) !== link.mac) continue;
+      if (
+        link.rxLength[i] < ATA_HEADER_LENGTH || !(frame[14] & 0x08) ||
+        readMac(frame, 0) !== link.mac
+      ) continue;
       const tag = readTag(frame);
       const slot = tag & 0xffff;
       if (slot >= depth || !active[slot] || tags[slot] !== tag) continue; // late duplicate

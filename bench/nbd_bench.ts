@@ -19,7 +19,13 @@ import { NbdServer } from "../nbd/server.ts";
 import { TestNet } from "../tests/helpers/netns.ts";
 import { aoeCommand, Daemon } from "../tests/helpers/procs.ts";
 
-const { values } = parseArgs({ options: { mtu: { type: "string", default: "9000" }, mib: { type: "string", default: "128" }, seconds: { type: "string", default: "3" } } });
+const { values } = parseArgs({
+  options: {
+    mtu: { type: "string", default: "9000" },
+    mib: { type: "string", default: "128" },
+    seconds: { type: "string", default: "3" },
+  },
+});
 const bytes = Number(values.mib) << 20;
 const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "aoe-nbench-" });
 const image = `${dir}/disk.img`;
@@ -28,23 +34,36 @@ Deno.writeFileSync(`${dir}/src.img`, new Uint8Array(bytes).fill(0x17));
 
 async function timed(argv: string[]): Promise<number> {
   const start = performance.now();
-  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stdout: "piped", stderr: "piped" }).output();
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   if (!out.success) throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
   return (performance.now() - start) / 1000;
 }
 
 async function fioIops(uri: string): Promise<number> {
   const job = `${dir}/rand.fio`;
-  Deno.writeTextFileSync(job, `[r]\nioengine=nbd\nuri=${uri}\nrw=randread\nbs=4k\nsize=${values.mib}m\niodepth=16\ntime_based=1\nruntime=${values.seconds}\n`);
-  const out = await new Deno.Command("fio", { args: ["--output-format=json", job], stdout: "piped", stderr: "piped" }).output();
+  Deno.writeTextFileSync(
+    job,
+    `[r]\nioengine=nbd\nuri=${uri}\nrw=randread\nbs=4k\nsize=${values.mib}m\niodepth=16\ntime_based=1\nruntime=${values.seconds}\n`,
+  );
+  const out = await new Deno.Command("fio", {
+    args: ["--output-format=json", job],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   const text = new TextDecoder().decode(out.stdout);
   return JSON.parse(text.slice(text.indexOf("{"))).jobs[0].read.iops;
 }
 
 /** Sequential read, sequential write (MB/s) and 4 KiB random read IOPS of one NBD URI. */
 async function measureNbd(uri: string) {
-  const read = bytes / 1e6 / await timed(["nbdcopy", "--requests=16", "--request-size=1048576", uri, "null:"]);
-  const write = bytes / 1e6 / await timed(["nbdcopy", "--requests=16", "--request-size=1048576", `${dir}/src.img`, uri]);
+  const read = bytes / 1e6 /
+    await timed(["nbdcopy", "--requests=16", "--request-size=1048576", uri, "null:"]);
+  const write = bytes / 1e6 /
+    await timed(["nbdcopy", "--requests=16", "--request-size=1048576", `${dir}/src.img`, uri]);
   return { read, write, iops: await fioIops(uri) };
 }
 
@@ -57,8 +76,20 @@ const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length /
 // The ceiling: nbdkit serving the file directly.
 const nbdkitSock = `${dir}/nbdkit.sock`;
 const nbdkit = new Daemon(["nbdkit", "-f", "-U", nbdkitSock, "file", `file=${image}`]);
-for (let i = 0; i < 100 && !(() => { try { return Deno.statSync(nbdkitSock).isSocket; } catch { return false; } })(); i++) await new Promise((r) => setTimeout(r, 50));
-for (let r = 0; r < ROUNDS; r++) record("nbdkit file (ceiling)", await measureNbd(`nbd+unix:///?socket=${nbdkitSock}`));
+for (
+  let i = 0;
+  i < 100 && !(() => {
+    try {
+      return Deno.statSync(nbdkitSock).isSocket;
+    } catch {
+      return false;
+    }
+  })();
+  i++
+) await new Promise((r) => setTimeout(r, 50));
+for (let r = 0; r < ROUNDS; r++) {
+  record("nbdkit file (ceiling)", await measureNbd(`nbd+unix:///?socket=${nbdkitSock}`));
+}
 await nbdkit.stop();
 
 const net = await TestNet.create({ mtu: Number(values.mtu) });
@@ -112,7 +143,11 @@ try {
   server.listenUnix(`${dir}/bridge.sock`);
   // Interleaved rounds, so that load elsewhere on the machine falls on both alike.
   for (let r = 0; r < ROUNDS; r++) {
-    record("initiator alone", { read: await seq("read"), write: await seq("write"), iops: await rand() });
+    record("initiator alone", {
+      read: await seq("read"),
+      write: await seq("write"),
+      iops: await rand(),
+    });
     record("bridge chain", await measureNbd(`nbd+unix:///e9.0?socket=${dir}/bridge.sock`));
   }
 } finally {
@@ -125,11 +160,23 @@ try {
 
 const rows: Record<string, Row> = {};
 for (const [name, list] of Object.entries(rounds)) {
-  rows[name] = { read: median(list.map((x) => x.read)), write: median(list.map((x) => x.write)), iops: median(list.map((x) => x.iops)) };
+  rows[name] = {
+    read: median(list.map((x) => x.read)),
+    write: median(list.map((x) => x.write)),
+    iops: median(list.map((x) => x.iops)),
+  };
 }
-console.log(`MTU ${values.mtu}, ${values.mib} MiB, 16 requests in flight, medians of ${ROUNDS} interleaved rounds`);
+console.log(
+  `MTU ${values.mtu}, ${values.mib} MiB, 16 requests in flight, medians of ${ROUNDS} interleaved rounds`,
+);
 console.log("| path | seq read MB/s | seq write MB/s | 4K rand read IOPS |");
 console.log("|---|---|---|---|");
-for (const [name, r] of Object.entries(rows)) console.log(`| ${name} | ${r.read.toFixed(1)} | ${r.write.toFixed(1)} | ${r.iops.toFixed(0)} |`);
+for (const [name, r] of Object.entries(rows)) {
+  console.log(`| ${name} | ${r.read.toFixed(1)} | ${r.write.toFixed(1)} | ${r.iops.toFixed(0)} |`);
+}
 const chain = rows["bridge chain"], alone = rows["initiator alone"];
-console.log(`| bridge / initiator alone | ${(chain.read / alone.read).toFixed(2)} | ${(chain.write / alone.write).toFixed(2)} | ${(chain.iops / alone.iops).toFixed(2)} |`);
+console.log(
+  `| bridge / initiator alone | ${(chain.read / alone.read).toFixed(2)} | ${
+    (chain.write / alone.write).toFixed(2)
+  } | ${(chain.iops / alone.iops).toFixed(2)} |`,
+);

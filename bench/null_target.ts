@@ -14,7 +14,14 @@ import { Export, NullStore, TargetServer } from "../target/mod.ts";
 const [shelf, slot, netif, sectors] = Deno.args;
 const link = openLink(netif);
 const server = new TargetServer(
-  [new Export({ shelf: Number(shelf), slot: Number(slot), store: new NullStore(Number(sectors)), bufferCount: 64 })],
+  [
+    new Export({
+      shelf: Number(shelf),
+      slot: Number(slot),
+      store: new NullStore(Number(sectors)),
+      bufferCount: 64,
+    }),
+  ],
   [link],
 );
 server.announce();

@@ -85,7 +85,16 @@ try {
         file.close();
         const daemon = new Daemon(net.in(0, targetArgv(target, image)));
         await daemon.waitFor(/e9\.0, \d+ sectors/);
-        await runLoad(link, { dst, shelf: 9, slot: 0, mode: "read", queueDepth: 16, sectors, capacity, durationMs: 300 });
+        await runLoad(link, {
+          dst,
+          shelf: 9,
+          slot: 0,
+          mode: "read",
+          queueDepth: 16,
+          sectors,
+          capacity,
+          durationMs: 300,
+        });
         for (const workload of workloads) {
           for (const qd of depths) {
             const cpuBefore = cpuSeconds(daemon.pid);
@@ -102,9 +111,23 @@ try {
             });
             const cpu = cpuSeconds(daemon.pid) - cpuBefore;
             const perIo = workload.mode === "randread" ? Math.max(1, Math.ceil(8 / sectors)) : 1;
-            const value = workload.mode === "randread" ? r.requests / perIo / r.seconds : r.bytes / r.seconds / 1e6;
-            cells.push({ mtu, workload: workload.name, qd, target, value, cpuUs: (cpu / r.requests) * 1e6, retransmits: r.retransmits });
-            console.error(`mtu ${mtu} ${target} ${workload.name} qd ${qd}: ${value.toFixed(0)} (${((cpu / r.requests) * 1e6).toFixed(2)} us/req, ${r.retransmits} rexmit, ${r.errors} errors)`);
+            const value = workload.mode === "randread"
+              ? r.requests / perIo / r.seconds
+              : r.bytes / r.seconds / 1e6;
+            cells.push({
+              mtu,
+              workload: workload.name,
+              qd,
+              target,
+              value,
+              cpuUs: (cpu / r.requests) * 1e6,
+              retransmits: r.retransmits,
+            });
+            console.error(
+              `mtu ${mtu} ${target} ${workload.name} qd ${qd}: ${value.toFixed(0)} (${
+                ((cpu / r.requests) * 1e6).toFixed(2)
+              } us/req, ${r.retransmits} rexmit, ${r.errors} errors)`,
+            );
           }
         }
         await daemon.stop();
@@ -122,18 +145,26 @@ try {
 // The table: each cell's value and CPU per request per target, then aoe / vblade ratios.
 const header = ["mtu", "workload", "qd", ...targetNames.flatMap((t) => [t, `${t} us/req`])];
 const ratioTargets = targetNames.filter((t) => t !== "vblade");
-if (targetNames.includes("vblade")) header.push(...ratioTargets.flatMap((t) => [`${t}/vblade`, `${t} cpu/vblade`]));
+if (targetNames.includes("vblade")) {
+  header.push(...ratioTargets.flatMap((t) => [`${t}/vblade`, `${t} cpu/vblade`]));
+}
 console.log(`| ${header.join(" | ")} |`);
 console.log(`|${header.map(() => "---").join("|")}|`);
 for (const mtu of mtus) {
   for (const workload of workloads) {
     for (const qd of depths) {
-      const row = (t: string) => cells.find((c) => c.mtu === mtu && c.workload === workload.name && c.qd === qd && c.target === t)!;
+      const row = (t: string) =>
+        cells.find((c) =>
+          c.mtu === mtu && c.workload === workload.name && c.qd === qd && c.target === t
+        )!;
       const line: string[] = [String(mtu), workload.name, String(qd)];
       for (const t of targetNames) line.push(row(t).value.toFixed(0), row(t).cpuUs.toFixed(2));
       if (targetNames.includes("vblade")) {
         for (const t of ratioTargets) {
-          line.push((row(t).value / row("vblade").value).toFixed(2), (row(t).cpuUs / row("vblade").cpuUs).toFixed(2));
+          line.push(
+            (row(t).value / row("vblade").value).toFixed(2),
+            (row(t).cpuUs / row("vblade").cpuUs).toFixed(2),
+          );
         }
       }
       console.log(`| ${line.join(" | ")} |`);

@@ -33,5 +33,8 @@ export async function daemonCommand(args: string[]): Promise<number> {
     tcpHost: values["nbd-host"],
     attach: values["nbd-attach"] as "auto" | "yes" | "no",
   });
-  return await runDaemon(params, paths, { link: values.link as LinkKind | undefined, extensions: [bridge] });
+  return await runDaemon(params, paths, {
+    link: values.link as LinkKind | undefined,
+    extensions: [bridge],
+  });
 }

@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import { ask } from "../driver/daemon.ts";
 import { type DriverParams, resolveParams } from "../driver/params.ts";
-import { driverPaths, type DriverPaths } from "../driver/paths.ts";
+import { type DriverPaths, driverPaths } from "../driver/paths.ts";
 import { aoeStatRows, statusObjects } from "../driver/status.ts";
 import { decodeBase64, encodeBase64 } from "../driver/base64.ts";
 import { interfaceExists } from "../link/mod.ts";
@@ -24,9 +24,16 @@ function pathsFrom(values: { rundir?: string; devdir?: string }): DriverPaths {
 
 const pathOptions = { rundir: { type: "string" }, devdir: { type: "string" } } as const;
 
-async function request(paths: DriverPaths, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+async function request(
+  paths: DriverPaths,
+  body: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
   const reply = await ask(paths, body as { cmd: string });
-  if (!reply) throw new CommandError(`the aoe driver is not loaded (no daemon at ${paths.socket}; run "aoe modprobe")`);
+  if (!reply) {
+    throw new CommandError(
+      `the aoe driver is not loaded (no daemon at ${paths.socket}; run "aoe modprobe")`,
+    );
+  }
   if (!reply.ok) throw new CommandError(String(reply.error));
   return reply;
 }
@@ -54,7 +61,11 @@ async function modprobe(args: string[]): Promise<number> {
   try {
     fileText = Deno.readTextFileSync(configPath);
   } catch (error) {
-    if (values.config) throw new CommandError(`cannot read ${configPath}: ${error instanceof Error ? error.message : error}`);
+    if (values.config) {
+      throw new CommandError(
+        `cannot read ${configPath}: ${error instanceof Error ? error.message : error}`,
+      );
+    }
   }
   let params: DriverParams;
   try {
@@ -63,12 +74,19 @@ async function modprobe(args: string[]): Promise<number> {
     throw new CommandError(error instanceof Error ? error.message : String(error));
   }
   if (await ask(paths, { cmd: "ping" })) return 0; // already loaded: nothing changes, as modprobe
-  const daemonArgs = ["driver-daemon", ...paramWords(params), `--rundir=${paths.runDir}`, `--devdir=${paths.devDir}`];
+  const daemonArgs = [
+    "driver-daemon",
+    ...paramWords(params),
+    `--rundir=${paths.runDir}`,
+    `--devdir=${paths.devDir}`,
+  ];
   if (values.link) daemonArgs.push(`--link=${values.link}`);
   if (values["nbd-tcp"]) daemonArgs.push(`--nbd-tcp=${values["nbd-tcp"]}`);
   if (values["nbd-host"]) daemonArgs.push(`--nbd-host=${values["nbd-host"]}`);
   if (values["nbd-attach"]) {
-    if (!["auto", "yes", "no"].includes(values["nbd-attach"])) throw new CommandError("--nbd-attach must be auto, yes or no");
+    if (!["auto", "yes", "no"].includes(values["nbd-attach"])) {
+      throw new CommandError("--nbd-attach must be auto, yes or no");
+    }
     daemonArgs.push(`--nbd-attach=${values["nbd-attach"]}`);
   }
   if (values.foreground) {
@@ -125,7 +143,11 @@ async function rmmod(args: string[]): Promise<number> {
 }
 
 async function interfaces(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...pathOptions, c: { type: "boolean", short: "c" } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...pathOptions, c: { type: "boolean", short: "c" } },
+  });
   const paths = pathsFrom(values);
   if (!values.c && positionals.length === 0) {
     const reply = await request(paths, { cmd: "interfaces" });
@@ -140,7 +162,11 @@ async function interfaces(args: string[]): Promise<number> {
 }
 
 async function flush(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...pathOptions, a: { type: "boolean", short: "a" } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...pathOptions, a: { type: "boolean", short: "a" } },
+  });
   const paths = pathsFrom(values);
   if (values.a) {
     await request(paths, { cmd: "flush", arg: "all" });
@@ -172,7 +198,12 @@ async function status(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { ...pathOptions, json: { type: "boolean" }, wait: { type: "string" }, timeout: { type: "string", default: "30" } },
+    options: {
+      ...pathOptions,
+      json: { type: "boolean" },
+      wait: { type: "string" },
+      timeout: { type: "string", default: "30" },
+    },
   });
   const paths = pathsFrom(values);
   const sysDir = Deno.env.get("sysfs_dir") ?? paths.sysDir;
@@ -183,9 +214,12 @@ async function status(args: string[]): Promise<number> {
   }
   if (values.wait) {
     const deadline = Date.now() + Number(values.timeout) * 1000;
-    const isUp = () => statusObjects(sysDir).some((d) => d.device === values.wait && d.state === "up");
+    const isUp = () =>
+      statusObjects(sysDir).some((d) => d.device === values.wait && d.state === "up");
     while (!isUp()) {
-      if (Date.now() > deadline) throw new CommandError(`${values.wait} is not up after ${values.timeout} s`);
+      if (Date.now() > deadline) {
+        throw new CommandError(`${values.wait} is not up after ${values.timeout} s`);
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -200,8 +234,15 @@ async function status(args: string[]): Promise<number> {
 async function readDevice(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: pathOptions });
   const [name, offset, length] = positionals;
-  if (!name || offset === undefined || length === undefined) throw new CommandError("usage: aoe read eX.Y OFFSET LENGTH > file");
-  const reply = await request(pathsFrom(values), { cmd: "read", name, offset: Number(offset), length: Number(length) });
+  if (!name || offset === undefined || length === undefined) {
+    throw new CommandError("usage: aoe read eX.Y OFFSET LENGTH > file");
+  }
+  const reply = await request(pathsFrom(values), {
+    cmd: "read",
+    name,
+    offset: Number(offset),
+    length: Number(length),
+  });
   const data = decodeBase64(String(reply.data));
   // write() on a pipe may take only part of the buffer.
   for (let done = 0; done < data.length;) done += await Deno.stdout.write(data.subarray(done));
@@ -209,15 +250,29 @@ async function readDevice(args: string[]): Promise<number> {
 }
 
 async function writeDevice(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...pathOptions, fua: { type: "boolean" } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...pathOptions, fua: { type: "boolean" } },
+  });
   const [name, offset] = positionals;
   if (!name || offset === undefined) throw new CommandError("usage: aoe write eX.Y OFFSET < file");
   const data = new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
-  await request(pathsFrom(values), { cmd: "write", name, offset: Number(offset), data: encodeBase64(data), fua: values.fua });
+  await request(pathsFrom(values), {
+    cmd: "write",
+    name,
+    offset: Number(offset),
+    data: encodeBase64(data),
+    fua: values.fua,
+  });
   return 0;
 }
 
-async function simple(args: string[], body: (positionals: string[]) => Record<string, unknown>, usage?: string): Promise<number> {
+async function simple(
+  args: string[],
+  body: (positionals: string[]) => Record<string, unknown>,
+  usage?: string,
+): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: pathOptions });
   if (usage && positionals.length === 0) throw new CommandError(usage);
   await request(pathsFrom(values), body(positionals));
@@ -235,7 +290,12 @@ export const DRIVER_VERBS: Record<string, (args: string[]) => Promise<number>> =
   read: readDevice,
   write: writeDevice,
   discover: (args) => simple(args, () => ({ cmd: "discover" })),
-  revalidate: (args) => simple(args, (p) => ({ cmd: "revalidate", name: p[0] }), "Usage: aoe revalidate e{major}.{minor}"),
+  revalidate: (args) =>
+    simple(
+      args,
+      (p) => ({ cmd: "revalidate", name: p[0] }),
+      "Usage: aoe revalidate e{major}.{minor}",
+    ),
 };
 
 /** Runs an initiator verb, turning expected failures into one line and exit 1. */
@@ -250,4 +310,3 @@ export async function driverCommand(verb: string, args: string[]): Promise<numbe
     throw error;
   }
 }
-

@@ -86,7 +86,16 @@ export async function targetCommand(args: string[]): Promise<number> {
 /** Re-runs the target detached, its output going to syslog as vbladed's does. */
 async function daemonize(args: string[]): Promise<number> {
   const child = new Deno.Command("setsid", {
-    args: ["-f", "sh", "-c", '"$@" 2>&1 | logger -t aoe-target', "sh", ...selfCommand(), "target", ...args],
+    args: [
+      "-f",
+      "sh",
+      "-c",
+      '"$@" 2>&1 | logger -t aoe-target',
+      "sh",
+      ...selfCommand(),
+      "target",
+      ...args,
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -99,7 +108,11 @@ async function daemonize(args: string[]): Promise<number> {
 function preflight(specs: readonly ExportSpec[]): string | undefined {
   try {
     for (const spec of specs) {
-      new FileStore(spec.file, { readOnly: spec.readOnly, offsetSectors: spec.offset, lengthSectors: spec.length }).close();
+      new FileStore(spec.file, {
+        readOnly: spec.readOnly,
+        offsetSectors: spec.offset,
+        lengthSectors: spec.length,
+      }).close();
       for (const name of spec.interfaces) interfaceInfo(name);
     }
   } catch (error) {

@@ -39,8 +39,12 @@ export class BlockDevice {
   }
 
   #check(offset: number, length: number): void {
-    if (offset % SECTOR_SIZE || length % SECTOR_SIZE) throw new RangeError("offset and length must be multiples of 512");
-    if (offset < 0 || offset + length > this.size) throw new RangeError(`${offset}+${length} is past the end of ${this.name}`);
+    if (offset % SECTOR_SIZE || length % SECTOR_SIZE) {
+      throw new RangeError("offset and length must be multiples of 512");
+    }
+    if (offset < 0 || offset + length > this.size) {
+      throw new RangeError(`${offset}+${length} is past the end of ${this.name}`);
+    }
   }
 
   /** Reads `length` bytes at `offset` into `into` (or a new buffer). */
@@ -48,7 +52,12 @@ export class BlockDevice {
     this.#check(offset, length);
     const data = into ?? new Uint8Array(length);
     if (length > 0) {
-      await this.initiator.submit(this.device, { kind: "read", lba: offset / SECTOR_SIZE, sectors: length / SECTOR_SIZE, data });
+      await this.initiator.submit(this.device, {
+        kind: "read",
+        lba: offset / SECTOR_SIZE,
+        sectors: length / SECTOR_SIZE,
+        data,
+      });
     }
     return data;
   }

@@ -22,8 +22,8 @@ import {
   decodeIdentify,
   encodeAta,
   encodeHeader,
-  formatMac,
   Flag,
+  formatMac,
   HEADER_LENGTH,
   IDENTIFY_LENGTH,
   readMac,
@@ -31,7 +31,17 @@ import {
   SECTOR_SIZE,
   sectorsPerFrame,
 } from "../wire/mod.ts";
-import { type AoeDevice, DEFAULT_PAYLOAD, DeviceTable, RTTAVG_INIT, RTTDEV_INIT, RTTDSCALE, RTTSCALE, Target, type TargetInterface } from "./device.ts";
+import {
+  type AoeDevice,
+  DEFAULT_PAYLOAD,
+  DeviceTable,
+  RTTAVG_INIT,
+  RTTDEV_INIT,
+  RTTDSCALE,
+  RTTSCALE,
+  Target,
+  type TargetInterface,
+} from "./device.ts";
 import type { DriverParams } from "./params.ts";
 
 /** Seconds a frame may wait on one target before the target is scorned (HARD_SCORN_SECS). */
@@ -158,7 +168,8 @@ export class Initiator {
 
   /** The emulated jiffies counter. */
   jiffies(): number {
-    return (INITIAL_JIFFIES + Math.floor(((performance.now() - this.#started) * HZ) / 1000)) % 0x100000000;
+    return (INITIAL_JIFFIES + Math.floor(((performance.now() - this.#started) * HZ) / 1000)) %
+      0x100000000;
   }
 
   /** Whether frames on `name` are allowed by aoe_iflist (empty: all). */
@@ -220,7 +231,11 @@ export class Initiator {
       // The kernel logs and drops these; the request stays outstanding and is retransmitted.
       this.counters.errorResponses++;
       const code = frame[15];
-      this.hooks.log(`aoe: error packet from ${shelf}.${slot}@${link.name}; ecode=${code} '${ERROR_TEXT[code] ?? ERROR_TEXT[0]}'`);
+      this.hooks.log(
+        `aoe: error packet from ${shelf}.${slot}@${link.name}; ecode=${code} '${
+          ERROR_TEXT[code] ?? ERROR_TEXT[0]
+        }'`,
+      );
       return;
     }
     switch (frame[19]) {
@@ -231,12 +246,22 @@ export class Initiator {
         this.#configResponse(frame, length, link, shelf, slot);
         return;
       default:
-        if (frame[19] < 0xf0) this.hooks.log(`aoe: unknown AoE command type 0x${frame[19].toString(16).padStart(2, "0")}`);
+        if (frame[19] < 0xf0) {
+          this.hooks.log(
+            `aoe: unknown AoE command type 0x${frame[19].toString(16).padStart(2, "0")}`,
+          );
+        }
         this.counters.ignored++;
     }
   }
 
-  #configResponse(frame: Uint8Array, length: number, link: FrameLink, shelf: number, slot: number): void {
+  #configResponse(
+    frame: Uint8Array,
+    length: number,
+    link: FrameLink,
+    shelf: number,
+    slot: number,
+  ): void {
     if (length < CONFIG_HEADER_LENGTH) {
       this.counters.malformed++;
       return;
@@ -274,7 +299,9 @@ export class Initiator {
     if (!target.setInterface(link, payload)) {
       this.hooks.log("aoe: device setifbcnt failure; too many interfaces.");
     }
-    if (device.updatePayload()) this.hooks.log(`aoe: ${device.name}: setting ${device.payload} byte data frames`);
+    if (device.updatePayload()) {
+      this.hooks.log(`aoe: ${device.name}: setting ${device.payload} byte data frames`);
+    }
     // Size and firmware change only while nobody has the device open (revalidate excepted).
     if (device.openCount === 0) {
       device.firmwareVersion = frame[26] << 8 | frame[27];
@@ -283,7 +310,14 @@ export class Initiator {
     this.hooks.changed(device);
   }
 
-  #ataResponse(frame: Uint8Array, length: number, link: FrameLink, shelf: number, slot: number, tag: number): void {
+  #ataResponse(
+    frame: Uint8Array,
+    length: number,
+    link: FrameLink,
+    shelf: number,
+    slot: number,
+    tag: number,
+  ): void {
     const device = this.devices.get(shelf, slot);
     if (!device) {
       this.counters.unknownDevice++;
@@ -310,7 +344,9 @@ export class Initiator {
       } else {
         this.counters.unexpected++;
         this.hooks.error(
-          `${"unexpected rsp".padStart(15)} e${shelf}.${slot}    tag=${hex8(tag)}@${hex8(this.jiffies())} s=${formatMac(src)} d=${formatMac(readMac(frame, 0))}`,
+          `${"unexpected rsp".padStart(15)} e${shelf}.${slot}    tag=${hex8(tag)}@${
+            hex8(this.jiffies())
+          } s=${formatMac(src)} d=${formatMac(readMac(frame, 0))}`,
         );
         return;
       }
@@ -344,7 +380,8 @@ export class Initiator {
 
   /** Retransmit timeout in µs (rto). */
   rto(device: AoeDevice): number {
-    const t = Math.floor((2 * device.rttavg) / 2 ** RTTSCALE) + Math.floor((8 * device.rttdev) / 2 ** RTTDSCALE);
+    const t = Math.floor((2 * device.rttavg) / 2 ** RTTSCALE) +
+      Math.floor((8 * device.rttdev) / 2 ** RTTDSCALE);
     return t === 0 ? 1 : t;
   }
 
@@ -356,7 +393,9 @@ export class Initiator {
     if (!f.probe) {
       if (status & ATA_FAILURE_MASK) {
         this.counters.ataErrors++;
-        this.hooks.log(`aoe: ata error cmd=${hex2(f.command)}h stat=${hex2(status)}h from ${device.name}`);
+        this.hooks.log(
+          `aoe: ata error cmd=${hex2(f.command)}h stat=${hex2(status)}h from ${device.name}`,
+        );
         if (request) request.failed = `ATA error status 0x${hex2(status)} from ${device.name}`;
       } else {
         switch (f.command) {
@@ -364,11 +403,18 @@ export class Initiator {
           case AtaOp.readSectorsExt: {
             const need = f.sectors * SECTOR_SIZE;
             if (length - ATA_HEADER_LENGTH < need) {
-              this.hooks.log(`aoe: runt data size in read from ${device.name}.  skb->len=${length - ATA_HEADER_LENGTH} need=${need}`);
+              this.hooks.log(
+                `aoe: runt data size in read from ${device.name}.  skb->len=${
+                  length - ATA_HEADER_LENGTH
+                } need=${need}`,
+              );
               if (request) request.failed = "runt read";
               break;
             }
-            request?.data?.set(frame.subarray(ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + need), f.dataOffset);
+            request?.data?.set(
+              frame.subarray(ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + need),
+              f.dataOffset,
+            );
             const ifc = f.target.interfaceFor(link);
             if (ifc) ifc.lost = 0;
             f.target.readCount++;
@@ -406,13 +452,21 @@ export class Initiator {
   #identifyDone(device: AoeDevice, target: Target, frame: Uint8Array, length: number): void {
     this.#identifyPending.delete(device);
     if (length - ATA_HEADER_LENGTH < IDENTIFY_LENGTH) {
-      this.hooks.log(`aoe: runt data size in ataid from ${device.name}.  skb->len=${length - ATA_HEADER_LENGTH} need=512`);
+      this.hooks.log(
+        `aoe: runt data size in ataid from ${device.name}.  skb->len=${
+          length - ATA_HEADER_LENGTH
+        } need=512`,
+      );
       return;
     }
     const raw = frame.slice(ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + IDENTIFY_LENGTH);
     const info = decodeIdentify(raw);
     if (device.identity?.sectors !== info.sectors) {
-      this.hooks.log(`aoe: ${formatMac(target.mac)} ${device.name} v${device.firmwareVersion.toString(16).padStart(4, "0")} has ${info.sectors} sectors`);
+      this.hooks.log(
+        `aoe: ${formatMac(target.mac)} ${device.name} v${
+          device.firmwareVersion.toString(16).padStart(4, "0")
+        } has ${info.sectors} sectors`,
+      );
     }
     device.identity = { ...info, raw };
     device.visible = true;
@@ -477,7 +531,12 @@ export class Initiator {
     link.commit(length);
   }
 
-  #newFrame(device: AoeDevice, target: Target, ifc: TargetInterface, fields: Partial<Frame> & { command: number }): Frame {
+  #newFrame(
+    device: AoeDevice,
+    target: Target,
+    ifc: TargetInterface,
+    fields: Partial<Frame> & { command: number },
+  ): Frame {
     const f: Frame = {
       tag: this.#newTag(device),
       device,
@@ -502,7 +561,9 @@ export class Initiator {
     const ifc = target?.nextInterface();
     if (!target || !ifc) return;
     // One IDENTIFY at a time per device.
-    for (const f of this.#frames.values()) if (f.device === device && f.command === AtaOp.identifyDevice) return;
+    for (const f of this.#frames.values()) {
+      if (f.device === device && f.command === AtaOp.identifyDevice) return;
+    }
     this.#identifyPending.add(device);
     device.rttavg = RTTAVG_INIT;
     device.rttdev = RTTDEV_INIT;
@@ -571,16 +632,24 @@ export class Initiator {
     this.#rexmitDeferred(device);
     const queue = this.#queues.get(device);
     if (!queue || queue.length === 0 || !device.up) return;
-    const payloadSectors = Math.max(1, Math.floor((device.payload || DEFAULT_PAYLOAD) / SECTOR_SIZE));
+    const payloadSectors = Math.max(
+      1,
+      Math.floor((device.payload || DEFAULT_PAYLOAD) / SECTOR_SIZE),
+    );
     const lba48 = device.identity?.lba48 !== false;
     for (let qi = 0; qi < queue.length; qi++) {
       const request = queue[qi];
       if (request.kind === "flush") {
         // A barrier: it goes out once everything before it has completed, and holds what follows.
-        if (qi === 0 && request.flushStage !== "sent" && !this.#sendFlush(device, request)) this.#kickIfIdle(device);
+        if (qi === 0 && request.flushStage !== "sent" && !this.#sendFlush(device, request)) {
+          this.#kickIfIdle(device);
+        }
         return;
       }
-      if (request.fua && request.sent === request.sectors && request.framesOut === 0 && request.flushStage !== "sent") {
+      if (
+        request.fua && request.sent === request.sectors && request.framesOut === 0 &&
+        request.flushStage !== "sent"
+      ) {
         if (!this.#sendFlush(device, request)) this.#kickIfIdle(device);
         continue;
       }
@@ -591,7 +660,9 @@ export class Initiator {
           return;
         }
         const ifc = target.nextInterface()!;
-        const sectors = request.kind === "trim" ? 1 : Math.min(payloadSectors, request.sectors - request.sent);
+        const sectors = request.kind === "trim"
+          ? 1
+          : Math.min(payloadSectors, request.sectors - request.sent);
         const command = request.kind === "read"
           ? (lba48 ? AtaOp.readSectorsExt : AtaOp.readSectors)
           : request.kind === "write"
@@ -678,13 +749,18 @@ export class Initiator {
     }
     for (const f of expired) {
       const since = (now - f.sentAt) * 1000;
-      if (this.params.deadsecs && (f.waitedTotal + since) / 1e6 > this.params.deadsecs && !f.probe) {
+      if (
+        this.params.deadsecs && (f.waitedTotal + since) / 1e6 > this.params.deadsecs && !f.probe
+      ) {
         this.downDevice(device);
         return;
       }
       const t = f.target;
       const waitedHere = (f.waited + since) / 1e6;
-      if (this.params.deadsecs && targetsCount > 0 && (waitedHere > this.params.deadsecs / targetsCount || waitedHere > HARD_SCORN_SECS)) {
+      if (
+        this.params.deadsecs && targetsCount > 0 &&
+        (waitedHere > this.params.deadsecs / targetsCount || waitedHere > HARD_SCORN_SECS)
+      ) {
         scorn(t);
       }
       if (t.maxout !== 1) {
@@ -708,7 +784,10 @@ export class Initiator {
       device.kickme = false;
       this.service(device);
     }
-    if (this.#identifyPending.has(device) && this.#outstanding(device) === 0 && device.targets.length > 0) {
+    if (
+      this.#identifyPending.has(device) && this.#outstanding(device) === 0 &&
+      device.targets.length > 0
+    ) {
       this.#identify(device);
     }
   }
@@ -724,7 +803,9 @@ export class Initiator {
       let t = f.target;
       if (t.taint && untainted > 0) {
         // Move the frame to an untainted target, leaving a probe on this one.
-        const other = device.targets.find((x) => x !== t && x.taint === 0 && x.nout < x.maxout && x.interfaces.length > 0);
+        const other = device.targets.find((x) =>
+          x !== t && x.taint === 0 && x.nout < x.maxout && x.interfaces.length > 0
+        );
         if (other) {
           if (!this.#hasProbe(t)) this.#probe(device, t);
           f.target = other;
@@ -756,7 +837,9 @@ export class Initiator {
       t.nout++;
       this.counters.retransmits++;
       this.hooks.error(
-        `${"retransmit".padStart(15)} ${device.name} oldtag=${hex8(oldTag)}@${hex8(this.jiffies())} newtag=${hex8(f.tag)} s=${formatMac(ifc.link.mac)} d=${formatMac(t.mac)} nout=${t.nout}`,
+        `${"retransmit".padStart(15)} ${device.name} oldtag=${hex8(oldTag)}@${
+          hex8(this.jiffies())
+        } newtag=${hex8(f.tag)} s=${formatMac(ifc.link.mac)} d=${formatMac(t.mac)} nout=${t.nout}`,
       );
       this.#transmit(f);
     }
@@ -819,4 +902,3 @@ function hex8(n: number): string {
 function hex2(n: number): string {
   return n.toString(16).padStart(2, "0").toUpperCase();
 }
-

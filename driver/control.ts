@@ -10,7 +10,13 @@
 import { cString, libc, linux } from "../ffi/libc.ts";
 
 /** The control files and their modes (udev.txt: err 0440, the others 0220). */
-export const CONTROL_FILES = { err: 0o440, discover: 0o220, interfaces: 0o220, revalidate: 0o220, flush: 0o220 } as const;
+export const CONTROL_FILES = {
+  err: 0o440,
+  discover: 0o220,
+  interfaces: 0o220,
+  revalidate: 0o220,
+  flush: 0o220,
+} as const;
 /** A writable control file. */
 export type ControlCommand = Exclude<keyof typeof CONTROL_FILES, "err">;
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { encodeBase64, decodeBase64 } from "./base64.ts";
+import { decodeBase64, encodeBase64 } from "./base64.ts";
 import { Driver } from "./driver.ts";
 import type { DriverParams } from "./params.ts";
 import { type DriverPaths } from "./paths.ts";
@@ -45,7 +45,9 @@ export async function runDaemon(
   Deno.addSignalListener("SIGINT", onSignal);
 
   const serve = async () => {
-    for await (const connection of listener) handleConnection(connection, driver, stop).catch(() => {});
+    for await (const connection of listener) {
+      handleConnection(connection, driver, stop).catch(() => {});
+    }
   };
   const serving = serve().catch(() => {});
   await stopped;
@@ -63,7 +65,11 @@ export async function runDaemon(
   return 0;
 }
 
-async function handleConnection(connection: Deno.Conn, driver: Driver, stop: () => void): Promise<void> {
+async function handleConnection(
+  connection: Deno.Conn,
+  driver: Driver,
+  stop: () => void,
+): Promise<void> {
   const opened: string[] = [];
   const writer = connection.writable.getWriter();
   const encoder = new TextEncoder();
@@ -94,7 +100,12 @@ async function handleConnection(connection: Deno.Conn, driver: Driver, stop: () 
   }
 }
 
-async function answer(request: DaemonRequest, driver: Driver, stop: () => void, opened: string[]): Promise<unknown> {
+async function answer(
+  request: DaemonRequest,
+  driver: Driver,
+  stop: () => void,
+  opened: string[],
+): Promise<unknown> {
   const name = String(request.name ?? "");
   switch (request.cmd) {
     case "ping":
@@ -120,7 +131,11 @@ async function answer(request: DaemonRequest, driver: Driver, stop: () => void, 
             maxout: t.maxout,
             nframes: t.nframes,
             taint: t.taint,
-            interfaces: t.interfaces.map((i) => ({ name: i.link.name, payload: i.payload, lost: i.lost })),
+            interfaces: t.interfaces.map((i) => ({
+              name: i.link.name,
+              payload: i.payload,
+              lost: i.lost,
+            })),
           })),
         })),
       };
@@ -153,11 +168,15 @@ async function answer(request: DaemonRequest, driver: Driver, stop: () => void, 
     case "write": {
       const device = driver.blockDevice(name);
       if (!device) return { ok: false, error: `${name}: no such device` };
-      await device.write(Number(request.offset), decodeBase64(String(request.data)), { fua: Boolean(request.fua) });
+      await device.write(Number(request.offset), decodeBase64(String(request.data)), {
+        fua: Boolean(request.fua),
+      });
       return { ok: true };
     }
     case "rmmod": {
-      const busy = driver.initiator.devices.list().filter((d) => d.openCount > 0).map((d) => d.name);
+      const busy = driver.initiator.devices.list().filter((d) => d.openCount > 0).map((d) =>
+        d.name
+      );
       if (busy.length > 0) return { ok: false, error: `aoe in use: ${busy.join(" ")} open` };
       stop();
       return { ok: true };
@@ -168,7 +187,10 @@ async function answer(request: DaemonRequest, driver: Driver, stop: () => void, 
 }
 
 /** Sends one request to a running daemon; undefined if none answers. */
-export async function ask(paths: DriverPaths, request: DaemonRequest): Promise<Record<string, unknown> | undefined> {
+export async function ask(
+  paths: DriverPaths,
+  request: DaemonRequest,
+): Promise<Record<string, unknown> | undefined> {
   let connection: Deno.Conn;
   try {
     connection = await Deno.connect({ transport: "unix", path: paths.socket });

@@ -6,7 +6,14 @@
  * @module
  */
 
-import { type FrameLink, goneLinks, type LinkKind, listInterfaces, openLink, pollFds } from "../link/mod.ts";
+import {
+  type FrameLink,
+  goneLinks,
+  type LinkKind,
+  listInterfaces,
+  openLink,
+  pollFds,
+} from "../link/mod.ts";
 import { BlockDevice } from "./blockdev.ts";
 import { DISCOVERY_INTERVAL_MS, Initiator, TICK_MS } from "./commands.ts";
 import { type ControlCommand, ControlFiles } from "./control.ts";
@@ -89,10 +96,14 @@ export class Driver {
     for (const name of names) {
       if (this.links.has(name) || !this.initiator.allowed(name)) continue;
       try {
-        const link = this.options.openLink ? this.options.openLink(name) : openLink(name, { kind: this.options.link });
+        const link = this.options.openLink
+          ? this.options.openLink(name)
+          : openLink(name, { kind: this.options.link });
         this.links.set(name, link);
       } catch (error) {
-        this.messages.push(`aoe: cannot use ${name}: ${error instanceof Error ? error.message : error}`);
+        this.messages.push(
+          `aoe: cannot use ${name}: ${error instanceof Error ? error.message : error}`,
+        );
       }
     }
     this.initiator.links = [...this.links.values()];
@@ -182,7 +193,9 @@ export class Driver {
         return;
       case "revalidate": {
         const match = text.match(/^e(\d+)\.(\d+)/);
-        if (!match || !this.revalidate(`e${match[1]}.${match[2]}`)) this.messages.push(`aoe: revalidate: unknown device ${text.trim()}`);
+        if (!match || !this.revalidate(`e${match[1]}.${match[2]}`)) {
+          this.messages.push(`aoe: revalidate: unknown device ${text.trim()}`);
+        }
         return;
       }
       case "flush":

@@ -18,7 +18,10 @@ interface Rig {
   dir: string;
 }
 
-async function withRig(fn: (rig: Rig) => Promise<void>, options: { params?: Partial<DriverParams>; mtu?: number; bufferCount?: number } = {}) {
+async function withRig(
+  fn: (rig: Rig) => Promise<void>,
+  options: { params?: Partial<DriverParams>; mtu?: number; bufferCount?: number } = {},
+) {
   const dir = Deno.makeTempDirSync({ prefix: "aoe-driver-" });
   const segment = new MemorySegment({ mtu: options.mtu ?? 1500 });
   const store = new MemoryStore(4096);
@@ -62,7 +65,10 @@ Deno.test("driver: discovery finds e9.0, IDENTIFY gives its size, sysfs shows it
     assert.equal(Deno.readTextFileSync(`${d}/netif`), "eth1\n");
     assert.equal(Deno.readTextFileSync(`${d}/payload`), "1024\n");
     assert.equal(Deno.readTextFileSync(`${d}/firmware-version`), "0x4100\n");
-    assert.equal(Deno.readTextFileSync(`${dir}/run/sys/module/aoe/parameters/aoe_deadsecs`), "180\n");
+    assert.equal(
+      Deno.readTextFileSync(`${dir}/run/sys/module/aoe/parameters/aoe_deadsecs`),
+      "180\n",
+    );
   });
 });
 
@@ -71,9 +77,14 @@ Deno.test("driver: block writes and reads many requests in flight; bytes equal",
     await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
     const dev = driver.blockDevice("e9.0")!;
     assert.equal(dev.size, 4096 * 512);
-    const chunks = Array.from({ length: 16 }, (_, i) => crypto.getRandomValues(new Uint8Array(64 * 1024)).map((b) => b ^ i));
+    const chunks = Array.from(
+      { length: 16 },
+      (_, i) => crypto.getRandomValues(new Uint8Array(64 * 1024)).map((b) => b ^ i),
+    );
     await Promise.all(chunks.map((c, i) => dev.write(i * 65536, c)));
-    for (let i = 0; i < 16; i++) assert.deepEqual(store.data.subarray(i * 65536, (i + 1) * 65536), chunks[i]);
+    for (let i = 0; i < 16; i++) {
+      assert.deepEqual(store.data.subarray(i * 65536, (i + 1) * 65536), chunks[i]);
+    }
     const back = await Promise.all(chunks.map((_, i) => dev.read(i * 65536, 65536)));
     back.forEach((b, i) => assert.deepEqual(b, chunks[i]));
     await dev.flush();
@@ -95,18 +106,25 @@ Deno.test("driver: lost frames are retransmitted and reported on err; data still
     for (let i = 0; i < 60; i++) await dev.read(0, 4096);
     assert.ok(driver.initiator.rto(device) < 3_000_000, `rto ${driver.initiator.rto(device)} µs`);
     let n = 0;
-    segment.impair = (frame) => (frame[14] & 0x08) === 0 && frame[19] === 0 && n++ % 5 === 1 ? (drop++, 0) : 1;
+    segment.impair = (frame) =>
+      (frame[14] & 0x08) === 0 && frame[19] === 0 && n++ % 5 === 1 ? (drop++, 0) : 1;
     const data = crypto.getRandomValues(new Uint8Array(32 * 1024));
     await dev.write(8192, data);
     assert.deepEqual(await dev.read(8192, data.length), data);
     segment.impair = undefined;
     assert.ok(drop > 0);
-    assert.ok(driver.initiator.counters.retransmits >= drop, `${driver.initiator.counters.retransmits} retransmits for ${drop} drops`);
+    assert.ok(
+      driver.initiator.counters.retransmits >= drop,
+      `${driver.initiator.counters.retransmits} retransmits for ${drop} drops`,
+    );
     const err = await Deno.open(`${dir}/dev/err`, { read: true });
     const buf = new Uint8Array(4096);
     const got = new TextDecoder().decode(buf.subarray(0, (await err.read(buf)) ?? 0));
     err.close();
-    assert.match(got, /^     retransmit e9\.0 oldtag=[0-9a-f]{8}@[0-9a-f]{8} newtag=[0-9a-f]{8} s=020000000002 d=020000000001 nout=\d+$/m);
+    assert.match(
+      got,
+      /^ {5}retransmit e9\.0 oldtag=[0-9a-f]{8}@[0-9a-f]{8} newtag=[0-9a-f]{8} s=020000000002 d=020000000001 nout=\d+$/m,
+    );
   });
 });
 
@@ -136,7 +154,10 @@ Deno.test("driver: frames on an interface outside aoe_iflist are ignored", async
     assert.equal(driver.links.size, 0, "no link opened on eth1");
     driver.setInterfaces("eth1");
     driver.discover();
-    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up after allowing eth1");
+    await until(
+      () => driver.initiator.devices.get(9, 0)?.up === true,
+      "e9.0 up after allowing eth1",
+    );
   }, { params: { iflist: ["eth9"] } });
 });
 
@@ -156,6 +177,9 @@ Deno.test("driver: duplication, reordering and delay on the link; the same bytes
     await dev.write(0, data);
     assert.deepEqual(store.data.subarray(0, data.length), data);
     assert.deepEqual(await dev.read(0, data.length), data);
-    assert.ok(driver.initiator.counters.unexpected > 0, "duplicates were seen and dropped as unexpected responses");
+    assert.ok(
+      driver.initiator.counters.unexpected > 0,
+      "duplicates were seen and dropped as unexpected responses",
+    );
   });
 });

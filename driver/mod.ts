@@ -10,5 +10,5 @@ export { AoeDevice, DeviceTable, Target } from "./device.ts";
 export { Driver, type DriverOptions } from "./driver.ts";
 export { ask, runDaemon } from "./daemon.ts";
 export { DEFAULT_PARAMS, type DriverParams, parseIflist, resolveParams } from "./params.ts";
-export { driverPaths, type DriverPaths } from "./paths.ts";
+export { type DriverPaths, driverPaths } from "./paths.ts";
 export { aoeStatRows, formatSize, statusObjects } from "./status.ts";

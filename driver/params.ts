@@ -19,14 +19,21 @@ export interface DriverParams {
 }
 
 /** Defaults as the kernel documentation states them (aoe.rst). */
-export const DEFAULT_PARAMS: Readonly<DriverParams> = { iflist: [], deadsecs: 180, maxout: 128, dyndevs: 1 };
+export const DEFAULT_PARAMS: Readonly<DriverParams> = {
+  iflist: [],
+  deadsecs: 180,
+  maxout: 128,
+  dyndevs: 1,
+};
 
 /** Longest aoe_iflist the kernel accepts (1023 characters). */
 export const IFLIST_MAX = 1023;
 
 /** Splits an interface list on space, tab, \v, \f, \n and comma, as the driver does. */
 export function parseIflist(text: string): string[] {
-  if (text.length > IFLIST_MAX) throw new Error("could not set interface list: too many interfaces");
+  if (text.length > IFLIST_MAX) {
+    throw new Error("could not set interface list: too many interfaces");
+  }
   return text.replaceAll("\0", "").split(/[ \t\v\f\n,]+/).filter(Boolean);
 }
 

@@ -55,10 +55,18 @@ export function aoeStatRows(sysDir: string, filter?: string): string[] {
     const state = readOrNA(`${d}/state`);
     const payload = readOrNA(`${d}/payload`);
     if (withPayload && payload !== NA) {
-      rows.push(`${pad(dev, 10)} ${pad(size, 15)} ${pad(netif, 10)} ${pad(payload, 5, true)} ${pad(state, 14, true)}`);
+      rows.push(
+        `${pad(dev, 10)} ${pad(size, 15)} ${pad(netif, 10)} ${pad(payload, 5, true)} ${
+          pad(state, 14, true)
+        }`,
+      );
     } else if (withPayload) {
       // aoe-stat's payload format with one argument missing: printf leaves the last field empty.
-      rows.push(`${pad(dev, 10)} ${pad(size, 15)} ${pad(netif, 10)} ${pad(state, 5, true)} ${pad("", 14, true)}`);
+      rows.push(
+        `${pad(dev, 10)} ${pad(size, 15)} ${pad(netif, 10)} ${pad(state, 5, true)} ${
+          pad("", 14, true)
+        }`,
+      );
     } else {
       rows.push(`${pad(dev, 10)} ${pad(size, 15)} ${pad(netif, 6)} ${pad(state, 14, true)}`);
     }

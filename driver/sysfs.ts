@@ -62,14 +62,19 @@ export class SysfsTree {
     this.#write(`${dir}/state`, `${device.state}\n`);
     this.#write(`${dir}/mac`, `${device.macText}\n`);
     this.#write(`${dir}/netif`, `${device.netifText}\n`);
-    this.#write(`${dir}/firmware-version`, `0x${device.firmwareVersion.toString(16).padStart(4, "0")}\n`);
+    this.#write(
+      `${dir}/firmware-version`,
+      `0x${device.firmwareVersion.toString(16).padStart(4, "0")}\n`,
+    );
     this.#write(`${dir}/payload`, `${device.payload}\n`);
     this.#write(`${dir}/size`, `${device.sectors}\n`);
   }
 
   removeDevice(name: string): void {
     const dir = this.deviceDir(name);
-    for (const key of [...this.#written.keys()]) if (key.startsWith(`${dir}/`)) this.#written.delete(key);
+    for (const key of [...this.#written.keys()]) {
+      if (key.startsWith(`${dir}/`)) this.#written.delete(key);
+    }
     Deno.removeSync(dir, { recursive: true });
   }
 

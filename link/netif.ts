@@ -79,7 +79,6 @@ export function listInterfaces(): string[] {
   return names.sort();
 }
 
-
 /**
  * Runs `fn` with the calling thread in the network namespace `name` (from
  * `ip netns add`), then returns to the original one. Sockets opened inside stay

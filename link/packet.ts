@@ -29,6 +29,24 @@ function htons(value: number): number {
   return ((value & 0xff) << 8) | (value >> 8);
 }
 
+/** A raw AF_PACKET socket for the AoE ethertype (not yet bound). */
+export function aoePacketSocket(): number {
+  return check(
+    libc().socket(linux.AF_PACKET, linux.SOCK_RAW | linux.SOCK_CLOEXEC, htons(AOE_ETHERTYPE)),
+    "socket(AF_PACKET)",
+  );
+}
+
+/** Binds a packet socket to one interface and the AoE ethertype. */
+export function bindToInterface(fd: number, info: InterfaceInfo): void {
+  const address = new Uint8Array(20); // struct sockaddr_ll
+  const view = new DataView(address.buffer);
+  view.setUint16(0, linux.AF_PACKET, true);
+  view.setUint16(2, AOE_ETHERTYPE, false);
+  view.setInt32(4, info.index, true);
+  check(libc().bind(fd, address, address.length), `bind ${info.name}`);
+}
+
 /** Builds a batch of mmsghdr/iovec records pointing at fixed frame slots. */
 class Batch {
   readonly slots: Uint8Array[] = [];
@@ -83,21 +101,19 @@ export class PacketLink implements FrameLink {
     this.#batch = options.batch ?? 64;
     this.frameCapacity = slotSizeFor(info.mtu);
     const c = libc();
-    this.#fd = check(
-      c.socket(linux.AF_PACKET, linux.SOCK_RAW | linux.SOCK_CLOEXEC, htons(AOE_ETHERTYPE)),
-      "socket(AF_PACKET)",
-    );
+    this.#fd = aoePacketSocket();
     try {
-      const address = new Uint8Array(20); // struct sockaddr_ll
-      const view = new DataView(address.buffer);
-      view.setUint16(0, linux.AF_PACKET, true);
-      view.setUint16(2, AOE_ETHERTYPE, false);
-      view.setInt32(4, info.index, true);
-      check(c.bind(this.#fd, address, address.length), `bind ${name}`);
+      bindToInterface(this.#fd, info);
       setIntOption(this.#fd, linux.SOL_PACKET, linux.PACKET_IGNORE_OUTGOING, 1);
       // A blocking receive waits at most SYNC_WAIT_MS (struct timeval: seconds, microseconds).
       const timeout = new BigInt64Array([0n, BigInt(SYNC_WAIT_MS * 1000)]);
-      c.setsockopt(this.#fd, linux.SOL_SOCKET, linux.SO_RCVTIMEO, new Uint8Array(timeout.buffer), 16);
+      c.setsockopt(
+        this.#fd,
+        linux.SOL_SOCKET,
+        linux.SO_RCVTIMEO,
+        new Uint8Array(timeout.buffer),
+        16,
+      );
       const bufferBytes = options.receiveBuffer ?? 8 << 20;
       if (!setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_RCVBUFFORCE, bufferBytes)) {
         setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_RCVBUF, bufferBytes);
@@ -159,7 +175,9 @@ export class PacketLink implements FrameLink {
       }
       const code = errno();
       // A full transmit queue (ENOBUFS/EAGAIN) clears quickly; retry a few times, then drop.
-      if ((code === linux.ENOBUFS || code === linux.EAGAIN || code === linux.EINTR) && ++attempts < 64) {
+      if (
+        (code === linux.ENOBUFS || code === linux.EAGAIN || code === linux.EINTR) && ++attempts < 64
+      ) {
         continue;
       }
       this.counters.sendErrors += this.#txCount - done;

@@ -6,7 +6,7 @@
  */
 
 import { cString } from "../ffi/libc.ts";
-import { BPF_PROGRAM_SIZE, PCAP_D_IN, pcap, pcapError, PKTHDR_CAPLEN_OFFSET } from "../ffi/pcap.ts";
+import { BPF_PROGRAM_SIZE, pcap, PCAP_D_IN, pcapError, PKTHDR_CAPLEN_OFFSET } from "../ffi/pcap.ts";
 import { interfaceInfo } from "./netif.ts";
 import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
 import { pollFds, pollFdsSync, SYNC_WAIT_MS } from "./wait.ts";
@@ -47,14 +47,18 @@ export class PcapLink implements FrameLink {
     const p = pcap();
     const errbuf = new Uint8Array(256);
     const handle = p.pcap_create(cString(name), errbuf);
-    if (!handle) throw new Error(`pcap_create ${name}: ${new TextDecoder().decode(errbuf).split("\0")[0]}`);
+    if (!handle) {
+      throw new Error(`pcap_create ${name}: ${new TextDecoder().decode(errbuf).split("\0")[0]}`);
+    }
     this.#handle = handle;
     try {
       p.pcap_set_snaplen(handle, this.frameCapacity);
       p.pcap_set_promisc(handle, 0);
       p.pcap_set_immediate_mode(handle, 1);
       p.pcap_set_buffer_size(handle, options.bufferSize ?? 8 << 20);
-      if (p.pcap_activate(handle) < 0) throw new Error(`pcap_activate ${name}: ${pcapError(handle)}`);
+      if (p.pcap_activate(handle) < 0) {
+        throw new Error(`pcap_activate ${name}: ${pcapError(handle)}`);
+      }
       p.pcap_setdirection(handle, PCAP_D_IN);
       const program = new Uint8Array(BPF_PROGRAM_SIZE);
       if (p.pcap_compile(handle, program, cString("ether proto 0x88a2"), 1, 0xffffffff) < 0) {
@@ -63,7 +67,9 @@ export class PcapLink implements FrameLink {
       const installed = p.pcap_setfilter(handle, program);
       p.pcap_freecode(program);
       if (installed < 0) throw new Error(`pcap_setfilter: ${pcapError(handle)}`);
-      if (p.pcap_setnonblock(handle, 1, errbuf) < 0) throw new Error(`pcap_setnonblock: ${pcapError(handle)}`);
+      if (p.pcap_setnonblock(handle, 1, errbuf) < 0) {
+        throw new Error(`pcap_setnonblock: ${pcapError(handle)}`);
+      }
       this.pollFd = p.pcap_get_selectable_fd(handle);
     } catch (error) {
       p.pcap_close(handle);
@@ -82,11 +88,20 @@ export class PcapLink implements FrameLink {
     if (block) pollFdsSync([this.pollFd], SYNC_WAIT_MS);
     let n = 0;
     while (n < this.rx.length && this.#handle) {
-      if (p.pcap_next_ex(this.#handle, new Uint8Array(this.#headerOut.buffer), new Uint8Array(this.#dataOut.buffer)) !== 1) break;
+      if (
+        p.pcap_next_ex(
+          this.#handle,
+          new Uint8Array(this.#headerOut.buffer),
+          new Uint8Array(this.#dataOut.buffer),
+        ) !== 1
+      ) break;
       const header = Deno.UnsafePointer.create(this.#headerOut[0])!;
       const caplen = new Deno.UnsafePointerView(header).getUint32(PKTHDR_CAPLEN_OFFSET);
       const length = Math.min(caplen, this.frameCapacity);
-      Deno.UnsafePointerView.copyInto(Deno.UnsafePointer.create(this.#dataOut[0])!, this.rx[n].subarray(0, length));
+      Deno.UnsafePointerView.copyInto(
+        Deno.UnsafePointer.create(this.#dataOut[0])!,
+        this.rx[n].subarray(0, length),
+      );
       this.rxLength[n++] = length;
     }
     this.counters.received += n;

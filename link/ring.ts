@@ -11,7 +11,7 @@
 
 import { check, libc, linux, SystemError } from "../ffi/libc.ts";
 import { interfaceInfo } from "./netif.ts";
-import { AOE_ETHERTYPE } from "./packet.ts";
+import { aoePacketSocket, bindToInterface } from "./packet.ts";
 import { type FrameLink, type LinkCounters, padToMinimum } from "./types.ts";
 import { pollFds, pollFdsSync, SYNC_WAIT_MS } from "./wait.ts";
 
@@ -33,11 +33,13 @@ export interface RingLinkOptions {
   batch?: number;
 }
 
-function htons(value: number): number {
-  return ((value & 0xff) << 8) | (value >> 8);
-}
-
-function setOption(fd: number, level: number, option: number, bytes: Uint8Array<ArrayBuffer>, what: string): void {
+function setOption(
+  fd: number,
+  level: number,
+  option: number,
+  bytes: Uint8Array<ArrayBuffer>,
+  what: string,
+): void {
   check(libc().setsockopt(fd, level, option, bytes, bytes.length), what);
 }
 
@@ -85,29 +87,55 @@ export class RingLink implements FrameLink {
     this.#txFrames = options.txFrames ?? 256;
     const blockSize = Math.max(this.#frameSize, 65536);
     const c = libc();
-    this.#fd = check(
-      c.socket(linux.AF_PACKET, linux.SOCK_RAW | linux.SOCK_CLOEXEC, htons(AOE_ETHERTYPE)),
-      "socket(AF_PACKET)",
-    );
+    this.#fd = aoePacketSocket();
     try {
-      setOption(this.#fd, linux.SOL_PACKET, linux.PACKET_VERSION, new Uint8Array(new Int32Array([linux.TPACKET_V2]).buffer), "PACKET_VERSION");
+      setOption(
+        this.#fd,
+        linux.SOL_PACKET,
+        linux.PACKET_VERSION,
+        new Uint8Array(new Int32Array([linux.TPACKET_V2]).buffer),
+        "PACKET_VERSION",
+      );
       const request = (frames: number) =>
-        new Uint8Array(new Uint32Array([blockSize, (frames * this.#frameSize) / blockSize, this.#frameSize, frames]).buffer);
-      setOption(this.#fd, linux.SOL_PACKET, linux.PACKET_RX_RING, request(this.#rxFrames), "PACKET_RX_RING");
-      setOption(this.#fd, linux.SOL_PACKET, linux.PACKET_TX_RING, request(this.#txFrames), "PACKET_TX_RING");
+        new Uint8Array(
+          new Uint32Array([
+            blockSize,
+            (frames * this.#frameSize) / blockSize,
+            this.#frameSize,
+            frames,
+          ]).buffer,
+        );
+      setOption(
+        this.#fd,
+        linux.SOL_PACKET,
+        linux.PACKET_RX_RING,
+        request(this.#rxFrames),
+        "PACKET_RX_RING",
+      );
+      setOption(
+        this.#fd,
+        linux.SOL_PACKET,
+        linux.PACKET_TX_RING,
+        request(this.#txFrames),
+        "PACKET_TX_RING",
+      );
       const one = new Uint8Array(new Int32Array([1]).buffer);
       libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_IGNORE_OUTGOING, one, 4);
       libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_QDISC_BYPASS, one, 4);
       this.#mapSize = (this.#rxFrames + this.#txFrames) * this.#frameSize;
-      const map = c.mmap(null, BigInt(this.#mapSize), linux.PROT_READ | linux.PROT_WRITE, linux.MAP_SHARED, this.#fd, 0n);
-      if (!map || Deno.UnsafePointer.value(map) === 0xffffffffffffffffn) throw new SystemError("mmap packet ring");
+      const map = c.mmap(
+        null,
+        BigInt(this.#mapSize),
+        linux.PROT_READ | linux.PROT_WRITE,
+        linux.MAP_SHARED,
+        this.#fd,
+        0n,
+      );
+      if (!map || Deno.UnsafePointer.value(map) === 0xffffffffffffffffn) {
+        throw new SystemError("mmap packet ring");
+      }
       this.#map = map;
-      const address = new Uint8Array(20); // struct sockaddr_ll
-      const view = new DataView(address.buffer);
-      view.setUint16(0, linux.AF_PACKET, true);
-      view.setUint16(2, AOE_ETHERTYPE, false);
-      view.setInt32(4, info.index, true);
-      check(c.bind(this.#fd, address, address.length), `bind ${name}`);
+      bindToInterface(this.#fd, info);
     } catch (error) {
       c.close(this.#fd);
       throw error;
@@ -132,7 +160,9 @@ export class RingLink implements FrameLink {
 
   receive(block = false): number {
     // Give back the frames handed out last time.
-    for (let i = 0; i < this.#rxHeldCount; i++) this.#words[(this.#rxHeld[i] * this.#frameSize) >> 2] = TP_STATUS_KERNEL;
+    for (let i = 0; i < this.#rxHeldCount; i++) {
+      this.#words[(this.#rxHeld[i] * this.#frameSize) >> 2] = TP_STATUS_KERNEL;
+    }
     this.#rxHeldCount = 0;
     if (block && !this.#rxReady()) pollFdsSync([this.#fd], SYNC_WAIT_MS);
     let n = 0;

@@ -73,7 +73,13 @@ export async function pollFds(
 export function socketInterfaceGone(fd: number, name: string): boolean {
   const error = new Int32Array(1);
   const length = new Uint32Array([4]);
-  libc().getsockopt(fd, linux.SOL_SOCKET, linux.SO_ERROR, new Uint8Array(error.buffer), new Uint8Array(length.buffer));
+  libc().getsockopt(
+    fd,
+    linux.SOL_SOCKET,
+    linux.SO_ERROR,
+    new Uint8Array(error.buffer),
+    new Uint8Array(length.buffer),
+  );
   const ifreq = new Uint8Array(40);
   ifreq.set(cString(name).subarray(0, 16));
   return libc().ioctl(fd, linux.SIOCGIFINDEX, ifreq) !== 0;
@@ -81,11 +87,16 @@ export function socketInterfaceGone(fd: number, name: string): boolean {
 
 /** Of the fds poll reported broken, the links whose interface is gone (errors of the others are cleared). */
 export function goneLinks(links: readonly FrameLink[], brokenFds: readonly number[]): FrameLink[] {
-  return links.filter((link) => brokenFds.includes(link.pollFd) && socketInterfaceGone(link.pollFd, link.name));
+  return links.filter((link) =>
+    brokenFds.includes(link.pollFd) && socketInterfaceGone(link.pollFd, link.name)
+  );
 }
 
 /** Resolves when any of the links may have frames, or after `timeoutMs`, with the links whose interface is gone. */
-export async function waitForFrames(links: readonly FrameLink[], timeoutMs: number): Promise<FrameLink[]> {
+export async function waitForFrames(
+  links: readonly FrameLink[],
+  timeoutMs: number,
+): Promise<FrameLink[]> {
   if (links.length > 0 && links.every((link) => link.pollFd >= 0)) {
     const broken = await pollFds(links.map((link) => link.pollFd), timeoutMs);
     return goneLinks(links, broken);

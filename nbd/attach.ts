@@ -9,7 +9,14 @@
  */
 
 import { cString, libc, linux, SystemError } from "../ffi/libc.ts";
-import { connectMessage, disconnectMessage, getFamilyMessage, NbdAttr, parseMessages, CTRL_ATTR_FAMILY_ID } from "./netlink.ts";
+import {
+  connectMessage,
+  CTRL_ATTR_FAMILY_ID,
+  disconnectMessage,
+  getFamilyMessage,
+  NbdAttr,
+  parseMessages,
+} from "./netlink.ts";
 import { exportFlags, type NbdExport, type NbdServer } from "./server.ts";
 
 /** A synchronous generic netlink conversation. */
@@ -19,7 +26,11 @@ class Netlink {
   #buffer = new Uint8Array(65536);
 
   constructor() {
-    this.#fd = libc().socket(linux.AF_NETLINK, linux.SOCK_RAW | linux.SOCK_CLOEXEC, linux.NETLINK_GENERIC);
+    this.#fd = libc().socket(
+      linux.AF_NETLINK,
+      linux.SOCK_RAW | linux.SOCK_CLOEXEC,
+      linux.NETLINK_GENERIC,
+    );
     if (this.#fd < 0) throw new SystemError("socket(AF_NETLINK)");
     const address = new Uint8Array(12); // sockaddr_nl: family, pad, pid 0, groups 0
     new DataView(address.buffer).setUint16(0, linux.AF_NETLINK, true);
@@ -34,7 +45,9 @@ class Netlink {
   request(build: (seq: number) => Uint8Array, what: string) {
     const seq = this.#seq++;
     const message = build(seq);
-    if (Number(libc().send(this.#fd, message, BigInt(message.length), 0)) < 0) throw new SystemError(`netlink ${what}`);
+    if (Number(libc().send(this.#fd, message, BigInt(message.length), 0)) < 0) {
+      throw new SystemError(`netlink ${what}`);
+    }
     const replies = [];
     for (;;) {
       const n = Number(libc().recv(this.#fd, this.#buffer, BigInt(this.#buffer.length), 0));
@@ -84,7 +97,11 @@ export class KernelNbd {
    * @param helperPath a Unix socket path used to make connected pairs
    * @param log kernel-log style messages
    */
-  constructor(readonly server: NbdServer, readonly helperPath: string, readonly log: (line: string) => void) {}
+  constructor(
+    readonly server: NbdServer,
+    readonly helperPath: string,
+    readonly log: (line: string) => void,
+  ) {}
 
   /** Whether the running kernel has the nbd netlink family. */
   static available(): boolean {
@@ -118,17 +135,28 @@ export class KernelNbd {
       const address = new Uint8Array(110); // sockaddr_un
       new DataView(address.buffer).setUint16(0, linux.AF_UNIX, true);
       address.set(cString(this.helperPath), 2);
-      if (libc().connect(fd, address, address.length) < 0) throw new SystemError(`connect ${this.helperPath}`);
+      if (libc().connect(fd, address, address.length) < 0) {
+        throw new SystemError(`connect ${this.helperPath}`);
+      }
       const conn = await this.#listener.accept();
       this.server.serve(conn, { transmissionOnly: exp });
       const netlink = new Netlink();
       try {
         const replies = netlink.request(
-          (seq) => connectMessage(family, seq, { sizeBytes: exp.size, blockSize: 512, serverFlags: exportFlags(exp), socketFd: fd, backend: exp.name }),
+          (seq) =>
+            connectMessage(family, seq, {
+              sizeBytes: exp.size,
+              blockSize: 512,
+              serverFlags: exportFlags(exp),
+              socketFd: fd,
+              backend: exp.name,
+            }),
           "NBD_CMD_CONNECT",
         );
         const indexBytes = replies.map((m) => m.attributes.get(NbdAttr.index)).find(Boolean);
-        const index = indexBytes ? new DataView(indexBytes.buffer, indexBytes.byteOffset).getUint32(0, true) : -1;
+        const index = indexBytes
+          ? new DataView(indexBytes.buffer, indexBytes.byteOffset).getUint32(0, true)
+          : -1;
         this.#attached.set(exp.name, index);
         this.log(`aoe: ${exp.name} attached as nbd${index}`);
         return index;
@@ -155,7 +183,9 @@ export class KernelNbd {
       }
       this.log(`aoe: ${name} detached from nbd${index}`);
     } catch (error) {
-      this.log(`aoe: detach ${name} from nbd${index}: ${error instanceof Error ? error.message : error}`);
+      this.log(
+        `aoe: detach ${name} from nbd${index}: ${error instanceof Error ? error.message : error}`,
+      );
     }
   }
 
@@ -165,4 +195,3 @@ export class KernelNbd {
     this.#listener = undefined;
   }
 }
-

@@ -84,16 +84,25 @@ export class NbdBridge implements DaemonExtension {
     const provider = driverExports(driver);
     this.server = new NbdServer(provider);
     this.server.listenUnix(this.options.socketPath);
-    if (this.options.tcpPort !== undefined) this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
+    if (this.options.tcpPort !== undefined) {
+      this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
+    }
     const attach = this.options.attach ?? "auto";
     if (attach !== "no" && (attach === "yes" || KernelNbd.available())) {
-      this.kernel = new KernelNbd(this.server, this.options.socketPath + ".attach", (line) => driver.messages.push(line));
+      this.kernel = new KernelNbd(
+        this.server,
+        this.options.socketPath + ".attach",
+        (line) => driver.messages.push(line),
+      );
       const previous = driver.onDeviceChange;
       driver.onDeviceChange = (device) => {
         previous?.(device);
         const block = driver.blockDevice(device.name);
-        if (device.up && block) this.kernel!.attach(new DeviceExport(block)).catch((error) => driver.messages.push(`aoe: nbd attach ${device.name}: ${error.message}`));
-        else this.kernel!.detach(device.name);
+        if (device.up && block) {
+          this.kernel!.attach(new DeviceExport(block)).catch((error) =>
+            driver.messages.push(`aoe: nbd attach ${device.name}: ${error.message}`)
+          );
+        } else this.kernel!.detach(device.name);
       };
     }
   }

@@ -7,6 +7,6 @@
 
 export { DeviceExport, driverExports, NbdBridge } from "./bridge.ts";
 export { KernelNbd, nbdFamily } from "./attach.ts";
-export { type ExportProvider, exportFlags, type NbdExport, NbdServer } from "./server.ts";
+export { exportFlags, type ExportProvider, type NbdExport, NbdServer } from "./server.ts";
 export * as nbdProtocol from "./protocol.ts";
 export * as nbdNetlink from "./netlink.ts";

@@ -77,7 +77,12 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 /** nlmsghdr + genlmsghdr + attributes. */
-export function genlMessage(family: number, command: number, seq: number, attributes: Uint8Array[]): Uint8Array {
+export function genlMessage(
+  family: number,
+  command: number,
+  seq: number,
+  attributes: Uint8Array[],
+): Uint8Array {
   const body = concat(attributes);
   const out = new Uint8Array(20 + body.length);
   const view = new DataView(out.buffer);
@@ -94,7 +99,9 @@ export function genlMessage(family: number, command: number, seq: number, attrib
 
 /** CTRL_CMD_GETFAMILY for "nbd". */
 export function getFamilyMessage(seq: number): Uint8Array {
-  return genlMessage(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, seq, [stringAttribute(CTRL_ATTR_FAMILY_NAME, "nbd")]);
+  return genlMessage(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, seq, [
+    stringAttribute(CTRL_ATTR_FAMILY_NAME, "nbd"),
+  ]);
 }
 
 /** What NBD_CMD_CONNECT carries. */
@@ -117,9 +124,17 @@ export function connectMessage(family: number, seq: number, request: ConnectRequ
     u64Attribute(NbdAttr.serverFlags, request.serverFlags),
   ];
   if (request.index !== undefined) attributes.unshift(u32Attribute(NbdAttr.index, request.index));
-  if (request.timeoutSeconds !== undefined) attributes.push(u64Attribute(NbdAttr.timeout, request.timeoutSeconds));
-  if (request.clientFlags !== undefined) attributes.push(u64Attribute(NbdAttr.clientFlags, request.clientFlags));
-  attributes.push(nestedAttribute(NbdAttr.sockets, [nestedAttribute(NBD_SOCK_ITEM, [u32Attribute(NBD_SOCK_FD, request.socketFd)])]));
+  if (request.timeoutSeconds !== undefined) {
+    attributes.push(u64Attribute(NbdAttr.timeout, request.timeoutSeconds));
+  }
+  if (request.clientFlags !== undefined) {
+    attributes.push(u64Attribute(NbdAttr.clientFlags, request.clientFlags));
+  }
+  attributes.push(
+    nestedAttribute(NbdAttr.sockets, [
+      nestedAttribute(NBD_SOCK_ITEM, [u32Attribute(NBD_SOCK_FD, request.socketFd)]),
+    ]),
+  );
   attributes.push(stringAttribute(NbdAttr.backendIdentifier, request.backend));
   return genlMessage(family, NbdCmd.connect, seq, attributes);
 }
@@ -146,14 +161,21 @@ export function parseMessages(buffer: Uint8Array): ParsedMessage[] {
     const length = view.getUint32(at, true);
     if (length < 16 || at + length > buffer.length) break;
     const type = view.getUint16(at + 4, true);
-    const message: ParsedMessage = { type, seq: view.getUint32(at + 8, true), attributes: new Map() };
+    const message: ParsedMessage = {
+      type,
+      seq: view.getUint32(at + 8, true),
+      attributes: new Map(),
+    };
     if (type === NLMSG_ERROR && length >= 20) {
       message.errno = -view.getInt32(at + 16, true);
     } else {
       for (let a = at + 20; a + 4 <= at + length;) {
         const alen = view.getUint16(a, true);
         if (alen < 4 || a + alen > at + length) break;
-        message.attributes.set(view.getUint16(a + 2, true) & ~NLA_F_NESTED, buffer.slice(a + 4, a + alen));
+        message.attributes.set(
+          view.getUint16(a + 2, true) & ~NLA_F_NESTED,
+          buffer.slice(a + 4, a + alen),
+        );
         a += Math.ceil(alen / 4) * 4;
       }
     }

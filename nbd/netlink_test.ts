@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { connectMessage, disconnectMessage, getFamilyMessage, NLA_F_NESTED, parseMessages } from "./netlink.ts";
+import {
+  connectMessage,
+  disconnectMessage,
+  getFamilyMessage,
+  NLA_F_NESTED,
+  parseMessages,
+} from "./netlink.ts";
 import { KernelNbd, nbdFamily } from "./attach.ts";
 
 function hex(bytes: Uint8Array): string {
@@ -10,11 +16,21 @@ Deno.test("netlink: CTRL_CMD_GETFAMILY for nbd, byte for byte", () => {
   const m = getFamilyMessage(7);
   // nlmsghdr: len 28, type GENL_ID_CTRL 0x10, flags REQUEST|ACK 5, seq 7, pid 0;
   // genlmsghdr: cmd 3, version 1; attr: len 8, type CTRL_ATTR_FAMILY_NAME 2, "nbd\0".
-  assert.equal(hex(m), "1c000000" + "1000" + "0500" + "07000000" + "00000000" + "03010000" + "0800" + "0200" + "6e626400");
+  assert.equal(
+    hex(m),
+    "1c000000" + "1000" + "0500" + "07000000" + "00000000" + "03010000" + "0800" + "0200" +
+      "6e626400",
+  );
 });
 
 Deno.test("netlink: NBD_CMD_CONNECT carries size, block size, flags, the socket nested twice, and the backend", () => {
-  const m = connectMessage(0x22, 1, { sizeBytes: 64 << 20, blockSize: 512, serverFlags: 0x56d, socketFd: 9, backend: "e9.0" });
+  const m = connectMessage(0x22, 1, {
+    sizeBytes: 64 << 20,
+    blockSize: 512,
+    serverFlags: 0x56d,
+    socketFd: 9,
+    backend: "e9.0",
+  });
   const view = new DataView(m.buffer);
   assert.equal(view.getUint32(0, true), m.length);
   assert.equal(view.getUint16(4, true), 0x22, "the resolved family id");
@@ -32,12 +48,26 @@ Deno.test("netlink: NBD_CMD_CONNECT carries size, block size, flags, the socket 
       "0900" + "0a00" + "65392e3000000000", // BACKEND_IDENTIFIER "e9.0\0", padded to 4
   );
   assert.equal(NLA_F_NESTED, 0x8000);
-  const withIndex = connectMessage(0x22, 2, { sizeBytes: 512, blockSize: 512, serverFlags: 1, socketFd: 3, backend: "e1.2", index: 5 });
-  assert.equal(hex(withIndex.subarray(20, 28)), "0800" + "0100" + "05000000", "INDEX first when given");
+  const withIndex = connectMessage(0x22, 2, {
+    sizeBytes: 512,
+    blockSize: 512,
+    serverFlags: 1,
+    socketFd: 3,
+    backend: "e1.2",
+    index: 5,
+  });
+  assert.equal(
+    hex(withIndex.subarray(20, 28)),
+    "0800" + "0100" + "05000000",
+    "INDEX first when given",
+  );
 });
 
 Deno.test("netlink: NBD_CMD_DISCONNECT, and replies parsed (errors, attributes)", () => {
-  assert.equal(hex(disconnectMessage(0x22, 3, 4).subarray(16)), "02010000" + "0800" + "0100" + "04000000");
+  assert.equal(
+    hex(disconnectMessage(0x22, 3, 4).subarray(16)),
+    "02010000" + "0800" + "0100" + "04000000",
+  );
   const reply = new Uint8Array(36 + 28);
   const v = new DataView(reply.buffer);
   v.setUint32(0, 36, true); // NLMSG_ERROR with -ENOENT

@@ -58,13 +58,31 @@ export const TransmissionFlag = {
 } as const;
 
 /** Commands. */
-export const Cmd = { read: 0, write: 1, disc: 2, flush: 3, trim: 4, cache: 5, writeZeroes: 6, blockStatus: 7 } as const;
+export const Cmd = {
+  read: 0,
+  write: 1,
+  disc: 2,
+  flush: 3,
+  trim: 4,
+  cache: 5,
+  writeZeroes: 6,
+  blockStatus: 7,
+} as const;
 
 /** Command flags. */
 export const CmdFlag = { fua: 1, noHole: 2, df: 4 } as const;
 
 /** Errors carried in replies. */
-export const Errno = { EPERM: 1, EIO: 5, ENOMEM: 12, EINVAL: 22, ENOSPC: 28, EOVERFLOW: 75, ENOTSUP: 95, ESHUTDOWN: 108 } as const;
+export const Errno = {
+  EPERM: 1,
+  EIO: 5,
+  ENOMEM: 12,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EOVERFLOW: 75,
+  ENOTSUP: 95,
+  ESHUTDOWN: 108,
+} as const;
 
 /** Structured reply chunk types and flags. */
 export const Chunk = { none: 0, offsetData: 1, error: 32769, flagDone: 1 } as const;
@@ -80,7 +98,11 @@ export function encodeServerHello(): Uint8Array {
 }
 
 /** An option reply: magic, option, type, length, data. */
-export function encodeOptionReply(option: number, type: number, data: Uint8Array = new Uint8Array(0)): Uint8Array {
+export function encodeOptionReply(
+  option: number,
+  type: number,
+  data: Uint8Array = new Uint8Array(0),
+): Uint8Array {
   const out = new Uint8Array(20 + data.length);
   const view = new DataView(out.buffer);
   view.setBigUint64(0, OPTION_REPLY_MAGIC);
@@ -102,7 +124,11 @@ export function encodeInfoExport(size: number, flags: number): Uint8Array {
 }
 
 /** NBD_INFO_BLOCK_SIZE payload: minimum, preferred, maximum. */
-export function encodeInfoBlockSize(minimum: number, preferred: number, maximum: number): Uint8Array {
+export function encodeInfoBlockSize(
+  minimum: number,
+  preferred: number,
+  maximum: number,
+): Uint8Array {
   const out = new Uint8Array(14);
   const view = new DataView(out.buffer);
   view.setUint16(0, Info.blockSize);
@@ -131,7 +157,9 @@ export function encodeServerEntry(name: string): Uint8Array {
 }
 
 /** The data of INFO and GO: export name and the info types asked for; undefined when malformed. */
-export function decodeInfoRequest(data: Uint8Array): { name: string; requests: number[] } | undefined {
+export function decodeInfoRequest(
+  data: Uint8Array,
+): { name: string; requests: number[] } | undefined {
   if (data.length < 6) return undefined;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const nameLength = view.getUint32(0);
@@ -192,7 +220,12 @@ export function encodeSimpleReply(cookie: bigint, error: number): Uint8Array {
 }
 
 /** A structured reply chunk header (20 bytes) for a payload of `length` bytes. */
-export function encodeChunkHeader(cookie: bigint, flags: number, type: number, length: number): Uint8Array {
+export function encodeChunkHeader(
+  cookie: bigint,
+  flags: number,
+  type: number,
+  length: number,
+): Uint8Array {
   const out = new Uint8Array(20);
   const view = new DataView(out.buffer);
   view.setUint32(0, STRUCTURED_REPLY_MAGIC);

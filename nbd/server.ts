@@ -202,7 +202,15 @@ export class NbdServer {
   serve(conn: Deno.Conn, options: { transmissionOnly?: NbdExport } = {}): Promise<void> {
     this.counters.connections++;
     this.#connections.add(conn);
-    const done = (options.transmissionOnly ? this.#transmission(conn, new ExactReader(conn), new OrderedWriter(conn), options.transmissionOnly, false) : this.#handshake(conn))
+    const done = (options.transmissionOnly
+      ? this.#transmission(
+        conn,
+        new ExactReader(conn),
+        new OrderedWriter(conn),
+        options.transmissionOnly,
+        false,
+      )
+      : this.#handshake(conn))
       .catch(() => {})
       .finally(() => {
         this.#connections.delete(conn);
@@ -288,7 +296,9 @@ export class NbdServer {
               await writer.write(encodeOptionReply(option, Reply.errInvalid));
               break;
             }
-            for (const name of this.provider.names()) await writer.write(encodeOptionReply(option, Reply.server, encodeServerEntry(name)));
+            for (const name of this.provider.names()) {
+              await writer.write(encodeOptionReply(option, Reply.server, encodeServerEntry(name)));
+            }
             await writer.write(encodeOptionReply(option, Reply.ack));
             break;
           case Option.startTls:
@@ -303,14 +313,42 @@ export class NbdServer {
             }
             const exp = this.#lookup(request.name);
             if (!exp) {
-              await writer.write(encodeOptionReply(option, Reply.errUnknown, new TextEncoder().encode(`no export "${request.name}"`)));
+              await writer.write(
+                encodeOptionReply(
+                  option,
+                  Reply.errUnknown,
+                  new TextEncoder().encode(`no export "${request.name}"`),
+                ),
+              );
               break;
             }
-            await writer.write(encodeOptionReply(option, Reply.info, encodeInfoExport(exp.size, exportFlags(exp))));
-            await writer.write(encodeOptionReply(option, Reply.info, encodeInfoBlockSize(BLOCK_SIZES.minimum, BLOCK_SIZES.preferred, BLOCK_SIZES.maximum)));
-            if (request.requests.includes(Info.name)) await writer.write(encodeOptionReply(option, Reply.info, encodeInfoText(Info.name, exp.name)));
+            await writer.write(
+              encodeOptionReply(option, Reply.info, encodeInfoExport(exp.size, exportFlags(exp))),
+            );
+            await writer.write(
+              encodeOptionReply(
+                option,
+                Reply.info,
+                encodeInfoBlockSize(
+                  BLOCK_SIZES.minimum,
+                  BLOCK_SIZES.preferred,
+                  BLOCK_SIZES.maximum,
+                ),
+              ),
+            );
+            if (request.requests.includes(Info.name)) {
+              await writer.write(
+                encodeOptionReply(option, Reply.info, encodeInfoText(Info.name, exp.name)),
+              );
+            }
             if (request.requests.includes(Info.description)) {
-              await writer.write(encodeOptionReply(option, Reply.info, encodeInfoText(Info.description, `AoE device ${exp.name}`)));
+              await writer.write(
+                encodeOptionReply(
+                  option,
+                  Reply.info,
+                  encodeInfoText(Info.description, `AoE device ${exp.name}`),
+                ),
+              );
             }
             await writer.write(encodeOptionReply(option, Reply.ack));
             if (option === Option.go) {
@@ -347,7 +385,13 @@ export class NbdServer {
     return exp && exp.size > 0 ? exp : undefined;
   }
 
-  async #transmission(conn: Deno.Conn, reader: ExactReader, writer: OrderedWriter, exp: NbdExport, structured: boolean): Promise<void> {
+  async #transmission(
+    conn: Deno.Conn,
+    reader: ExactReader,
+    writer: OrderedWriter,
+    exp: NbdExport,
+    structured: boolean,
+  ): Promise<void> {
     exp.open?.();
     const inFlight = new Set<Promise<void>>();
     try {
@@ -398,7 +442,10 @@ export class NbdServer {
       this.counters.errors++;
       if (structured && type === Cmd.read) {
         const body = encodeErrorChunk(error, message);
-        return writer.write(encodeChunkHeader(cookie, Chunk.flagDone, Chunk.error, body.length), body);
+        return writer.write(
+          encodeChunkHeader(cookie, Chunk.flagDone, Chunk.error, body.length),
+          body,
+        );
       }
       return writer.write(encodeSimpleReply(cookie, error));
     };
@@ -413,7 +460,11 @@ export class NbdServer {
           if (structured) {
             const offsetBytes = new Uint8Array(8);
             new DataView(offsetBytes.buffer).setBigUint64(0, BigInt(offset));
-            return await writer.write(encodeChunkHeader(cookie, Chunk.flagDone, Chunk.offsetData, 8 + data.length), offsetBytes, data);
+            return await writer.write(
+              encodeChunkHeader(cookie, Chunk.flagDone, Chunk.offsetData, 8 + data.length),
+              offsetBytes,
+              data,
+            );
           }
           return await writer.write(encodeSimpleReply(cookie, 0), data);
         }

@@ -1,11 +1,25 @@
 import assert from "node:assert/strict";
-import { Cmd, CmdFlag, encodeRequest, Errno, IHAVEOPT, Option, Reply, TransmissionFlag } from "./protocol.ts";
+import {
+  Cmd,
+  CmdFlag,
+  encodeRequest,
+  Errno,
+  IHAVEOPT,
+  Option,
+  Reply,
+  TransmissionFlag,
+} from "./protocol.ts";
 import { exportFlags, HANDSHAKE_TIMEOUT_MS, type NbdExport, NbdServer } from "./server.ts";
 
 class MemoryExport implements NbdExport {
   readonly data: Uint8Array;
   flushes = 0;
-  constructor(readonly name: string, size: number, readonly canTrim = true, readonly trimReadsZeros = true) {
+  constructor(
+    readonly name: string,
+    size: number,
+    readonly canTrim = true,
+    readonly trimReadsZeros = true,
+  ) {
     this.data = new Uint8Array(size);
   }
   get size() {
@@ -28,10 +42,18 @@ class MemoryExport implements NbdExport {
   }
 }
 
-async function withServer(fn: (socket: string, exports: MemoryExport[], server: NbdServer) => Promise<void>) {
+async function withServer(
+  fn: (socket: string, exports: MemoryExport[], server: NbdServer) => Promise<void>,
+) {
   const dir = Deno.makeTempDirSync();
-  const exports = [new MemoryExport("e9.0", 1 << 20), new MemoryExport("e9.1", 2 << 20, false, false)];
-  const server = new NbdServer({ names: () => exports.map((e) => e.name), get: (n) => exports.find((e) => e.name === n) });
+  const exports = [
+    new MemoryExport("e9.0", 1 << 20),
+    new MemoryExport("e9.1", 2 << 20, false, false),
+  ];
+  const server = new NbdServer({
+    names: () => exports.map((e) => e.name),
+    get: (n) => exports.find((e) => e.name === n),
+  });
   server.listenUnix(`${dir}/nbd.sock`);
   try {
     await fn(`${dir}/nbd.sock`, exports, server);
@@ -85,7 +107,14 @@ async function rawClient(socket: string, name?: string) {
       if (r.type !== Reply.info) throw new Error(`GO refused: ${r.type.toString(16)}`);
     }
   }
-  const request = async (type: number, offset: number, length: number, cookie: bigint, flags = 0, payload?: Uint8Array) => {
+  const request = async (
+    type: number,
+    offset: number,
+    length: number,
+    cookie: bigint,
+    flags = 0,
+    payload?: Uint8Array,
+  ) => {
     await write(encodeRequest({ flags, type, cookie, offset, length }));
     if (payload) await write(payload);
   };
@@ -130,7 +159,10 @@ Deno.test("nbd: LIST, INFO with sizes and flags, unknown options get ERR_UNSUP, 
     assert.equal(Number(iv.getBigUint64(2)), 2 << 20);
     const flags = iv.getUint16(10);
     assert.equal(flags & TransmissionFlag.sendTrim, 0, "e9.1 cannot trim: not advertised");
-    assert.ok(flags & TransmissionFlag.sendFlush && flags & TransmissionFlag.sendFua && flags & TransmissionFlag.canMultiConn);
+    assert.ok(
+      flags & TransmissionFlag.sendFlush && flags & TransmissionFlag.sendFua &&
+        flags & TransmissionFlag.canMultiConn,
+    );
     await c.option(Option.info, new Uint8Array([0, 0, 0, 9, 1]));
     assert.equal((await c.optionReply()).type, Reply.errInvalid, "malformed INFO data");
     data.set(new TextEncoder().encode("e9.9"), 4);
@@ -146,7 +178,9 @@ Deno.test("nbd: requests in flight, errors for bad ranges and commands, FUA and 
   await withServer(async (socket, exports) => {
     const c = await rawClient(socket, "e9.0");
     const payload = new Uint8Array(4096).fill(9);
-    for (let i = 0; i < 16; i++) await c.request(Cmd.write, i * 4096, 4096, BigInt(i), i === 15 ? CmdFlag.fua : 0, payload);
+    for (let i = 0; i < 16; i++) {
+      await c.request(Cmd.write, i * 4096, 4096, BigInt(i), i === 15 ? CmdFlag.fua : 0, payload);
+    }
     const cookies = new Set<bigint>();
     for (let i = 0; i < 16; i++) {
       const r = (await c.reply())!;

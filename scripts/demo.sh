@@ -12,6 +12,7 @@ id="aoedemo$$"
 work=$(mktemp -d /tmp/aoe-demo.XXXXXX)
 target_pid=""
 cleanup() {
+  if [ -f "$work/run/aoe.pid" ]; then kill "$(cat "$work/run/aoe.pid")" 2>/dev/null || true; fi
   [ -n "$target_pid" ] && kill "$target_pid" 2>/dev/null && wait "$target_pid" 2>/dev/null || true
   for ns in "${id}t" "${id}i"; do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
@@ -48,17 +49,26 @@ step "aoecfg: set and read the config string"
 ip netns exec "${id}i" timeout 10 aoecfg -c set -s "demo rack 7" 9 0 eth1
 ip netns exec "${id}i" timeout 10 aoecfg -c read 9 0 eth1
 
-if [ -f "$here/driver/mod.ts" ]; then
-  step "the initiator: aoe modprobe, aoe status, read sector 0 through NBD"
-  export AOE_RUNDIR="$work/run" AOE_DEVDIR="$work/dev"
-  ip netns exec "${id}i" "$aoe" modprobe aoe_iflist=eth1
-  ip netns exec "${id}i" "$aoe" status --wait e9.0
-  if command -v nbdcopy >/dev/null && [ -S "$AOE_RUNDIR/nbd.sock" ]; then
-    ip netns exec "${id}i" nbdinfo --list "nbd+unix:///?socket=$AOE_RUNDIR/nbd.sock" | grep -E 'export=|export-size' || true
-    ip netns exec "${id}i" nbdcopy "nbd+unix:///e9.0?socket=$AOE_RUNDIR/nbd.sock" - | head -c 24; echo
-  fi
-  ip netns exec "${id}i" "$aoe" rmmod
-fi
+step "the initiator: aoe modprobe aoe_iflist=eth1 (a daemon in the initiator namespace)"
+export AOE_RUNDIR="$work/run" AOE_DEVDIR="$work/dev"
+ip netns exec "${id}i" "$aoe" modprobe aoe_iflist=eth1
+ip netns exec "${id}i" "$aoe" status --wait e9.0
+cat "$AOE_RUNDIR/sys/block/etherd!e9.0/state" "$AOE_RUNDIR/sys/block/etherd!e9.0/payload"
+
+step "aoe status (aoe-stat's table) and status.sh"
+ip netns exec "${id}i" "$aoe" status
+sh "$here/status.sh"
+
+step "the NBD export, read by real NBD clients (nbdinfo, nbdsh)"
+sock="$AOE_RUNDIR/nbd.sock"
+nbdinfo --list "nbd+unix:///?socket=$sock" | grep -E 'export=|export-size|can_trim'
+/usr/bin/python3 -m nbd -u "nbd+unix:///e9.0?socket=$sock" -c 'print("sector 0 through NBD:", h.pread(512, 0)[:24].decode().strip())'
+/usr/bin/python3 -m nbd -u "nbd+unix:///e9.0?socket=$sock" -c 'h.pwrite(b"written through NBD\n" + bytes(492), 512); h.flush()'
+printf 'sector 1 in the image: '; dd if="$work/disk.img" bs=512 skip=1 count=1 status=none | head -c 19; echo
+
+step "aoe rmmod"
+ip netns exec "${id}i" "$aoe" rmmod
+ls "$AOE_DEVDIR" 2>/dev/null || echo "control files removed"
 
 step "done: the image is still sparse after the writes"
 du -h "$work/disk.img"

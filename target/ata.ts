@@ -110,7 +110,13 @@ export function executeAta(
  * entries, a 48-bit LBA and a 16-bit sector count, little-endian; count 0 ends
  * nothing but is skipped (ACS-2 7.10).
  */
-function trim(store: BackingStore, request: Uint8Array, length: number, reply: Uint8Array, count: number): number {
+function trim(
+  store: BackingStore,
+  request: Uint8Array,
+  length: number,
+  reply: Uint8Array,
+  count: number,
+): number {
   const isTrim = (request[25] & 1) === 1 && (request[24] & AtaFlag.write) !== 0;
   const dataBytes = count * SECTOR_SIZE;
   if (!isTrim || !store.canTrim || count === 0 || length - ATA_HEADER_LENGTH < dataBytes) {

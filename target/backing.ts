@@ -72,7 +72,9 @@ export class FileStore implements BackingStore {
       let sectors = total - offset;
       if (options.lengthSectors !== undefined) {
         if (options.lengthSectors > sectors) {
-          throw new Error(`Length ${options.lengthSectors} too big - exceeds size of file (${sectors} sectors)`);
+          throw new Error(
+            `Length ${options.lengthSectors} too big - exceeds size of file (${sectors} sectors)`,
+          );
         }
         sectors = options.lengthSectors;
       }
@@ -88,7 +90,10 @@ export class FileStore implements BackingStore {
 
   #blockDeviceBytes(): number {
     const size = new BigUint64Array(1);
-    check(libc().ioctl(this.#fd, linux.BLKGETSIZE64, new Uint8Array(size.buffer)), "ioctl BLKGETSIZE64");
+    check(
+      libc().ioctl(this.#fd, linux.BLKGETSIZE64, new Uint8Array(size.buffer)),
+      "ioctl BLKGETSIZE64",
+    );
     return Number(size[0]);
   }
 

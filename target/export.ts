@@ -17,6 +17,8 @@ import {
   Command,
   CONFIG_HEADER_LENGTH,
   ConfigCommand,
+  decodeReserve,
+  DIRECTIVE_LENGTH,
   DirectiveCommand,
   encodeConfig,
   encodeHeader,
@@ -28,16 +30,14 @@ import {
   makeResponseHeader,
   MASK_HEADER_LENGTH,
   MaskCommand,
-  MaskError,
   type MaskDirective,
+  MaskError,
   MAX_CONFIG_LENGTH,
   readMac,
   RESERVE_HEADER_LENGTH,
   ReserveCommand,
   sectorsPerFrame,
   setAoeError,
-  decodeReserve,
-  DIRECTIVE_LENGTH,
 } from "../wire/mod.ts";
 import { executeAta } from "./ata.ts";
 import type { BackingStore } from "./backing.ts";
@@ -204,7 +204,9 @@ export class Export {
       return;
     }
     if (command === AtaOp.writeSectors || command === AtaOp.writeSectorsExt) this.counters.writes++;
-    else if (command === AtaOp.readSectors || command === AtaOp.readSectorsExt) this.counters.reads++;
+    else if (command === AtaOp.readSectors || command === AtaOp.readSectorsExt) {
+      this.counters.reads++;
+    }
     const n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
     if (reply[27] & 0x01 || reply[14] & Flag.error) this.counters.ataErrors++;
     link.commit(n);
@@ -220,7 +222,10 @@ export class Export {
     const stringLength = request[30] << 8 | request[31];
     const given = request.subarray(CONFIG_HEADER_LENGTH, CONFIG_HEADER_LENGTH + stringLength);
     // A read's length is not checked: aoeping sends 1024 filler bytes (aoe-protocol.md §5).
-    if (ccmd !== ConfigCommand.read && (stringLength > MAX_CONFIG_LENGTH || stringLength > length - CONFIG_HEADER_LENGTH)) {
+    if (
+      ccmd !== ConfigCommand.read &&
+      (stringLength > MAX_CONFIG_LENGTH || stringLength > length - CONFIG_HEADER_LENGTH)
+    ) {
       this.counters.configSilent++;
       return;
     }
@@ -242,7 +247,10 @@ export class Export {
         break;
       case ConfigCommand.set:
         // Set only if empty; setting the same string again succeeds, as in vblade.
-        if (this.#configLength > 0 && (this.#configLength !== stringLength || !startsWith(this.config, given))) {
+        if (
+          this.#configLength > 0 &&
+          (this.#configLength !== stringLength || !startsWith(this.config, given))
+        ) {
           error = AoeError.configStringPresent;
           break;
         }
@@ -322,7 +330,10 @@ export class Export {
         }
       }
     }
-    const directives: MaskDirective[] = this.masks.map((mac) => ({ dcmd: DirectiveCommand.none, mac }));
+    const directives: MaskDirective[] = this.masks.map((mac) => ({
+      dcmd: DirectiveCommand.none,
+      mac,
+    }));
     link.commit(encodeMask(reply, { mcmd, merror: MaskError.none, directives }));
   }
 
@@ -338,7 +349,10 @@ export class Export {
     makeResponseHeader(reply, this.#identity(link));
     const source = readMac(request, 6);
     if (rcmd === ReserveCommand.set || rcmd === ReserveCommand.forceSet) {
-      if (rcmd === ReserveCommand.set && this.reservations.length > 0 && !this.reservations.includes(source)) {
+      if (
+        rcmd === ReserveCommand.set && this.reservations.length > 0 &&
+        !this.reservations.includes(source)
+      ) {
         setAoeError(reply, AoeError.targetReserved);
       } else {
         try {

@@ -12,8 +12,15 @@ import { TargetServer } from "./server.ts";
 
 export { type BackingStore, FileStore, MemoryStore, NullStore } from "./backing.ts";
 export { Export, type ExportCounters, FIRMWARE_VERSION } from "./export.ts";
-export { TargetServer, type DispatchCounters } from "./server.ts";
-export { parseTargetArgs, type ExportSpec, type TargetCommandLine, TARGET_HELP, TARGET_USAGE, UsageError } from "./options.ts";
+export { type DispatchCounters, TargetServer } from "./server.ts";
+export {
+  type ExportSpec,
+  parseTargetArgs,
+  TARGET_HELP,
+  TARGET_USAGE,
+  type TargetCommandLine,
+  UsageError,
+} from "./options.ts";
 export { executeAta } from "./ata.ts";
 
 /** A running target: its server, and how to stop it. */
@@ -27,7 +34,10 @@ export interface RunningTarget {
  * Opens the files and interfaces of `specs`, announces every export and
  * starts serving. Throws a one-line Error if a file or interface cannot be opened.
  */
-export function startTarget(specs: readonly ExportSpec[], options: { link?: LinkKind } = {}): RunningTarget {
+export function startTarget(
+  specs: readonly ExportSpec[],
+  options: { link?: LinkKind } = {},
+): RunningTarget {
   const exports: Export[] = [];
   const links = new Map<string, FrameLink>();
   try {

@@ -152,18 +152,28 @@ function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
   }
   if (command.help) return spec as ExportSpec;
   if (positionals.length < 4) {
-    throw new UsageError(`expected shelf slot netif [netif...] filename, got ${positionals.length} arguments`);
+    throw new UsageError(
+      `expected shelf slot netif [netif...] filename, got ${positionals.length} arguments`,
+    );
   }
   spec.shelf = parseInteger(positionals[0], "shelf");
   spec.slot = parseInteger(positionals[1], "slot");
   spec.interfaces = positionals.slice(2, -1);
   spec.file = positionals[positionals.length - 1];
-  if (spec.shelf < 0 || spec.shelf > 0xfffe) throw new UsageError(`shelf ${spec.shelf} out of range 0-65534`);
-  if (spec.slot < 0 || spec.slot > 0xfe) throw new UsageError(`slot ${spec.slot} out of range 0-254`);
-  if (spec.bufferCount! < 2 || spec.bufferCount! > 0xffff) {
-    throw new UsageError(`-b ${spec.bufferCount}: buffer count must be 2-65535 (the Linux driver cannot use fewer than 2)`);
+  if (spec.shelf < 0 || spec.shelf > 0xfffe) {
+    throw new UsageError(`shelf ${spec.shelf} out of range 0-65534`);
   }
-  if (spec.length !== undefined && spec.length < 1) throw new UsageError("-l: length must be at least 1");
+  if (spec.slot < 0 || spec.slot > 0xfe) {
+    throw new UsageError(`slot ${spec.slot} out of range 0-254`);
+  }
+  if (spec.bufferCount! < 2 || spec.bufferCount! > 0xffff) {
+    throw new UsageError(
+      `-b ${spec.bufferCount}: buffer count must be 2-65535 (the Linux driver cannot use fewer than 2)`,
+    );
+  }
+  if (spec.length !== undefined && spec.length < 1) {
+    throw new UsageError("-l: length must be at least 1");
+  }
   return spec as ExportSpec;
 }
 

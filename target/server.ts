@@ -27,7 +27,13 @@ export interface DispatchCounters {
 
 /** Serves a set of exports on a set of links. */
 export class TargetServer {
-  readonly counters: DispatchCounters = { received: 0, malformed: 0, responses: 0, badVersion: 0, notForUs: 0 };
+  readonly counters: DispatchCounters = {
+    received: 0,
+    malformed: 0,
+    responses: 0,
+    badVersion: 0,
+    notForUs: 0,
+  };
   /** Replies sent per group while a received batch is processed. */
   flushEvery = 8;
   #running = false;
@@ -115,7 +121,9 @@ export class TargetServer {
       const broken = await waitForFrames(this.links, 200);
       if (broken.length > 0) {
         // The interface went away: stop, as vblade exits on a network read error.
-        this.failure = new Error(`network interface ${broken.map((l) => l.name).join(", ")} went away`);
+        this.failure = new Error(
+          `network interface ${broken.map((l) => l.name).join(", ")} went away`,
+        );
         this.#running = false;
       }
       lastYield = performance.now();
@@ -133,7 +141,9 @@ export class TargetServer {
     return {
       dispatch: { ...this.counters },
       links: Object.fromEntries(this.links.map((link) => [link.name, { ...link.counters }])),
-      exports: Object.fromEntries(this.exports.map((device) => [device.name, { ...device.counters }])),
+      exports: Object.fromEntries(
+        this.exports.map((device) => [device.name, { ...device.counters }]),
+      ),
     };
   }
 }

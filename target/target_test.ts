@@ -23,7 +23,16 @@ const CLIENT_MAC = 0x020000000002;
 const OTHER_MAC = 0x020000000003;
 
 async function withTarget(
-  fn: (t: { client: TestClient; other: TestClient; store: MemoryStore; device: Export; server: TargetServer; segment: MemorySegment }) => Promise<void>,
+  fn: (
+    t: {
+      client: TestClient;
+      other: TestClient;
+      store: MemoryStore;
+      device: Export;
+      server: TargetServer;
+      segment: MemorySegment;
+    },
+  ) => Promise<void>,
   options: { readOnly?: boolean; masks?: number[]; mtu?: number; sectors?: number } = {},
 ) {
   const segment = new MemorySegment({ mtu: options.mtu ?? 1500 });
@@ -69,7 +78,12 @@ Deno.test("target: write then read back two sectors (LBA48), data on the store",
 Deno.test("target: LBA28 read masks the device register in lba3", async () => {
   await withTarget(async ({ client, store }) => {
     store.data.set(pattern(512, 3), 5 * 512);
-    const r = await client.ata(9, 0, { command: AtaOp.readSectors, aflags: 0, lba: 0xe0000005, count: 1 });
+    const r = await client.ata(9, 0, {
+      command: AtaOp.readSectors,
+      aflags: 0,
+      lba: 0xe0000005,
+      count: 1,
+    });
     assert.ok(r);
     assert.equal(r[27], 0x40);
     assert.deepEqual(r.subarray(36, 36 + 512), pattern(512, 3));
@@ -93,7 +107,12 @@ Deno.test("target: errors in the ATA registers: past the end IDNF, unknown opcod
     assert.equal(power![26], 0xff);
   });
   await withTarget(async ({ client, store }) => {
-    const w = await client.ata(9, 0, { command: AtaOp.writeSectorsExt, lba: 0, count: 1, data: pattern(512, 1) });
+    const w = await client.ata(9, 0, {
+      command: AtaOp.writeSectorsExt,
+      lba: 0,
+      count: 1,
+      data: pattern(512, 1),
+    });
     assert.ok(w);
     assert.equal(w[27], 0x41);
     assert.equal(w[25], 0x04);
@@ -107,7 +126,12 @@ Deno.test("target: more sectors than a frame carries, or short write data: AoE b
     assert.ok(big);
     assert.equal(big[14] & 0x04, 0x04);
     assert.equal(big[15], AoeError.badArgument);
-    const short = await client.ata(9, 0, { command: AtaOp.writeSectorsExt, lba: 0, count: 2, data: pattern(512, 0) });
+    const short = await client.ata(9, 0, {
+      command: AtaOp.writeSectorsExt,
+      lba: 0,
+      count: 2,
+      data: pattern(512, 0),
+    });
     assert.equal(short![15], AoeError.badArgument);
   });
   await withTarget(async ({ client }) => {
@@ -139,7 +163,12 @@ Deno.test("target: TRIM through DATA SET MANAGEMENT zeroes the range", async () 
     const view = new DataView(ranges.buffer);
     view.setUint32(0, 10, true);
     view.setUint16(6, 4, true);
-    const r = await client.ata(9, 0, { command: AtaOp.dataSetManagement, feature: 1, count: 1, data: ranges });
+    const r = await client.ata(9, 0, {
+      command: AtaOp.dataSetManagement,
+      feature: 1,
+      count: 1,
+      data: ranges,
+    });
     assert.equal(r![27], 0x40);
     assert.ok(store.data.subarray(10 * 512, 14 * 512).every((b) => b === 0));
     assert.equal(store.data[9 * 512 + 511], 0xaa);
@@ -164,7 +193,11 @@ Deno.test("target: Query Config read/test/prefix/set/fset as vblade", async () =
     assert.equal(refused![15], AoeError.configStringPresent);
     assert.equal(new TextDecoder().decode(decodeConfig(refused!).config), "alpha");
     assert.ok(await client.config(9, 0, ConfigCommand.test, "alpha"));
-    assert.equal(await client.config(9, 0, ConfigCommand.test, "alph", 200), undefined, "test exact: silent");
+    assert.equal(
+      await client.config(9, 0, ConfigCommand.test, "alph", 200),
+      undefined,
+      "test exact: silent",
+    );
     assert.ok(await client.config(9, 0, ConfigCommand.testPrefix, "alph"));
     assert.equal(await client.config(9, 0, ConfigCommand.testPrefix, "alphabet", 200), undefined);
     const forced = await client.config(9, 0, ConfigCommand.forceSet, "gamma");
@@ -181,7 +214,11 @@ Deno.test("target: broadcast shelf and slot are answered with the real address",
     const h = decodeHeader(r!);
     assert.equal(h.shelf, 9);
     assert.equal(h.slot, 0);
-    assert.equal(await client.config(8, 0, ConfigCommand.read, "", 200), undefined, "other shelf: silent");
+    assert.equal(
+      await client.config(8, 0, ConfigCommand.read, "", 200),
+      undefined,
+      "other shelf: silent",
+    );
   });
 });
 

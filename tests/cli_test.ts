@@ -8,7 +8,11 @@ import { withNet, writePatternFile } from "./helpers/target.ts";
 
 async function aoe(...args: string[]) {
   const argv = aoeCommand(...args);
-  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stdout: "piped", stderr: "piped" }).output();
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   const decoder = new TextDecoder();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
@@ -24,7 +28,10 @@ Deno.test("cli: bad target command lines give a one-line error and exit 1", asyn
     [["target", "9", "255", "eth0", "f"], /slot 255 out of range/],
     [["target", "nine", "0", "eth0", "f"], /shelf: not a number/],
     [["target", "-m", "zz:zz", "9", "0", "eth0", "f"], /-m: not a MAC address/],
-    [["target", "9", "0", "eth0", "/nonexistent/disk.img"], /open \/nonexistent\/disk.img: No such file/],
+    [
+      ["target", "9", "0", "eth0", "/nonexistent/disk.img"],
+      /open \/nonexistent\/disk.img: No such file/,
+    ],
     [["frobnicate"], /unknown command "frobnicate"/],
   ];
   for (const [args, message] of cases) {
@@ -36,7 +43,10 @@ Deno.test("cli: bad target command lines give a one-line error and exit 1", asyn
   }
 });
 
-Deno.test("cli: a missing interface is a one-line error", { sanitizeOps: false, sanitizeResources: false }, async () => {
+Deno.test("cli: a missing interface is a one-line error", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
   await withNet({}, async (net, dir) => {
     writePatternFile(`${dir}/d.img`, 8);
     const r = await net.run(0, aoeCommand("target", "9", "0", "nosuch0", `${dir}/d.img`));
@@ -48,13 +58,18 @@ Deno.test("cli: a missing interface is a one-line error", { sanitizeOps: false, 
 Deno.test("cli: --help explains every vblade option", async () => {
   const r = await aoe("target", "--help");
   assert.equal(r.code, 0);
-  for (const option of ["-b", "-d", "-s", "-r", "-m", "-o", "-l"]) assert.match(r.stdout, new RegExp(`^\\s+${option} `, "m"));
+  for (const option of ["-b", "-d", "-s", "-r", "-m", "-o", "-l"]) {
+    assert.match(r.stdout, new RegExp(`^\\s+${option} `, "m"));
+  }
   const top = await aoe("help");
   assert.equal(top.code, 0);
   assert.match(top.stdout, /target/);
 });
 
-Deno.test("cli: targetd detaches and serves; aoeping reaches it", { sanitizeOps: false, sanitizeResources: false }, async () => {
+Deno.test("cli: targetd detaches and serves; aoeping reaches it", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
   await withNet({}, async (net, dir) => {
     writePatternFile(`${dir}/d.img`, 2048);
     const started = await net.run(0, aoeCommand("targetd", "9", "3", "t1p0", `${dir}/d.img`));

@@ -4,8 +4,22 @@
  * afterwards.
  */
 import assert from "node:assert/strict";
-import { AtaOp, Command, ConfigCommand, decodeConfig, decodeIdentify, encodeReserve, writeMac } from "../wire/mod.ts";
-import { clientIn, patternSectors, startTarget, withNet, writePatternFile } from "./helpers/target.ts";
+import {
+  AtaOp,
+  Command,
+  ConfigCommand,
+  decodeConfig,
+  decodeIdentify,
+  encodeReserve,
+  writeMac,
+} from "../wire/mod.ts";
+import {
+  clientIn,
+  patternSectors,
+  startTarget,
+  withNet,
+  writePatternFile,
+} from "./helpers/target.ts";
 
 const FRAMES = 100_000;
 
@@ -40,14 +54,26 @@ function hostileFrame(frame: Uint8Array, next: () => number, dst: number): numbe
     for (let at = 28 + 1; at < length; at += 8) if (frame[at] === 1) frame[at] = 2;
   }
   if (frame[19] === Command.ata && next() < 0.7) {
-    frame[27] = [AtaOp.readSectorsExt, AtaOp.readSectors, AtaOp.writeSectorsExt, AtaOp.writeSectors, AtaOp.identifyDevice, AtaOp.flushCache, AtaOp.dataSetManagement, int(256)][int(8)];
+    frame[27] = [
+      AtaOp.readSectorsExt,
+      AtaOp.readSectors,
+      AtaOp.writeSectorsExt,
+      AtaOp.writeSectors,
+      AtaOp.identifyDevice,
+      AtaOp.flushCache,
+      AtaOp.dataSetManagement,
+      int(256),
+    ][int(8)];
     frame[26] = next() < 0.7 ? int(4) : int(256);
     if (next() < 0.5) frame.fill(0, 31, 34); // small LBAs, inside the image
   }
   return Math.max(length, 24);
 }
 
-Deno.test("fuzz: 100,000 hostile frames, no crash, dropped frames counted, correct answers after", { sanitizeOps: false, sanitizeResources: false }, async () => {
+Deno.test("fuzz: 100,000 hostile frames, no crash, dropped frames counted, correct answers after", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
   await withNet({}, async (net, dir, daemons) => {
     const image = `${dir}/disk.img`;
     writePatternFile(image, 4096);
@@ -77,7 +103,10 @@ Deno.test("fuzz: 100,000 hostile frames, no crash, dropped frames counted, corre
     assert.equal(exited, false, `target still running (stderr: ${target.stderr})`);
 
     // Clear any reservation the fuzz set, then check real answers.
-    await client.exchange((f, tag) => (client.header(f, 9, 0, Command.reserve, tag), encodeReserve(f, { rcmd: 2, macs: [] })));
+    await client.exchange((
+      f,
+      tag,
+    ) => (client.header(f, 9, 0, Command.reserve, tag), encodeReserve(f, { rcmd: 2, macs: [] })));
     const ident = await client.ata(9, 0, { command: AtaOp.identifyDevice, count: 1 });
     assert.equal(decodeIdentify(ident!.subarray(36)).sectors, 4096);
     const data = patternSectors(4242, 2, 77);
@@ -94,7 +123,10 @@ Deno.test("fuzz: 100,000 hostile frames, no crash, dropped frames counted, corre
     const counters = JSON.parse(Deno.readTextFileSync(stats));
     const d = counters.dispatch;
     assert.ok(d.received > FRAMES * 0.5, `received ${d.received}`);
-    assert.ok(d.badVersion + d.responses > 1000, `version/response drops counted: ${JSON.stringify(d)}`);
+    assert.ok(
+      d.badVersion + d.responses > 1000,
+      `version/response drops counted: ${JSON.stringify(d)}`,
+    );
     assert.ok(d.notForUs > 1000, `other shelves counted: ${d.notForUs}`);
     const e = counters.exports["e9.0"];
     assert.ok(e.malformed > 0, `malformed counted: ${e.malformed}`);

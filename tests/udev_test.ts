@@ -6,15 +6,27 @@ Deno.test("udev: the installer copies the rules and the uninstaller removes them
   const dir = Deno.makeTempDirSync();
   try {
     const env = { UDEV_RULES_DIR: `${dir}/rules.d` };
-    const install = await new Deno.Command("sh", { args: [`${PROJECT_ROOT}scripts/udev-install.sh`], env, stdout: "piped" }).output();
+    const install = await new Deno.Command("sh", {
+      args: [`${PROJECT_ROOT}scripts/udev-install.sh`],
+      env,
+      stdout: "piped",
+    }).output();
     assert.equal(install.code, 0);
     const installed = Deno.readTextFileSync(`${dir}/rules.d/60-aoe-nbd.rules`);
     assert.equal(installed, Deno.readTextFileSync(`${PROJECT_ROOT}udev/60-aoe-nbd.rules`));
     assert.equal(Deno.statSync(`${dir}/rules.d/60-aoe-nbd.rules`).mode! & 0o777, 0o644);
-    const uninstall = await new Deno.Command("sh", { args: [`${PROJECT_ROOT}scripts/udev-install.sh`, "--uninstall"], env, stdout: "piped" }).output();
+    const uninstall = await new Deno.Command("sh", {
+      args: [`${PROJECT_ROOT}scripts/udev-install.sh`, "--uninstall"],
+      env,
+      stdout: "piped",
+    }).output();
     assert.equal(uninstall.code, 0);
     assert.throws(() => Deno.statSync(`${dir}/rules.d/60-aoe-nbd.rules`));
-    const bad = await new Deno.Command("sh", { args: [`${PROJECT_ROOT}scripts/udev-install.sh`, "--frob"], env, stderr: "piped" }).output();
+    const bad = await new Deno.Command("sh", {
+      args: [`${PROJECT_ROOT}scripts/udev-install.sh`, "--frob"],
+      env,
+      stderr: "piped",
+    }).output();
     assert.equal(bad.code, 1);
   } finally {
     Deno.removeSync(dir, { recursive: true });
@@ -22,7 +34,9 @@ Deno.test("udev: the installer copies the rules and the uninstaller removes them
 });
 
 Deno.test("udev: the rules name disks and partitions from the nbd backend, group disk, mode 0660", () => {
-  const rules = Deno.readTextFileSync(`${PROJECT_ROOT}udev/60-aoe-nbd.rules`).split("\n").filter((l) => l && !l.startsWith("#"));
+  const rules = Deno.readTextFileSync(`${PROJECT_ROOT}udev/60-aoe-nbd.rules`).split("\n").filter((
+    l,
+  ) => l && !l.startsWith("#"));
   assert.equal(rules.length, 2);
   const [disk, part] = rules;
   for (const rule of rules) {

@@ -52,7 +52,8 @@ export interface AtaArg {
 
 /** Reads the 48-bit little-endian LBA at frame bytes 28-33. */
 export function readLba(frame: Uint8Array): number {
-  return (frame[28] | frame[29] << 8 | frame[30] << 16) + (frame[31] | frame[32] << 8 | frame[33] << 16) * 0x1000000;
+  return (frame[28] | frame[29] << 8 | frame[30] << 16) +
+    (frame[31] | frame[32] << 8 | frame[33] << 16) * 0x1000000;
 }
 
 /** Writes a 48-bit LBA at frame bytes 28-33. */
@@ -83,12 +84,17 @@ export function decodeAta(frame: Uint8Array, length: number = frame.length): Ata
 }
 
 /** Encodes an ATA argument after the common header; returns the frame length so far (36). */
-export function encodeAta(frame: Uint8Array, arg: Omit<AtaArg, "dataOffset" | "dataLength">): number {
+export function encodeAta(
+  frame: Uint8Array,
+  arg: Omit<AtaArg, "dataOffset" | "dataLength">,
+): number {
   requireLength(frame.length, ATA_HEADER_LENGTH, "ATA buffer");
   if (arg.lba < 0 || arg.lba > 0xffffffffffff || !Number.isInteger(arg.lba)) {
     throw new WireError("range", `lba ${arg.lba}`);
   }
-  if (arg.sectorCount < 0 || arg.sectorCount > 255) throw new WireError("range", `sector count ${arg.sectorCount}`);
+  if (arg.sectorCount < 0 || arg.sectorCount > 255) {
+    throw new WireError("range", `sector count ${arg.sectorCount}`);
+  }
   frame[HEADER_LENGTH] = arg.aflags;
   frame[25] = arg.feature;
   frame[26] = arg.sectorCount;

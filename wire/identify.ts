@@ -55,7 +55,9 @@ function readString(data: Uint8Array, word: number, chars: number): string {
 /** Fills 512 bytes of IDENTIFY data into `data` (which it zeroes first). */
 export function encodeIdentify(data: Uint8Array, info: IdentifyInfo): void {
   requireLength(data.length, IDENTIFY_LENGTH, "IDENTIFY buffer");
-  if (info.sectors < 0 || info.sectors > 0xffffffffffff) throw new WireError("range", `capacity ${info.sectors}`);
+  if (info.sectors < 0 || info.sectors > 0xffffffffffff) {
+    throw new WireError("range", `capacity ${info.sectors}`);
+  }
   data.fill(0, 0, IDENTIFY_LENGTH);
   writeString(data, 10, 20, info.serial);
   writeString(data, 23, 8, info.firmware);

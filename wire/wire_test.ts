@@ -83,7 +83,13 @@ Deno.test("mac: 48-bit numbers round-trip and format like the kernel's %pm", () 
 
 Deno.test("ata: 48-bit LBA little-endian, LBA28 masked to 28 bits", () => {
   const frame = new Uint8Array(60);
-  encodeAta(frame, { aflags: AtaFlag.extended, feature: 0, sectorCount: 2, command: 0x24, lba: 0x123456789abc });
+  encodeAta(frame, {
+    aflags: AtaFlag.extended,
+    feature: 0,
+    sectorCount: 2,
+    command: 0x24,
+    lba: 0x123456789abc,
+  });
   assert.deepEqual([...frame.subarray(28, 34)], [0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12]);
   const arg = decodeAta(frame);
   assert.equal(arg.lba, 0x123456789abc);
@@ -94,8 +100,14 @@ Deno.test("ata: 48-bit LBA little-endian, LBA28 masked to 28 bits", () => {
   // LBA28: lba3 carries 0xE0 | bits 24-27 (the device register).
   assert.equal(effectiveLba({ aflags: 0, lba: 0xe5123456 }), 0x05123456);
   assert.throws(() => decodeAta(frame, 35), WireError);
-  assert.throws(() => encodeAta(frame, { aflags: 0, feature: 0, sectorCount: 256, command: 0x20, lba: 0 }), WireError);
-  assert.throws(() => encodeAta(frame, { aflags: 0, feature: 0, sectorCount: 1, command: 0x20, lba: 2 ** 48 }), WireError);
+  assert.throws(
+    () => encodeAta(frame, { aflags: 0, feature: 0, sectorCount: 256, command: 0x20, lba: 0 }),
+    WireError,
+  );
+  assert.throws(
+    () => encodeAta(frame, { aflags: 0, feature: 0, sectorCount: 1, command: 0x20, lba: 2 ** 48 }),
+    WireError,
+  );
 });
 
 Deno.test("ata: sectors per frame from the MTU (aoe-protocol.md §8)", () => {
@@ -109,7 +121,14 @@ Deno.test("ata: sectors per frame from the MTU (aoe-protocol.md §8)", () => {
 Deno.test("config: round trip, string bounded by the frame", () => {
   const frame = new Uint8Array(100);
   const value = new TextEncoder().encode("hello");
-  const n = encodeConfig(frame, { bufferCount: 64, firmwareVersion: 0x4019, sectorCount: 2, aoeVersion: 1, ccmd: 3, config: value });
+  const n = encodeConfig(frame, {
+    bufferCount: 64,
+    firmwareVersion: 0x4019,
+    sectorCount: 2,
+    aoeVersion: 1,
+    ccmd: 3,
+    config: value,
+  });
   assert.equal(n, 37);
   const arg = decodeConfig(frame, n);
   assert.equal(arg.bufferCount, 64);
@@ -122,16 +141,34 @@ Deno.test("config: round trip, string bounded by the frame", () => {
   assert.equal(decodeConfig(frame, n).config.length, 5);
   assert.equal(decodeConfig(frame, n).configLength, 200);
   assert.throws(() => decodeConfig(frame, 31), WireError);
-  assert.throws(() => encodeConfig(new Uint8Array(2000), { bufferCount: 0, firmwareVersion: 0, sectorCount: 0, aoeVersion: 1, ccmd: 0, config: new Uint8Array(1025) }), WireError);
+  assert.throws(
+    () =>
+      encodeConfig(new Uint8Array(2000), {
+        bufferCount: 0,
+        firmwareVersion: 0,
+        sectorCount: 0,
+        aoeVersion: 1,
+        ccmd: 0,
+        config: new Uint8Array(1025),
+      }),
+    WireError,
+  );
 });
 
 Deno.test("mask: directives round trip; a count past the frame is a length error", () => {
   const frame = new Uint8Array(60);
-  const n = encodeMask(frame, { mcmd: 1, merror: 0, directives: [{ dcmd: 1, mac: 0x020000000002 }, { dcmd: 2, mac: 0x020000000003 }] });
+  const n = encodeMask(frame, {
+    mcmd: 1,
+    merror: 0,
+    directives: [{ dcmd: 1, mac: 0x020000000002 }, { dcmd: 2, mac: 0x020000000003 }],
+  });
   assert.equal(n, 44);
   const arg = decodeMask(frame, n);
   assert.equal(arg.mcmd, 1);
-  assert.deepEqual(arg.directives, [{ dcmd: 1, mac: 0x020000000002 }, { dcmd: 2, mac: 0x020000000003 }]);
+  assert.deepEqual(arg.directives, [{ dcmd: 1, mac: 0x020000000002 }, {
+    dcmd: 2,
+    mac: 0x020000000003,
+  }]);
   frame[27] = 5;
   assert.throws(() => decodeMask(frame, n), (e) => e instanceof WireError && e.kind === "length");
 });
@@ -148,14 +185,26 @@ Deno.test("reserve: MAC list round trip; NMacs past the frame is a length error"
 Deno.test("identify: capacity in LBA28 (capped) and LBA48 words, strings byte-swapped", () => {
   const data = new Uint8Array(512);
   const sectors = 0x123456789;
-  encodeIdentify(data, { sectors, model: "Model X", serial: "9.0:host", firmware: "V1", writeCache: true, trim: true, trimReadsZeros: true });
+  encodeIdentify(data, {
+    sectors,
+    model: "Model X",
+    serial: "9.0:host",
+    firmware: "V1",
+    writeCache: true,
+    trim: true,
+    trimReadsZeros: true,
+  });
   const words = new DataView(data.buffer);
   assert.equal(words.getUint16(49 * 2, true) & 0x0200, 0x0200, "LBA supported");
   assert.equal(words.getUint32(60 * 2, true), 0x0fffffff, "LBA28 capacity capped");
   assert.equal(words.getUint16(83 * 2, true) & 0x0400, 0x0400, "LBA48 supported");
   assert.equal(words.getUint16(86 * 2, true) & 0x0400, 0x0400, "LBA48 enabled");
   assert.equal(Number(words.getBigUint64(100 * 2, true)), sectors);
-  assert.equal(String.fromCharCode(data[27 * 2 + 1], data[27 * 2]), "Mo", "first char in the high byte");
+  assert.equal(
+    String.fromCharCode(data[27 * 2 + 1], data[27 * 2]),
+    "Mo",
+    "first char in the high byte",
+  );
   const info = decodeIdentify(data);
   assert.equal(info.sectors, sectors);
   assert.equal(info.lba48, true);
@@ -164,7 +213,15 @@ Deno.test("identify: capacity in LBA28 (capped) and LBA48 words, strings byte-sw
   assert.equal(info.firmware, "V1");
   assert.equal(info.writeCache, true);
   assert.equal(info.trim, true);
-  encodeIdentify(data, { sectors: 1000, model: "", serial: "", firmware: "", writeCache: false, trim: false, trimReadsZeros: false });
+  encodeIdentify(data, {
+    sectors: 1000,
+    model: "",
+    serial: "",
+    firmware: "",
+    writeCache: false,
+    trim: false,
+    trimReadsZeros: false,
+  });
   assert.equal(words.getUint32(60 * 2, true), 1000);
   assert.equal(decodeIdentify(data).writeCache, false);
   assert.throws(() => decodeIdentify(new Uint8Array(100)), WireError);

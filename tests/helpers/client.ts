@@ -62,7 +62,10 @@ export class TestClient {
   }
 
   /** Collects every reply carrying `tag` for `timeoutMs` (or until `count` arrived). */
-  async waitTag(tag: number, options: { timeoutMs?: number; count?: number } = {}): Promise<Reply[]> {
+  async waitTag(
+    tag: number,
+    options: { timeoutMs?: number; count?: number } = {},
+  ): Promise<Reply[]> {
     const deadline = Date.now() + (options.timeoutMs ?? 2000);
     const want = options.count ?? 1;
     const got: Reply[] = [];
@@ -70,7 +73,10 @@ export class TestClient {
       const n = this.link.receive();
       for (let i = 0; i < n; i++) {
         const frame = this.link.rx[i].slice(0, this.link.rxLength[i]);
-        if (frame.length >= 24 && readTag(frame) === tag && frame[14] & 0x08 && readMac(frame, 0) === this.link.mac) got.push(frame);
+        if (
+          frame.length >= 24 && readTag(frame) === tag && frame[14] & 0x08 &&
+          readMac(frame, 0) === this.link.mac
+        ) got.push(frame);
         else this.unmatched.push(frame);
       }
       if (n === 0) await this.link.wait(Math.max(1, Math.min(50, deadline - Date.now())));
@@ -79,7 +85,10 @@ export class TestClient {
   }
 
   /** Sends a frame built by `build` (which gets the tag) and waits for one reply. */
-  async exchange(build: (frame: Uint8Array, tag: number) => number, timeoutMs = 2000): Promise<Reply | undefined> {
+  async exchange(
+    build: (frame: Uint8Array, tag: number) => number,
+    timeoutMs = 2000,
+  ): Promise<Reply | undefined> {
     const tag = this.nextTag();
     const slot = this.link.txSlot();
     const length = build(slot, tag);
@@ -92,7 +101,14 @@ export class TestClient {
   ata(
     shelf: number,
     slot: number,
-    request: { command: number; lba?: number; count?: number; aflags?: number; feature?: number; data?: Uint8Array },
+    request: {
+      command: number;
+      lba?: number;
+      count?: number;
+      aflags?: number;
+      feature?: number;
+      data?: Uint8Array;
+    },
     timeoutMs = 2000,
   ): Promise<Reply | undefined> {
     return this.exchange((frame, tag) => {
@@ -115,7 +131,13 @@ export class TestClient {
   }
 
   /** A Query Config request. */
-  config(shelf: number, slot: number, ccmd: number, value = "", timeoutMs = 2000): Promise<Reply | undefined> {
+  config(
+    shelf: number,
+    slot: number,
+    ccmd: number,
+    value = "",
+    timeoutMs = 2000,
+  ): Promise<Reply | undefined> {
     return this.exchange((frame, tag) => {
       this.header(frame, shelf, slot, Command.config, tag);
       return encodeConfig(frame, {

@@ -14,7 +14,14 @@ let counter = 0;
 
 /** What the daemon's status command answers. */
 export interface DaemonStatus {
-  devices: { name: string; state: string; sectors: number; minor: number; open: number; targets: { mac: string; interfaces: { name: string }[] }[] }[];
+  devices: {
+    name: string;
+    state: string;
+    sectors: number;
+    minor: number;
+    open: number;
+    targets: { mac: string; interfaces: { name: string }[] }[];
+  }[];
   counters: Record<string, number>;
   params: { iflist: string[]; deadsecs: number; maxout: number; dyndevs: number };
 }
@@ -37,7 +44,12 @@ export class TestInitiator {
 
   /** Runs `aoe VERB ARGS` in the host with this initiator's directories. */
   aoe(args: string[], options: { stdin?: string } = {}) {
-    return this.net.run(this.host, ["env", `AOE_RUNDIR=${this.runDir}`, `AOE_DEVDIR=${this.devDir}`, ...aoeCommand(...args)], options);
+    return this.net.run(this.host, [
+      "env",
+      `AOE_RUNDIR=${this.runDir}`,
+      `AOE_DEVDIR=${this.devDir}`,
+      ...aoeCommand(...args),
+    ], options);
   }
 
   /** Loads the driver; throws unless modprobe succeeds. */
@@ -48,7 +60,9 @@ export class TestInitiator {
 
   /** The daemon's status (devices, counters, params), asked over its Unix socket. */
   async status(): Promise<DaemonStatus> {
-    const reply = await ask(driverPaths({ runDir: this.runDir, devDir: this.devDir }), { cmd: "status" });
+    const reply = await ask(driverPaths({ runDir: this.runDir, devDir: this.devDir }), {
+      cmd: "status",
+    });
     if (!reply) throw new Error("the driver does not answer");
     return reply as unknown as DaemonStatus;
   }
@@ -65,7 +79,9 @@ export class TestInitiator {
         }
       });
       if (missing.length === 0) return;
-      if (Date.now() > deadline) throw new Error(`not up after ${timeoutMs} ms: ${missing.join(" ")}`);
+      if (Date.now() > deadline) {
+        throw new Error(`not up after ${timeoutMs} ms: ${missing.join(" ")}`);
+      }
       await this.aoe(["discover"]);
       await new Promise((r) => setTimeout(r, 300));
     }
@@ -76,7 +92,13 @@ export class TestInitiator {
     const path = await Deno.makeTempFile();
     try {
       await Deno.writeFile(path, data);
-      const r = await this.net.run(this.host, ["sh", "-c", `env AOE_RUNDIR=${this.runDir} ${aoeCommand("write", name, String(offset)).join(" ")} < ${path}`]);
+      const r = await this.net.run(this.host, [
+        "sh",
+        "-c",
+        `env AOE_RUNDIR=${this.runDir} ${
+          aoeCommand("write", name, String(offset)).join(" ")
+        } < ${path}`,
+      ]);
       if (r.code !== 0) throw new Error(`aoe write ${name}: ${r.stderr}`);
     } finally {
       await Deno.remove(path);
@@ -85,8 +107,16 @@ export class TestInitiator {
 
   /** Reads bytes through the driver; throws with the command's stderr on failure. */
   async read(name: string, offset: number, length: number): Promise<Uint8Array> {
-    const argv = this.net.in(this.host, ["env", `AOE_RUNDIR=${this.runDir}`, ...aoeCommand("read", name, String(offset), String(length))]);
-    const out = await new Deno.Command(argv[0], { args: argv.slice(1), stdout: "piped", stderr: "piped" }).output();
+    const argv = this.net.in(this.host, [
+      "env",
+      `AOE_RUNDIR=${this.runDir}`,
+      ...aoeCommand("read", name, String(offset), String(length)),
+    ]);
+    const out = await new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
     if (!out.success) throw new Error(new TextDecoder().decode(out.stderr).trim());
     return out.stdout;
   }

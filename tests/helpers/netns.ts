@@ -54,7 +54,9 @@ export class TestNet {
    * Creates `hosts` namespaces (default 2) with loopback up and a veth pair from
    * host 0 to each other host, at `mtu` (default 1500). `pairs` veth pairs per host.
    */
-  static async create(options: { hosts?: number; mtu?: number; pairs?: number } = {}): Promise<TestNet> {
+  static async create(
+    options: { hosts?: number; mtu?: number; pairs?: number } = {},
+  ): Promise<TestNet> {
     await sweepStaleNamespaces();
     const net = new TestNet();
     const id = `${PREFIX}${Deno.pid}x${counter++}`;
@@ -84,7 +86,20 @@ export class TestNet {
   /** Adds a veth pair between hosts `from` and `to` named `a` and `b`. */
   async addPair(from: number, to: number, a: string, b: string, mtu = 1500): Promise<void> {
     const [nsA, nsB] = [this.namespaces[from], this.namespaces[to]];
-    await sh("ip", ["link", "add", a, "netns", nsA, "type", "veth", "peer", "name", b, "netns", nsB]);
+    await sh("ip", [
+      "link",
+      "add",
+      a,
+      "netns",
+      nsA,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      b,
+      "netns",
+      nsB,
+    ]);
     await sh("ip", ["-n", nsA, "link", "set", a, "mtu", String(mtu), "up"]);
     await sh("ip", ["-n", nsB, "link", "set", b, "mtu", String(mtu), "up"]);
     this.links.push([a, b]);
@@ -107,7 +122,11 @@ export class TestNet {
   }
 
   /** Runs a command in a host and collects its output. */
-  async run(host: number, argv: string[], options: { stdin?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  async run(
+    host: number,
+    argv: string[],
+    options: { stdin?: string } = {},
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
     const full = this.in(host, argv);
     const child = new Deno.Command(full[0], {
       args: full.slice(1),
@@ -122,7 +141,11 @@ export class TestNet {
     }
     const out = await child.output();
     const decoder = new TextDecoder();
-    return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+    return {
+      code: out.code,
+      stdout: decoder.decode(out.stdout),
+      stderr: decoder.decode(out.stderr),
+    };
   }
 
   /** Removes every namespace (and so every veth) this net created. */

@@ -25,8 +25,16 @@ export class Daemon {
 
   /** Starts `argv`. */
   constructor(argv: string[]) {
-    this.#child = new Deno.Command(argv[0], { args: argv.slice(1), stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
-    this.#pumps = [this.#pump(this.#child.stdout, (t) => this.#stdout += t), this.#pump(this.#child.stderr, (t) => this.#stderr += t)];
+    this.#child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#pumps = [
+      this.#pump(this.#child.stdout, (t) => this.#stdout += t),
+      this.#pump(this.#child.stderr, (t) => this.#stderr += t),
+    ];
     this.status = this.#child.status;
   }
 
@@ -51,8 +59,12 @@ export class Daemon {
     let exited = false;
     this.status.then(() => exited = true);
     while (!pattern.test(this.#stdout) && !pattern.test(this.#stderr)) {
-      if (exited) throw new Error(`process exited before ${pattern}: ${this.#stdout}${this.#stderr}`);
-      if (Date.now() > deadline) throw new Error(`timeout waiting for ${pattern}: ${this.#stdout}${this.#stderr}`);
+      if (exited) {
+        throw new Error(`process exited before ${pattern}: ${this.#stdout}${this.#stderr}`);
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`timeout waiting for ${pattern}: ${this.#stdout}${this.#stderr}`);
+      }
       await new Promise((r) => setTimeout(r, 25));
     }
   }

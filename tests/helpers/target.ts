@@ -18,7 +18,10 @@ export function writePatternFile(path: string, sectors: number, seed = 0): void 
     for (let base = 0; base < sectors; base += 256) {
       const count = Math.min(256, sectors - base);
       for (let s = 0; s < count; s++) {
-        for (let i = 0; i < 512; i += 8) view.setUint32(s * 512 + i, base + s, true), view.setUint32(s * 512 + i + 4, seed + i, true);
+        for (let i = 0; i < 512; i += 8) {
+          view.setUint32(s * 512 + i, base + s, true),
+            view.setUint32(s * 512 + i + 4, seed + i, true);
+        }
       }
       file.writeSync(chunk.subarray(0, count * 512));
     }
@@ -32,7 +35,9 @@ export function patternSectors(lba: number, count: number, seed = 0): Uint8Array
   const out = new Uint8Array(count * 512);
   const view = new DataView(out.buffer);
   for (let s = 0; s < count; s++) {
-    for (let i = 0; i < 512; i += 8) view.setUint32(s * 512 + i, lba + s, true), view.setUint32(s * 512 + i + 4, seed + i, true);
+    for (let i = 0; i < 512; i += 8) {
+      view.setUint32(s * 512 + i, lba + s, true), view.setUint32(s * 512 + i + 4, seed + i, true);
+    }
   }
   return out;
 }
@@ -70,4 +75,11 @@ export async function withNet(
     await net.close();
     dir.remove();
   }
+}
+
+/** Creates a sparse file of `bytes` and returns its path. */
+export function sparseFile(path: string, bytes: number): string {
+  Deno.writeFileSync(path, new Uint8Array(0));
+  Deno.truncateSync(path, bytes);
+  return path;
 }
