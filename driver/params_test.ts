@@ -1,0 +1,38 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_PARAMS,
+  optionsFromModprobeFile,
+  parseIflist,
+  resolveParams,
+  splitOptions,
+} from "./params.ts";
+
+Deno.test("params: kernel documentation defaults", () => {
+  assert.deepEqual(DEFAULT_PARAMS, { iflist: [], deadsecs: 180, maxout: 128, dyndevs: 1 });
+});
+
+Deno.test("params: aoe_iflist splits on space, tab, newline, \\v, \\f and comma; NULs (aoetools) dropped", () => {
+  assert.deepEqual(parseIflist("eth1 eth3"), ["eth1", "eth3"]);
+  assert.deepEqual(parseIflist("eth1,eth2\teth3\neth4\v\feth5\0"), [
+    "eth1",
+    "eth2",
+    "eth3",
+    "eth4",
+    "eth5",
+  ]);
+  assert.deepEqual(parseIflist(""), []);
+  assert.throws(() => parseIflist("x".repeat(1024)), /too many interfaces/);
+});
+
+Deno.test("params: modprobe.d options, then explicit words win; bad values are one-line errors", () => {
+  const file =
+    '# comment\noptions aoe aoe_iflist="eth1 eth2" aoe_deadsecs=30\noptions nbd max_part=8\n';
+  assert.deepEqual(optionsFromModprobeFile(file), ['aoe_iflist="eth1 eth2"', "aoe_deadsecs=30"]);
+  const p = resolveParams(["aoe_deadsecs=0", "aoe_dyndevs=0"], file);
+  assert.deepEqual(p, { iflist: ["eth1", "eth2"], deadsecs: 0, maxout: 128, dyndevs: 0 });
+  assert.deepEqual(splitOptions('aoe_iflist="a b" x=1'), ['aoe_iflist="a b"', "x=1"]);
+  assert.throws(() => resolveParams(["aoe_maxout=0"]), /at least 1/);
+  assert.throws(() => resolveParams(["aoe_dyndevs=2"]), /0 or 1/);
+  assert.throws(() => resolveParams(["aoe_frob=1"]), /unknown parameter "aoe_frob"/);
+  assert.throws(() => resolveParams(["aoe_deadsecs"]), /expected name=value/);
+});
