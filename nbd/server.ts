@@ -115,7 +115,8 @@ class ExactReader {
 class OrderedWriter {
   #queue: Uint8Array[] = [];
   #queued = 0;
-  #flushing?: Promise<void>;
+  #draining = false;
+  #flushing: Promise<void> = Promise.resolve();
   #failed = false;
 
   constructor(readonly conn: Deno.Conn) {}
@@ -126,7 +127,10 @@ class OrderedWriter {
       this.#queue.push(part);
       this.#queued += part.length;
     }
-    this.#flushing ??= this.#drain().finally(() => this.#flushing = undefined);
+    if (!this.#draining) {
+      this.#draining = true;
+      this.#flushing = this.#drain();
+    }
     return this.#flushing;
   }
 
@@ -153,6 +157,9 @@ class OrderedWriter {
         this.#failed = true;
       }
     }
+    // Cleared with no await after the last emptiness check: a write queued at any
+    // moment is either taken by this loop or starts a new one.
+    this.#draining = false;
   }
 }
 

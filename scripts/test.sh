@@ -10,7 +10,8 @@ bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 export DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-node_modules/.bin/deno test -A "$@" 2>&1 | tee "$log"
+# A hung test must not eat CI's 90 minutes: stop the whole run after 40.
+timeout --kill-after=30 2400 node_modules/.bin/deno test -A "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1)
