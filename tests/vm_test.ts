@@ -1,0 +1,81 @@
+/**
+ * Real Linux kernels end to end: Debian's kernel (aoe.ko) booted in qemu
+ * (software emulation) on a private LAN, its aoe driver as the initiator of
+ * `aoe target` running on the host side. vm/run.sh owns the VM and the LAN.
+ */
+import assert from "node:assert/strict";
+import { aoeCommand, PROJECT_ROOT } from "./helpers/procs.ts";
+import { tempDir } from "./helpers/target.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+async function md5(path: string): Promise<string> {
+  const out = await new Deno.Command("md5sum", { args: [path], stdout: "piped" }).output();
+  return new TextDecoder().decode(out.stdout).slice(0, 32);
+}
+
+for (const mtu of [1500, 9000]) {
+  Deno.test(
+    `kernel aoe driver against aoe target at MTU ${mtu}: discovery, attributes, checksum, writes, the seeds' demo`,
+    opts,
+    async () => {
+      const dir = tempDir();
+      try {
+        const image = `${dir.path}/disk.img`;
+        Deno.writeFileSync(image, new Uint8Array(0));
+        Deno.truncateSync(image, 64 << 20);
+        const file = await Deno.open(image, { write: true });
+        await file.write(crypto.getRandomValues(new Uint8Array(65536)));
+        file.close();
+        const want = await md5(image);
+        const target = aoeCommand("target", "9", "0", "aoevm1", image).join(" ");
+        const run = await new Deno.Command("bash", {
+          args: [
+            `${PROJECT_ROOT}vm/run.sh`,
+            "--mtu",
+            String(mtu),
+            "--timeout",
+            "300",
+            "--out",
+            `${dir.path}/out`,
+            "--host",
+            `exec ${target}`,
+            `${PROJECT_ROOT}vm/guest/aoe_kernel_initiator.sh`,
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const log = Deno.readTextFileSync(`${dir.path}/out/guest.log`);
+        assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+        const attr = (name: string) => log.match(new RegExp(`^ATTR ${name}=(.*)$`, "m"))?.[1];
+        assert.equal(attr("state"), "up");
+        assert.equal(attr("size"), String((64 << 20) / 512));
+        assert.equal(attr("mac"), "027700000001");
+        assert.equal(attr("netif"), "eth0");
+        assert.equal(attr("payload"), mtu === 9000 ? "8704" : "1024");
+        assert.equal(log.match(/^MD5 (\w+)$/m)?.[1], want, "the guest read the host file's bytes");
+        assert.match(log, /^RESULT write ok$/m);
+        assert.match(log, /^RESULT fs ok$/m);
+        const bytes = Deno.readFileSync(image);
+        assert.equal(
+          new TextDecoder().decode(bytes.subarray(bytes.length - 512, bytes.length - 485)),
+          "written by the guest kernel",
+        );
+        const fsck = await new Deno.Command("e2fsck", {
+          args: ["-fn", image],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(fsck.code, 0, "e2fsck finds the guest's file system clean");
+        const cat = await new Deno.Command("debugfs", {
+          args: ["-R", "cat /hooray", image],
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+        assert.equal(new TextDecoder().decode(cat.stdout), "hooray\n");
+      } finally {
+        dir.remove();
+      }
+    },
+  );
+}
