@@ -79,3 +79,116 @@ for (const mtu of [1500, 9000]) {
     },
   );
 }
+
+Deno.test(
+  "kernel aoe driver: two exports from one aoe target on two ports, target restarted while the guest reads; the data stays right",
+  opts,
+  async () => {
+    const dir = tempDir();
+    try {
+      const images = ["a", "b"].map((n) => `${dir.path}/${n}.img`);
+      for (const image of images) {
+        Deno.writeFileSync(image, new Uint8Array(0));
+        Deno.truncateSync(image, 16 << 20);
+        const file = await Deno.open(image, { write: true });
+        await file.write(crypto.getRandomValues(new Uint8Array(65536)));
+        file.close();
+      }
+      const sums = await Promise.all(images.map(md5));
+      const target = aoeCommand(
+        "target",
+        "9",
+        "0",
+        "aoevm1",
+        "aoevm3",
+        images[0],
+        "--and",
+        "9",
+        "1",
+        "aoevm1",
+        "aoevm3",
+        images[1],
+      ).join(" ");
+      // Start, let the guest boot and begin reading, stop the target for 3 s, start it again.
+      const host = `${target} & p=$!; sleep 14; kill $p; wait $p; sleep 3; exec ${target}`;
+      const run = await new Deno.Command("bash", {
+        args: [
+          `${PROJECT_ROOT}vm/run.sh`,
+          "--veths",
+          "2",
+          "--timeout",
+          "400",
+          "--out",
+          `${dir.path}/out`,
+          "--host",
+          host,
+          `${PROJECT_ROOT}vm/guest/aoe_kernel_restart.sh`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const log = Deno.readTextFileSync(`${dir.path}/out/guest.log`);
+      assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+      assert.match(log, /^ATTR e9\.0 state=up size=32768 mac=0277000000\d\d$/m);
+      assert.match(log, /^ATTR e9\.1 state=up size=32768 mac=0277000000\d\d$/m);
+      assert.equal(log.match(/^MD5 e9\.1 (\w+)$/m)?.[1], sums[1]);
+      const reads = [...log.matchAll(/^MD5 e9\.0 (\w+) t=/gm)].map((m) => m[1]);
+      assert.equal(reads.length, 6, log);
+      for (const sum of reads) {
+        assert.equal(
+          sum,
+          sums[0],
+          `every read of e9.0 across the restart:\n${log}`,
+        );
+      }
+      const hostLog = Deno.readTextFileSync(`${dir.path}/out/host-0.log`);
+      assert.equal(
+        hostLog.match(/pid \d+: e9\.0/g)?.length,
+        2,
+        `the target was started twice:\n${hostLog}`,
+      );
+    } finally {
+      dir.remove();
+    }
+  },
+);
+
+Deno.test(
+  "kernel aoe driver: interfaces, discover and revalidate control files; err shows a retransmit when the target stops",
+  opts,
+  async () => {
+    const dir = tempDir();
+    try {
+      const image = `${dir.path}/disk.img`;
+      Deno.writeFileSync(image, new Uint8Array(0));
+      Deno.truncateSync(image, 16 << 20);
+      const target = aoeCommand("target", "9", "0", "aoevm1", image).join(" ");
+      const run = await new Deno.Command("bash", {
+        args: [
+          `${PROJECT_ROOT}vm/run.sh`,
+          "--timeout",
+          "300",
+          "--out",
+          `${dir.path}/out`,
+          "--host",
+          `${target} & p=$!; sleep 16; kill $p; wait $p; sleep 600`,
+          `${PROJECT_ROOT}vm/guest/aoe_kernel_control.sh`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const log = Deno.readTextFileSync(`${dir.path}/out/guest.log`);
+      assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+      assert.match(log, /^RESULT interfaces=eth0$/m);
+      assert.match(log, /^RESULT state=up$/m, "found through the discover control file");
+      assert.match(log, /^RESULT revalidate written$/m);
+      assert.match(
+        log,
+        /^ERR {6}retransmit e9\.0 oldtag=[0-9a-f]{8}@[0-9a-f]{8,} newtag=[0-9a-f]{8} s=525400770002 d=027700000001 nout=\d+$/m,
+        log,
+      );
+    } finally {
+      dir.remove();
+    }
+  },
+);

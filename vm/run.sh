@@ -4,16 +4,18 @@
 # "aoevm1", is where host-side targets bind. Host commands given with --host
 # run inside that namespace for the life of the VM. Everything is removed when
 # the run ends, also on failure or timeout; the console is printed on failure.
-#   vm/run.sh [--mtu N] [--timeout S] [--out DIR] [--host CMD]... GUEST_SCRIPT
+#   vm/run.sh [--mtu N] [--timeout S] [--out DIR] [--veths N] [--host CMD]... GUEST_SCRIPT
+# --veths 2 adds a second host-side port, "aoevm3" (MAC 02:77:00:00:00:03).
 # Exit status: the guest script's; 124 on timeout; 125 if the VM died.
 set -uo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-mtu=1500; timeout=300; out=""; hosts=()
+mtu=1500; timeout=300; out=""; hosts=(); veths=1
 while [ $# -gt 1 ]; do
   case "$1" in
     --mtu) mtu=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --veths) veths=$2; shift 2 ;;
     --host) hosts+=("$2"); shift 2 ;;
     *) break ;;
   esac
@@ -45,6 +47,13 @@ for i in tap0 aoevm0 aoevm1 br0; do $n link set "$i" mtu "$mtu"; done
 $n link set tap0 master br0
 $n link set aoevm0 master br0
 for i in br0 tap0 aoevm0 aoevm1; do $n link set "$i" up; done
+if [ "$veths" -ge 2 ]; then
+  $n link add aoevm2 type veth peer name aoevm3
+  $n link set aoevm3 address 02:77:00:00:00:03
+  for i in aoevm2 aoevm3; do $n link set "$i" mtu "$mtu"; done
+  $n link set aoevm2 master br0
+  for i in aoevm2 aoevm3; do $n link set "$i" up; done
+fi
 
 # The guest script rides in a second cpio appended to the initramfs.
 stage=$(mktemp -d); cp "$guest" "$stage/guest.sh"
