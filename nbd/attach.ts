@@ -91,6 +91,7 @@ export function nbdFamily(): number {
 export class KernelNbd {
   #listener?: Deno.Listener;
   #attached = new Map<string, number>();
+  #attaching = new Map<string, Promise<number>>();
 
   /**
    * @param server serves the kernel's end of each socket
@@ -118,10 +119,19 @@ export class KernelNbd {
     return this.#attached.get(name);
   }
 
-  /** Connects an export to a free /dev/nbdN; resolves with the index. */
-  async attach(exp: NbdExport): Promise<number> {
+  /** Connects an export to a free /dev/nbdN (once, however often it is asked); resolves with the index. */
+  attach(exp: NbdExport): Promise<number> {
     const existing = this.#attached.get(exp.name);
-    if (existing !== undefined) return existing;
+    if (existing !== undefined) return Promise.resolve(existing);
+    let pending = this.#attaching.get(exp.name);
+    if (!pending) {
+      pending = this.#attach(exp).finally(() => this.#attaching.delete(exp.name));
+      this.#attaching.set(exp.name, pending);
+    }
+    return pending;
+  }
+
+  async #attach(exp: NbdExport): Promise<number> {
     const family = nbdFamily();
     if (!this.#listener) {
       try {

@@ -209,12 +209,14 @@ export class NbdServer {
   serve(conn: Deno.Conn, options: { transmissionOnly?: NbdExport } = {}): Promise<void> {
     this.counters.connections++;
     this.#connections.add(conn);
+    // The kernel's attachment is the block device itself, not a user of it: it does not count as open.
     const done = (options.transmissionOnly
       ? this.#transmission(
         conn,
         new ExactReader(conn),
         new OrderedWriter(conn),
         options.transmissionOnly,
+        false,
         false,
       )
       : this.#handshake(conn))
@@ -398,8 +400,9 @@ export class NbdServer {
     writer: OrderedWriter,
     exp: NbdExport,
     structured: boolean,
+    countsAsOpen = true,
   ): Promise<void> {
-    exp.open?.();
+    if (countsAsOpen) exp.open?.();
     const inFlight = new Set<Promise<void>>();
     try {
       for (;;) {
@@ -431,7 +434,7 @@ export class NbdServer {
       }
     } finally {
       await Promise.all(inFlight);
-      exp.close?.();
+      if (countsAsOpen) exp.close?.();
       void conn;
     }
   }

@@ -31,6 +31,8 @@ fi
 # The `aoe` command: the compiled single binary where `deno compile` can fetch
 # its runtime, otherwise the launcher that runs this checkout.
 mkdir -p dist
+# The single-file form every machine can build: dist/aoe.js (deno task bundle).
+DENO_NO_UPDATE_CHECK=1 node_modules/.bin/deno bundle --quiet -o dist/aoe.js mod.ts >/dev/null 2>&1 || true
 if [ ! -x dist/aoe ]; then
   DENO_NO_UPDATE_CHECK=1 timeout 120 node_modules/.bin/deno compile -A --quiet -o dist/aoe mod.ts >/dev/null 2>&1 || rm -f dist/aoe
 fi

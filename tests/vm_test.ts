@@ -81,7 +81,7 @@ for (const mtu of [1500, 9000]) {
 }
 
 Deno.test(
-  "kernel aoe driver: two exports from one aoe target on two ports, target restarted while the guest reads; the data stays right",
+  "kernel aoe driver: e9.0 and e10.1 from one aoe target on two ports, target restarted while the guest reads; the data stays right",
   opts,
   async () => {
     const dir = tempDir();
@@ -192,3 +192,85 @@ Deno.test(
     }
   },
 );
+
+for (const kind of ["aoe target", "vblade"]) {
+  Deno.test(
+    `in the guest: aoe modprobe against ${kind}, the bridge attaches to nbd.ko, udev names /dev/etherd/e9.0 and e9.0p1, rmmod detaches`,
+    opts,
+    async () => {
+      const dir = tempDir();
+      try {
+        const image = `${dir.path}/disk.img`;
+        Deno.writeFileSync(image, new Uint8Array(0));
+        Deno.truncateSync(image, 64 << 20);
+        const file = await Deno.open(image, { write: true });
+        await file.write(crypto.getRandomValues(new Uint8Array(65536)));
+        file.close();
+        const want = await md5(image);
+        const guest = `${dir.path}/guest.sh`;
+        Deno.writeTextFileSync(
+          guest,
+          `PROJECT=${PROJECT_ROOT.replace(/\/$/, "")}\n. "$PROJECT/vm/guest/bridge_nbd_udev.sh"\n`,
+        );
+        const target = kind === "vblade"
+          ? `vblade 9 0 aoevm1 ${image}`
+          : aoeCommand("target", "9", "0", "aoevm1", image).join(" ");
+        const run = await new Deno.Command("bash", {
+          args: [
+            `${PROJECT_ROOT}vm/run.sh`,
+            "--hostroot",
+            "--timeout",
+            "500",
+            "--out",
+            `${dir.path}/out`,
+            "--host",
+            `exec ${target}`,
+            guest,
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const log = Deno.readTextFileSync(`${dir.path}/out/guest.log`);
+        assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+        const result = (key: string) => log.match(new RegExp(`^RESULT ${key}=(.*)$`, "m"))?.[1];
+        assert.match(log, /^RESULT e9\.0 up$/m, log);
+        assert.match(
+          result("link") ?? "",
+          /^\.\.\/nbd\d+$/,
+          "/dev/etherd/e9.0 is a link to an nbd device",
+        );
+        assert.equal(result("backend"), "e9.0", "the nbd backend identifier is the device name");
+        assert.equal(result("group"), "disk mode=660");
+        assert.equal(result("md5"), want, "the guest read the host file's bytes through nbd");
+        assert.match(
+          result("part") ?? "",
+          /^\.\.\/nbd\d+p1$/,
+          "/dev/etherd/e9.0p1 for the partition",
+        );
+        assert.match(log, /^RESULT fs ok$/m);
+        assert.match(log, /^STATUS {7}e9\.0 {9}0\.067GB {7}eth0 1024 {2}up {12}$/m);
+        assert.match(log, /^STATUSSH {5}e9\.0\t {4}eth0\t {6}up$/m);
+        assert.match(log, /^RESULT rmmod ok$/m);
+        assert.match(log, /^RESULT link gone$/m);
+        // The partition's file system, written in the guest, is in the host's image.
+        const part = `${dir.path}/part.img`;
+        const bytes = Deno.readFileSync(image);
+        Deno.writeFileSync(part, bytes.subarray(2048 * 512, (2048 + 32768) * 512));
+        const fsck = await new Deno.Command("e2fsck", {
+          args: ["-fn", part],
+          stdout: "null",
+          stderr: "null",
+        }).output();
+        assert.equal(fsck.code, 0, "e2fsck: clean");
+        const cat = await new Deno.Command("debugfs", {
+          args: ["-R", "cat /hooray", part],
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+        assert.equal(new TextDecoder().decode(cat.stdout), "hooray\n");
+      } finally {
+        dir.remove();
+      }
+    },
+  );
+}

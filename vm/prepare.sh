@@ -7,7 +7,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 cache=${AOE_VM_CACHE:-/var/tmp/aoe-vm}
-modules="virtio_pci virtio_net aoe ext4"
+modules="virtio_pci virtio_net aoe ext4 nbd 9pnet_virtio 9p overlay"
+# Guest-only packages for the host-root mode, unpacked (never installed on the host).
+layer_debs="udev fdisk"
 export DEBIAN_FRONTEND=noninteractive
 
 missing=()
@@ -25,7 +27,7 @@ if [ -z "$kpkg" ]; then
   kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 fi
 [ -n "$kpkg" ] || { echo "prepare: cannot resolve linux-image-amd64" >&2; exit 1; }
-key=$( { echo "$kpkg $modules"; cat "$here/prepare.sh" "$here/guest/init"; dpkg-query -W busybox-static; } | sha256sum | cut -c1-16)
+key=$( { echo "$kpkg $modules $layer_debs"; cat "$here/prepare.sh" "$here/guest/init"; dpkg-query -W busybox-static; } | sha256sum | cut -c1-16)
 out=$cache/build-$key
 if [ -f "$out/env" ]; then echo "$out/env"; exit 0; fi
 
@@ -60,9 +62,23 @@ chmod 755 "$root/init"
 mkdir -p "$out"
 ( cd "$root" && find . -print0 | cpio --null -o -H newc --quiet ) | gzip -1 > "$out/initrd.cpio.gz"
 cp "$work/kx/boot/vmlinuz-$kver" "$out/vmlinuz"
+# The guest-only layer: udev and fdisk, with merged-/usr trees moved under usr/
+# (a real lib/ in an upper overlay layer would hide the host's /lib symlink).
+mkdir -p "$work/ldeb" "$work/layer"
+chmod 777 "$work/ldeb"
+( cd "$work/ldeb" && apt-get download -qq $layer_debs )
+for deb in "$work"/ldeb/*.deb; do dpkg -x "$deb" "$work/layer"; done
+for d in bin sbin lib lib64; do
+  if [ -L "/$d" ] && [ -d "$work/layer/$d" ] && [ ! -L "$work/layer/$d" ]; then
+    mkdir -p "$work/layer/usr/$d"; cp -a "$work/layer/$d/." "$work/layer/usr/$d/"; rm -rf "${work:?}/layer/$d"
+  fi
+done
+mkdir -p "$work/layer/etc/udev/rules.d"
+mv "$work/layer" "$out/layer"
 cat > "$out/env" <<EOT
 AOE_VM_KVER=$kver
 AOE_VM_KERNEL=$out/vmlinuz
 AOE_VM_INITRD=$out/initrd.cpio.gz
+AOE_VM_LAYER=$out/layer
 EOT
 echo "$out/env"

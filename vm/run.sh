@@ -6,16 +6,19 @@
 # the run ends, also on failure or timeout; the console is printed on failure.
 #   vm/run.sh [--mtu N] [--timeout S] [--out DIR] [--veths N] [--host CMD]... GUEST_SCRIPT
 # --veths 2 adds a second host-side port, "aoevm3" (MAC 02:77:00:00:00:03).
+# --hostroot gives the guest the host's / (read-only over 9p, writes to RAM)
+# with udev and fdisk on top, so the project and Deno run inside it.
 # Exit status: the guest script's; 124 on timeout; 125 if the VM died.
 set -uo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-mtu=1500; timeout=300; out=""; hosts=(); veths=1
+mtu=1500; timeout=300; out=""; hosts=(); veths=1; hostroot=0
 while [ $# -gt 1 ]; do
   case "$1" in
     --mtu) mtu=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --veths) veths=$2; shift 2 ;;
+    --hostroot) hostroot=1; shift ;;
     --host) hosts+=("$2"); shift 2 ;;
     *) break ;;
   esac
@@ -67,10 +70,16 @@ done
 sleep "${AOE_VM_HOST_WAIT:-1}"
 
 : > "$out/guest.log"
-setsid ip netns exec "$ns" timeout "$timeout" qemu-system-x86_64 -accel tcg -m 512 -smp 1 -no-reboot \
+extra=(); append=""; mem=512
+if [ "$hostroot" = 1 ]; then
+  extra=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
+         -virtfs "local,path=$AOE_VM_LAYER,mount_tag=layer,security_model=none,readonly=on")
+  append=" aoevm.hostroot"; mem=1024
+fi
+setsid ip netns exec "$ns" timeout "$timeout" qemu-system-x86_64 -accel tcg -m "$mem" -smp 1 -no-reboot "${extra[@]}" \
   -display none -serial "file:$out/console.log" -serial "file:$out/guest.log" \
   -kernel "$AOE_VM_KERNEL" -initrd "$out/initrd.cpio.gz" \
-  -append "console=ttyS0 panic=-1 quiet aoevm.mtu=$mtu" \
+  -append "console=ttyS0 panic=-1 quiet net.ifnames=0 aoevm.mtu=$mtu$append" \
   -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
   -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02 > "$out/qemu.log" 2>&1
 qrc=$?
