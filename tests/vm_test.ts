@@ -1,7 +1,8 @@
 /**
- * Real Linux kernels end to end: Debian's kernel (aoe.ko) booted in qemu
- * (software emulation) on a private LAN, its aoe driver as the initiator of
- * `aoe target` running on the host side. vm/run.sh owns the VM and the LAN.
+ * Real Linux kernels end to end: Debian's kernel booted in qemu (software
+ * emulation) on a private LAN (vm/run.sh). Its aoe driver is the initiator of
+ * `aoe target` on the host side; and inside the guest, the project's own
+ * initiator attaches its devices to the guest's nbd driver, named by udev.
  */
 import assert from "node:assert/strict";
 import { aoeCommand, PROJECT_ROOT } from "./helpers/procs.ts";
@@ -14,6 +15,61 @@ async function md5(path: string): Promise<string> {
   return new TextDecoder().decode(out.stdout).slice(0, 32);
 }
 
+/** A sparse image whose first 64 KiB are random; resolves with its md5. */
+async function image(path: string, bytes: number): Promise<string> {
+  Deno.writeFileSync(path, new Uint8Array(0));
+  Deno.truncateSync(path, bytes);
+  const file = await Deno.open(path, { write: true });
+  await file.write(crypto.getRandomValues(new Uint8Array(65536)));
+  file.close();
+  return md5(path);
+}
+
+/** Boots the VM once (vm/run.sh) and returns the guest's output; asserts the guest script succeeded. */
+async function bootGuest(
+  out: string,
+  guest: string,
+  host: string,
+  options: string[] = [],
+): Promise<string> {
+  const run = await new Deno.Command("bash", {
+    args: [
+      `${PROJECT_ROOT}vm/run.sh`,
+      "--timeout",
+      "500",
+      "--out",
+      out,
+      ...options,
+      "--host",
+      host,
+      guest,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const log = Deno.readTextFileSync(`${out}/guest.log`);
+  assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+  return log;
+}
+
+/** e2fsck is clean and /hooray says "hooray" in a file system image. */
+async function assertHooray(fsImage: string): Promise<void> {
+  const fsck = await new Deno.Command("e2fsck", {
+    args: ["-fn", fsImage],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  assert.equal(fsck.code, 0, "e2fsck finds the guest's file system clean");
+  const cat = await new Deno.Command("debugfs", {
+    args: ["-R", "cat /hooray", fsImage],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  assert.equal(new TextDecoder().decode(cat.stdout), "hooray\n");
+}
+
+const guestScript = (name: string) => `${PROJECT_ROOT}vm/guest/${name}`;
+
 for (const mtu of [1500, 9000]) {
   Deno.test(
     `kernel aoe driver against aoe target at MTU ${mtu}: discovery, attributes, checksum, writes, the seeds' demo`,
@@ -21,32 +77,15 @@ for (const mtu of [1500, 9000]) {
     async () => {
       const dir = tempDir();
       try {
-        const image = `${dir.path}/disk.img`;
-        Deno.writeFileSync(image, new Uint8Array(0));
-        Deno.truncateSync(image, 64 << 20);
-        const file = await Deno.open(image, { write: true });
-        await file.write(crypto.getRandomValues(new Uint8Array(65536)));
-        file.close();
-        const want = await md5(image);
-        const target = aoeCommand("target", "9", "0", "aoevm1", image).join(" ");
-        const run = await new Deno.Command("bash", {
-          args: [
-            `${PROJECT_ROOT}vm/run.sh`,
-            "--mtu",
-            String(mtu),
-            "--timeout",
-            "300",
-            "--out",
-            `${dir.path}/out`,
-            "--host",
-            `exec ${target}`,
-            `${PROJECT_ROOT}vm/guest/aoe_kernel_initiator.sh`,
-          ],
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const log = Deno.readTextFileSync(`${dir.path}/out/guest.log`);
-        assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+        const disk = `${dir.path}/disk.img`;
+        const want = await image(disk, 64 << 20);
+        const target = aoeCommand("target", "9", "0", "aoevm1", disk).join(" ");
+        const log = await bootGuest(
+          `${dir.path}/out`,
+          guestScript("aoe_kernel_initiator.sh"),
+          `exec ${target}`,
+          ["--mtu", String(mtu)],
+        );
         const attr = (name: string) => log.match(new RegExp(`^ATTR ${name}=(.*)$`, "m"))?.[1];
         assert.equal(attr("state"), "up");
         assert.equal(attr("size"), String((64 << 20) / 512));
@@ -56,23 +95,12 @@ for (const mtu of [1500, 9000]) {
         assert.equal(log.match(/^MD5 (\w+)$/m)?.[1], want, "the guest read the host file's bytes");
         assert.match(log, /^RESULT write ok$/m);
         assert.match(log, /^RESULT fs ok$/m);
-        const bytes = Deno.readFileSync(image);
+        const bytes = Deno.readFileSync(disk);
         assert.equal(
           new TextDecoder().decode(bytes.subarray(bytes.length - 512, bytes.length - 485)),
           "written by the guest kernel",
         );
-        const fsck = await new Deno.Command("e2fsck", {
-          args: ["-fn", image],
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        assert.equal(fsck.code, 0, "e2fsck finds the guest's file system clean");
-        const cat = await new Deno.Command("debugfs", {
-          args: ["-R", "cat /hooray", image],
-          stdout: "piped",
-          stderr: "null",
-        }).output();
-        assert.equal(new TextDecoder().decode(cat.stdout), "hooray\n");
+        await assertHooray(disk);
       } finally {
         dir.remove();
       }
@@ -86,15 +114,8 @@ Deno.test(
   async () => {
     const dir = tempDir();
     try {
-      const images = ["a", "b"].map((n) => `${dir.path}/${n}.img`);
-      for (const image of images) {
-        Deno.writeFileSync(image, new Uint8Array(0));
-        Deno.truncateSync(image, 16 << 20);
-        const file = await Deno.open(image, { write: true });
-        await file.write(crypto.getRandomValues(new Uint8Array(65536)));
-        file.close();
-      }
-      const sums = await Promise.all(images.map(md5));
+      const images = [`${dir.path}/a.img`, `${dir.path}/b.img`];
+      const sums = await Promise.all(images.map((path) => image(path, 16 << 20)));
       const target = aoeCommand(
         "target",
         "9",
@@ -109,28 +130,14 @@ Deno.test(
         "aoevm3",
         images[1],
       ).join(" ");
-      // Start; once the guest has read e9.0 through once (its log says so), stop the target for 3 s, start it again.
+      // Once the guest has read e9.0 through once (its log says so), stop the target for 3 s, start it again.
       const guestLog = `${dir.path}/out/guest.log`;
       const host =
         `${target} & p=$!; until grep -q "^MD5 e9.0" ${guestLog} 2>/dev/null; do sleep 0.2; done; kill $p; wait $p; sleep 3; exec ${target}`;
-      const run = await new Deno.Command("bash", {
-        args: [
-          `${PROJECT_ROOT}vm/run.sh`,
-          "--veths",
-          "2",
-          "--timeout",
-          "400",
-          "--out",
-          `${dir.path}/out`,
-          "--host",
-          host,
-          `${PROJECT_ROOT}vm/guest/aoe_kernel_restart.sh`,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const log = Deno.readTextFileSync(`${dir.path}/out/guest.log`);
-      assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+      const log = await bootGuest(`${dir.path}/out`, guestScript("aoe_kernel_restart.sh"), host, [
+        "--veths",
+        "2",
+      ]);
       assert.match(log, /^ATTR e9\.0 state=up size=32768 mac=0277000000\d\d$/m);
       assert.match(log, /^ATTR e10\.1 state=up size=32768 mac=0277000000\d\d$/m);
       assert.equal(log.match(/^MD5 e10\.1 (\w+)$/m)?.[1], sums[1]);
@@ -161,26 +168,14 @@ Deno.test(
   async () => {
     const dir = tempDir();
     try {
-      const image = `${dir.path}/disk.img`;
-      Deno.writeFileSync(image, new Uint8Array(0));
-      Deno.truncateSync(image, 16 << 20);
-      const target = aoeCommand("target", "9", "0", "aoevm1", image).join(" ");
-      const run = await new Deno.Command("bash", {
-        args: [
-          `${PROJECT_ROOT}vm/run.sh`,
-          "--timeout",
-          "300",
-          "--out",
-          `${dir.path}/out`,
-          "--host",
-          `${target} & p=$!; sleep 16; kill $p; wait $p; sleep 600`,
-          `${PROJECT_ROOT}vm/guest/aoe_kernel_control.sh`,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const log = Deno.readTextFileSync(`${dir.path}/out/guest.log`);
-      assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+      const disk = `${dir.path}/disk.img`;
+      await image(disk, 16 << 20);
+      const target = aoeCommand("target", "9", "0", "aoevm1", disk).join(" ");
+      const log = await bootGuest(
+        `${dir.path}/out`,
+        guestScript("aoe_kernel_control.sh"),
+        `${target} & p=$!; sleep 16; kill $p; wait $p; sleep 600`,
+      );
       assert.match(log, /^RESULT interfaces=eth0$/m);
       assert.match(log, /^RESULT state=up$/m, "found through the discover control file");
       assert.match(log, /^RESULT revalidate written$/m);
@@ -202,38 +197,17 @@ for (const kind of ["aoe target", "vblade"]) {
     async () => {
       const dir = tempDir();
       try {
-        const image = `${dir.path}/disk.img`;
-        Deno.writeFileSync(image, new Uint8Array(0));
-        Deno.truncateSync(image, 64 << 20);
-        const file = await Deno.open(image, { write: true });
-        await file.write(crypto.getRandomValues(new Uint8Array(65536)));
-        file.close();
-        const want = await md5(image);
+        const disk = `${dir.path}/disk.img`;
+        const want = await image(disk, 64 << 20);
         const guest = `${dir.path}/guest.sh`;
         Deno.writeTextFileSync(
           guest,
           `PROJECT=${PROJECT_ROOT.replace(/\/$/, "")}\n. "$PROJECT/vm/guest/bridge_nbd_udev.sh"\n`,
         );
         const target = kind === "vblade"
-          ? `vblade 9 0 aoevm1 ${image}`
-          : aoeCommand("target", "9", "0", "aoevm1", image).join(" ");
-        const run = await new Deno.Command("bash", {
-          args: [
-            `${PROJECT_ROOT}vm/run.sh`,
-            "--hostroot",
-            "--timeout",
-            "500",
-            "--out",
-            `${dir.path}/out`,
-            "--host",
-            `exec ${target}`,
-            guest,
-          ],
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const log = Deno.readTextFileSync(`${dir.path}/out/guest.log`);
-        assert.equal(run.code, 0, `${log}\n${new TextDecoder().decode(run.stderr)}`);
+          ? `vblade 9 0 aoevm1 ${disk}`
+          : aoeCommand("target", "9", "0", "aoevm1", disk).join(" ");
+        const log = await bootGuest(`${dir.path}/out`, guest, `exec ${target}`, ["--hostroot"]);
         const result = (key: string) => log.match(new RegExp(`^RESULT ${key}=(.*)$`, "m"))?.[1];
         assert.match(log, /^RESULT e9\.0 up$/m, log);
         assert.match(
@@ -256,20 +230,11 @@ for (const kind of ["aoe target", "vblade"]) {
         assert.match(log, /^RESULT link gone$/m);
         // The partition's file system, written in the guest, is in the host's image.
         const part = `${dir.path}/part.img`;
-        const bytes = Deno.readFileSync(image);
-        Deno.writeFileSync(part, bytes.subarray(2048 * 512, (2048 + 32768) * 512));
-        const fsck = await new Deno.Command("e2fsck", {
-          args: ["-fn", part],
-          stdout: "null",
-          stderr: "null",
-        }).output();
-        assert.equal(fsck.code, 0, "e2fsck: clean");
-        const cat = await new Deno.Command("debugfs", {
-          args: ["-R", "cat /hooray", part],
-          stdout: "piped",
-          stderr: "null",
-        }).output();
-        assert.equal(new TextDecoder().decode(cat.stdout), "hooray\n");
+        Deno.writeFileSync(
+          part,
+          Deno.readFileSync(disk).subarray(2048 * 512, (2048 + 32768) * 512),
+        );
+        await assertHooray(part);
       } finally {
         dir.remove();
       }
