@@ -685,7 +685,9 @@ export class Initiator {
   /** Nothing could be sent and nothing is outstanding: let the timer rerun the queue (DEVFL_KICKME). */
   #kickIfIdle(device: AoeDevice): void {
     // The targets' counts of frames out say it without scanning the frames.
-    if (device.targets.every((t) => t.nout === 0) && !this.#deferred.get(device)?.length) device.kickme = true;
+    if (device.targets.every((t) => t.nout === 0) && !this.#deferred.get(device)?.length) {
+      device.kickme = true;
+    }
   }
 
   #outstanding(device: AoeDevice): number {
