@@ -8,13 +8,12 @@
 
 import type { FrameLink } from "../link/mod.ts";
 import {
-  AOE_VERSION,
   ATA_HEADER_LENGTH,
   AtaFlag,
   AtaOp,
   Command,
   encodeAta,
-  encodeHeader,
+  encodeRequestHeader,
   readMac,
   readTag,
   SECTOR_SIZE,
@@ -58,13 +57,9 @@ export async function runLoad(link: FrameLink, options: LoadOptions): Promise<Lo
   const isWrite = options.mode === "write";
   const frameLength = ATA_HEADER_LENGTH + (isWrite ? sectors * SECTOR_SIZE : 0);
   const template = new Uint8Array(frameLength);
-  encodeHeader(template, {
+  encodeRequestHeader(template, {
     dst: options.dst,
     src: link.mac,
-    version: AOE_VERSION,
-    response: false,
-    error: false,
-    errorCode: 0,
     shelf: options.shelf,
     slot: options.slot,
     command: Command.ata,

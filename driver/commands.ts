@@ -21,7 +21,7 @@ import {
   CONFIG_HEADER_LENGTH,
   decodeIdentify,
   encodeAta,
-  encodeHeader,
+  encodeRequestHeader,
   Flag,
   formatMac,
   HEADER_LENGTH,
@@ -184,13 +184,9 @@ export class Initiator {
     for (const link of this.links) {
       if (!this.allowed(link.name)) continue;
       const frame = link.txSlot();
-      encodeHeader(frame, {
+      encodeRequestHeader(frame, {
         dst: BROADCAST_MAC,
         src: link.mac,
-        version: AOE_VERSION,
-        response: false,
-        error: false,
-        errorCode: 0,
         shelf,
         slot,
         command: Command.config,
@@ -488,13 +484,9 @@ export class Initiator {
   #transmit(f: Frame): void {
     const link = f.ifc.link;
     const out = link.txSlot();
-    encodeHeader(out, {
+    encodeRequestHeader(out, {
       dst: f.target.mac,
       src: link.mac,
-      version: AOE_VERSION,
-      response: false,
-      error: false,
-      errorCode: 0,
       shelf: f.device.shelf,
       slot: f.device.slot,
       command: Command.ata,

@@ -88,6 +88,20 @@ export function encodeHeader(frame: Uint8Array, header: AoeHeader): number {
   return HEADER_LENGTH;
 }
 
+/** Encodes the headers of a request (version 1, no flags); returns 24. */
+export function encodeRequestHeader(
+  frame: Uint8Array,
+  request: { dst: number; src: number; shelf: number; slot: number; command: number; tag: number },
+): number {
+  return encodeHeader(frame, {
+    ...request,
+    version: AOE_VERSION,
+    response: false,
+    error: false,
+    errorCode: 0,
+  });
+}
+
 /** The tag (bytes 20-23, big-endian) as an unsigned number. */
 export function readTag(frame: Uint8Array): number {
   return (frame[20] << 24 | frame[21] << 16 | frame[22] << 8 | frame[23]) >>> 0;

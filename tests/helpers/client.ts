@@ -14,7 +14,7 @@ import {
   Command,
   encodeAta,
   encodeConfig,
-  encodeHeader,
+  encodeRequestHeader,
   readMac,
   readTag,
 } from "../../wire/mod.ts";
@@ -39,18 +39,7 @@ export class TestClient {
 
   /** Writes the common header of a request into `frame`. */
   header(frame: Uint8Array, shelf: number, slot: number, command: number, tag: number): void {
-    encodeHeader(frame, {
-      dst: this.dst,
-      src: this.link.mac,
-      version: AOE_VERSION,
-      response: false,
-      error: false,
-      errorCode: 0,
-      shelf,
-      slot,
-      command,
-      tag,
-    });
+    encodeRequestHeader(frame, { dst: this.dst, src: this.link.mac, shelf, slot, command, tag });
   }
 
   /** Sends a raw frame. */
