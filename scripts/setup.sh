@@ -25,7 +25,16 @@ if [ ! -x node_modules/.bin/deno ] || ! node_modules/.bin/deno --version >/dev/n
     exit 1
   fi
   echo "setup: installing Deno from the npm registry (package-lock.json)" >&2
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  # `npm ci` is the strict form; npm 11.19 rejects its own lock file for an
+  # optional dependency recorded only for this platform (@deno/linux-x64-glibc),
+  # so fall back to `npm install`, which installs the same pinned versions.
+  if ! npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1; then
+    npm install --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+  if ! node_modules/.bin/deno --version >/dev/null 2>&1; then
+    echo "setup: the pinned Deno did not install (node_modules/.bin/deno)" >&2
+    exit 1
+  fi
 fi
 
 # The `aoe` command: the compiled single binary where `deno compile` can fetch
