@@ -101,7 +101,7 @@ const driver = new Driver({
   listInterfaces: () => ["i0"],
   files: false,
 });
-const server = new NbdServer(driverExports(driver));
+const server = new NbdServer(driverExports(driver), { reactor: driver.reactor });
 try {
   await target.waitFor(/sectors/);
   driver.start();

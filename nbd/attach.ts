@@ -8,7 +8,7 @@
  * @module
  */
 
-import { cString, libc, linux, SystemError } from "../ffi/libc.ts";
+import { libc, linux, SystemError } from "../ffi/libc.ts";
 import {
   connectMessage,
   CTRL_ATTR_FAMILY_ID,
@@ -18,6 +18,7 @@ import {
   parseMessages,
 } from "./netlink.ts";
 import { exportFlags, type NbdExport, type NbdServer } from "./server.ts";
+import { socketPair } from "../reactor/mod.ts";
 
 /** A synchronous generic netlink conversation. */
 class Netlink {
@@ -89,20 +90,14 @@ export function nbdFamily(): number {
 
 /** Attaches and detaches exports as /dev/nbdN. */
 export class KernelNbd {
-  #listener?: Deno.Listener;
   #attached = new Map<string, number>();
   #attaching = new Map<string, Promise<number>>();
 
   /**
-   * @param server serves the kernel's end of each socket
-   * @param helperPath a Unix socket path used to make connected pairs
+   * @param server serves our end of each socket
    * @param log kernel-log style messages
    */
-  constructor(
-    readonly server: NbdServer,
-    readonly helperPath: string,
-    readonly log: (line: string) => void,
-  ) {}
+  constructor(readonly server: NbdServer, readonly log: (line: string) => void) {}
 
   /** Whether the running kernel has the nbd netlink family. */
   static available(): boolean {
@@ -125,31 +120,20 @@ export class KernelNbd {
     if (existing !== undefined) return Promise.resolve(existing);
     let pending = this.#attaching.get(exp.name);
     if (!pending) {
-      pending = this.#attach(exp).finally(() => this.#attaching.delete(exp.name));
+      // The netlink exchange is synchronous; a failure becomes the promise's rejection.
+      pending = new Promise<number>((resolve) => resolve(this.#attach(exp)))
+        .finally(() => this.#attaching.delete(exp.name));
       this.#attaching.set(exp.name, pending);
     }
     return pending;
   }
 
-  async #attach(exp: NbdExport): Promise<number> {
+  #attach(exp: NbdExport): number {
     const family = nbdFamily();
-    if (!this.#listener) {
-      try {
-        Deno.removeSync(this.helperPath);
-      } catch { /* none */ }
-      this.#listener = Deno.listen({ transport: "unix", path: this.helperPath });
-    }
-    const fd = libc().socket(linux.AF_UNIX, linux.SOCK_STREAM | linux.SOCK_CLOEXEC, 0);
-    if (fd < 0) throw new SystemError("socket(AF_UNIX)");
+    // Our end is served in the transmission phase; the kernel takes the other.
+    const [ours, fd] = socketPair(this.server.reactor);
     try {
-      const address = new Uint8Array(110); // sockaddr_un
-      new DataView(address.buffer).setUint16(0, linux.AF_UNIX, true);
-      address.set(cString(this.helperPath), 2);
-      if (libc().connect(fd, address, address.length) < 0) {
-        throw new SystemError(`connect ${this.helperPath}`);
-      }
-      const conn = await this.#listener.accept();
-      this.server.serve(conn, { transmissionOnly: exp });
+      this.server.serve(ours, { transmissionOnly: exp });
       const netlink = new Netlink();
       try {
         const replies = netlink.request(
@@ -173,6 +157,9 @@ export class KernelNbd {
       } finally {
         netlink.close();
       }
+    } catch (error) {
+      ours.close();
+      throw error;
     } finally {
       libc().close(fd); // the kernel holds its own reference
     }
@@ -201,7 +188,5 @@ export class KernelNbd {
 
   detachAll(): void {
     for (const name of [...this.#attached.keys()]) this.detach(name);
-    this.#listener?.close();
-    this.#listener = undefined;
   }
 }

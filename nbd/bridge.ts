@@ -82,18 +82,15 @@ export class NbdBridge implements DaemonExtension {
 
   start(driver: Driver): void {
     const provider = driverExports(driver);
-    this.server = new NbdServer(provider);
+    // The driver's loop polls the bridge's sockets together with its frames.
+    this.server = new NbdServer(provider, { reactor: driver.reactor });
     this.server.listenUnix(this.options.socketPath);
     if (this.options.tcpPort !== undefined) {
       this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
     }
     const attach = this.options.attach ?? "auto";
     if (attach !== "no" && (attach === "yes" || KernelNbd.available())) {
-      this.kernel = new KernelNbd(
-        this.server,
-        this.options.socketPath + ".attach",
-        (line) => driver.messages.push(line),
-      );
+      this.kernel = new KernelNbd(this.server, (line) => driver.messages.push(line));
       const previous = driver.onDeviceChange;
       driver.onDeviceChange = (device) => {
         previous?.(device);

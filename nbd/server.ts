@@ -31,6 +31,7 @@ import {
   REQUEST_MAGIC,
   TransmissionFlag,
 } from "./protocol.ts";
+import { type ByteStream, type Reactor, sharedReactor, UnixListener } from "../reactor/mod.ts";
 
 /** What the server serves. */
 export interface NbdExport {
@@ -80,17 +81,11 @@ class ExactReader {
   #start = 0;
   #end = 0;
 
-  constructor(readonly conn: Deno.Conn) {}
+  constructor(readonly conn: ByteStream) {}
 
   /** Resolves with exactly `n` bytes, or undefined at end of stream. */
   async read(n: number): Promise<Uint8Array | undefined> {
-    if (this.#buffer.length < n) {
-      const bigger = new Uint8Array(Math.max(n, this.#buffer.length * 2));
-      bigger.set(this.#buffer.subarray(this.#start, this.#end));
-      this.#end -= this.#start;
-      this.#start = 0;
-      this.#buffer = bigger;
-    }
+    if (n > this.#buffer.length) return await this.#readLarge(n);
     while (this.#end - this.#start < n) {
       if (this.#start > 0 && this.#buffer.length - this.#end < n) {
         this.#buffer.copyWithin(0, this.#start, this.#end);
@@ -105,6 +100,58 @@ class ExactReader {
     this.#start += n;
     return out;
   }
+
+  /** A payload larger than the buffer: what is buffered, then straight from the socket (no second copy). */
+  async #readLarge(n: number): Promise<Uint8Array | undefined> {
+    const out = new Uint8Array(n);
+    let have = Math.min(n, this.#end - this.#start);
+    out.set(this.#buffer.subarray(this.#start, this.#start + have));
+    this.#start += have;
+    while (have < n) {
+      const got = await this.conn.read(out.subarray(have));
+      if (got === null) return undefined;
+      have += got;
+    }
+    return out;
+  }
+}
+
+/** Parts this large are written as they are; smaller neighbours are joined into one write. */
+const JOIN_LIMIT = 64 * 1024;
+
+/** Buffers to write, in order: small parts joined (fewer syscalls), large ones not copied. */
+function coalesce(parts: Uint8Array[], total: number): Uint8Array[] {
+  if (parts.length === 1) return parts;
+  if (total <= JOIN_LIMIT) return [join(parts, total)];
+  const out: Uint8Array[] = [];
+  let run: Uint8Array[] = [];
+  let runBytes = 0;
+  const endRun = () => {
+    if (run.length > 0) out.push(run.length === 1 ? run[0] : join(run, runBytes));
+    run = [];
+    runBytes = 0;
+  };
+  for (const part of parts) {
+    if (part.length >= JOIN_LIMIT) {
+      endRun();
+      out.push(part);
+    } else {
+      run.push(part);
+      runBytes += part.length;
+    }
+  }
+  endRun();
+  return out;
+}
+
+function join(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 /**
@@ -119,7 +166,7 @@ class OrderedWriter {
   #flushing: Promise<void> = Promise.resolve();
   #failed = false;
 
-  constructor(readonly conn: Deno.Conn) {}
+  constructor(readonly conn: ByteStream) {}
 
   /** Queues buffers to go out together, after everything queued before. */
   write(...parts: Uint8Array[]): Promise<void> {
@@ -141,18 +188,10 @@ class OrderedWriter {
       this.#queue = [];
       this.#queued = 0;
       if (this.#failed) continue;
-      let out: Uint8Array;
-      if (parts.length === 1) out = parts[0];
-      else {
-        out = new Uint8Array(total);
-        let at = 0;
-        for (const part of parts) {
-          out.set(part, at);
-          at += part.length;
-        }
-      }
       try {
-        for (let done = 0; done < out.length;) done += await this.conn.write(out.subarray(done));
+        for (const out of coalesce(parts, total)) {
+          for (let done = 0; done < out.length;) done += await this.conn.write(out.subarray(done));
+        }
       } catch {
         this.#failed = true;
       }
@@ -172,21 +211,27 @@ export interface NbdCounters {
   dropped: number;
 }
 
+/** Options for {@link NbdServer}. */
+export interface NbdServerOptions {
+  /** Polls the server's Unix sockets (the initiator's, so one loop serves frames and sockets). */
+  reactor?: Reactor;
+}
+
 /** Serves exports over any number of connections. */
 export class NbdServer {
   readonly counters: NbdCounters = { connections: 0, requests: 0, errors: 0, dropped: 0 };
-  #listeners: Deno.Listener[] = [];
-  #connections = new Set<Deno.Conn>();
+  readonly reactor: Reactor;
+  #listeners: { close(): void }[] = [];
+  #connections = new Set<ByteStream>();
 
-  /** @param provider where exports come from */
-  constructor(readonly provider: ExportProvider) {}
+  /** @param provider where exports come from @param options where sockets wait */
+  constructor(readonly provider: ExportProvider, options: NbdServerOptions = {}) {
+    this.reactor = options.reactor ?? sharedReactor();
+  }
 
   /** Listens on a Unix socket path. */
   listenUnix(path: string): void {
-    try {
-      Deno.removeSync(path);
-    } catch { /* none */ }
-    this.#accept(Deno.listen({ transport: "unix", path }));
+    this.#accept(new UnixListener(path, this.reactor));
   }
 
   /** Listens on TCP (loopback unless an address is given). */
@@ -196,7 +241,7 @@ export class NbdServer {
     return listener.addr as Deno.NetAddr;
   }
 
-  #accept(listener: Deno.Listener): void {
+  #accept(listener: AsyncIterable<ByteStream> & { close(): void }): void {
     this.#listeners.push(listener);
     (async () => {
       try {
@@ -206,7 +251,7 @@ export class NbdServer {
   }
 
   /** Serves one connection from the handshake on; never throws. */
-  serve(conn: Deno.Conn, options: { transmissionOnly?: NbdExport } = {}): Promise<void> {
+  serve(conn: ByteStream, options: { transmissionOnly?: NbdExport } = {}): Promise<void> {
     this.counters.connections++;
     this.#connections.add(conn);
     // The kernel's attachment is the block device itself, not a user of it: it does not count as open.
@@ -245,7 +290,7 @@ export class NbdServer {
     }
   }
 
-  async #handshake(conn: Deno.Conn): Promise<void> {
+  async #handshake(conn: ByteStream): Promise<void> {
     const reader = new ExactReader(conn);
     const writer = new OrderedWriter(conn);
     let finished = false;
@@ -395,7 +440,7 @@ export class NbdServer {
   }
 
   async #transmission(
-    conn: Deno.Conn,
+    conn: ByteStream,
     reader: ExactReader,
     writer: OrderedWriter,
     exp: NbdExport,

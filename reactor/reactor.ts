@@ -1,0 +1,246 @@
+/**
+ * Descriptor readiness for one event loop. Code that would block on a socket
+ * asks for `readable(fd)` or `writable(fd)`; whoever runs the loop polls those
+ * descriptors together with its own (the initiator's frame links) and
+ * resolves the waiters. One poll for frames and for the NBD sockets means no
+ * hop through Deno's thread pool per request while I/O flows (frame-io.md:
+ * synchronous calls while frames flow, an asynchronous wait only when idle).
+ *
+ * A reactor that nobody hosts drives itself with asynchronous polls.
+ *
+ * @module
+ */
+
+import { errno, libc, linux, SystemError } from "../ffi/libc.ts";
+
+interface Waiters {
+  read: (() => void)[];
+  write: (() => void)[];
+}
+
+/** What one {@link Reactor.wait} saw. */
+export interface WaitResult {
+  /** Descriptors of the reactor's own waiters that became ready. */
+  woke: number;
+  /** Of the caller's extra descriptors, those reporting an error or hang-up. */
+  broken: number[];
+}
+
+const POLL_BROKEN = linux.POLLERR | linux.POLLHUP | linux.POLLNVAL;
+
+/**
+ * A way to let every queued promise continuation run: a macrotask turn
+ * without a timer's delay. Close it when done (an open channel keeps the
+ * program alive).
+ */
+export class EventLoopYield {
+  #channel = new MessageChannel();
+  #resolvers: (() => void)[] = [];
+
+  constructor() {
+    this.#channel.port1.onmessage = () => this.#resolvers.shift()?.();
+  }
+
+  /** Resolves after the event loop has had a turn. */
+  next(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#resolvers.push(resolve);
+      this.#channel.port2.postMessage(0);
+    });
+  }
+
+  close(): void {
+    this.#channel.port1.close();
+    this.#channel.port2.close();
+    for (const resolve of this.#resolvers.splice(0)) resolve();
+  }
+}
+
+/** Readiness waiters for descriptors, resolved by whoever polls them. */
+export class Reactor {
+  #waiters = new Map<number, Waiters>();
+  /** A socket pair: writing one byte ends an asynchronous poll early. */
+  #wake: [number, number];
+  #wakeByte = new Uint8Array(1);
+  #drainBuffer = new Uint8Array(64);
+  #parked = false;
+  #woken = false;
+  #hosted = false;
+  #selfDriven = false;
+  #buffer = new Uint8Array(0);
+
+  constructor() {
+    const pair = new Int32Array(2);
+    const result = libc().socketpair(
+      linux.AF_UNIX,
+      linux.SOCK_STREAM | linux.SOCK_NONBLOCK | linux.SOCK_CLOEXEC,
+      0,
+      new Uint8Array(pair.buffer),
+    );
+    if (result < 0) throw new SystemError("socketpair");
+    this.#wake = [pair[0], pair[1]];
+  }
+
+  /** Resolves when `fd` has data (or end of stream, or an error). */
+  readable(fd: number): Promise<void> {
+    return new Promise((resolve) => this.#add(fd, "read", resolve));
+  }
+
+  /** Resolves when `fd` can take more data (or has an error). */
+  writable(fd: number): Promise<void> {
+    return new Promise((resolve) => this.#add(fd, "write", resolve));
+  }
+
+  /** Wakes everything waiting on `fd`; call it before closing the descriptor. */
+  forget(fd: number): void {
+    const waiters = this.#waiters.get(fd);
+    if (!waiters) return;
+    this.#waiters.delete(fd);
+    for (const resolve of [...waiters.read, ...waiters.write]) resolve();
+    if (this.#parked) this.#wakeUp();
+  }
+
+  /** Whether anything waits on a descriptor. */
+  get waiting(): boolean {
+    return this.#waiters.size > 0;
+  }
+
+  /**
+   * Marks the reactor as polled by another loop (the initiator's), which then
+   * calls {@link wait} with its own descriptors; `false` hands it back to its own loop.
+   */
+  host(hosted: boolean): void {
+    this.#hosted = hosted;
+    if (!hosted) this.#driveSelf();
+    else this.#wakeUp();
+  }
+
+  #add(fd: number, kind: keyof Waiters, resolve: () => void): void {
+    let waiters = this.#waiters.get(fd);
+    if (!waiters) {
+      waiters = { read: [], write: [] };
+      this.#waiters.set(fd, waiters);
+    }
+    waiters[kind].push(resolve);
+    // A poll already under way does not watch this descriptor: end it early.
+    if (this.#parked) this.#wakeUp();
+    if (!this.#hosted) this.#driveSelf();
+  }
+
+  #wakeUp(): void {
+    if (this.#woken) return;
+    this.#woken = true;
+    libc().send(this.#wake[1], this.#wakeByte, 1n, linux.MSG_DONTWAIT | linux.MSG_NOSIGNAL);
+  }
+
+  /**
+   * Polls the caller's `extra` descriptors (for reading) and every waited-on
+   * descriptor, blocking the thread for at most `syncMs` and then waiting off
+   * the thread up to `timeoutMs` in all; resolves the waiters that are ready.
+   */
+  async wait(
+    extra: readonly number[],
+    timeoutMs: number,
+    options: { syncMs?: number } = {},
+  ): Promise<WaitResult> {
+    timeoutMs = Math.max(0, Math.ceil(timeoutMs));
+    const syncMs = Math.min(options.syncMs ?? 0, timeoutMs);
+    const count = extra.length + 1 + this.#waiters.size;
+    if (this.#buffer.length < count * 8) this.#buffer = new Uint8Array(count * 16);
+    const view = new DataView(this.#buffer.buffer);
+    let i = 0;
+    const entry = (fd: number, events: number) => {
+      view.setInt32(i * 8, fd, true);
+      view.setInt16(i * 8 + 4, events, true);
+      view.setInt16(i * 8 + 6, 0, true);
+      i++;
+    };
+    for (const fd of extra) entry(fd, linux.POLLIN);
+    entry(this.#wake[0], linux.POLLIN);
+    const polled: number[] = [];
+    for (const [fd, waiters] of this.#waiters) {
+      entry(
+        fd,
+        (waiters.read.length ? linux.POLLIN : 0) | (waiters.write.length ? linux.POLLOUT : 0),
+      );
+      polled.push(fd);
+    }
+    let buffer = this.#buffer;
+    let ready = libc().poll(buffer, BigInt(count), syncMs);
+    if (ready === 0 && timeoutMs > syncMs) {
+      // Another wait may reuse the shared buffer while this one runs on a thread.
+      buffer = buffer.slice(0, count * 8);
+      this.#parked = true;
+      try {
+        ready = await libc().poll_async(buffer, BigInt(count), timeoutMs - syncMs);
+      } finally {
+        this.#parked = false;
+      }
+    }
+    const result: WaitResult = { woke: 0, broken: [] };
+    if (ready <= 0) return result;
+    const revents = new DataView(buffer.buffer, buffer.byteOffset);
+    for (let k = 0; k < extra.length; k++) {
+      if (revents.getInt16(k * 8 + 6, true) & POLL_BROKEN) result.broken.push(extra[k]);
+    }
+    if (revents.getInt16(extra.length * 8 + 6, true) !== 0) {
+      this.#woken = false;
+      while (Number(libc().recv(this.#wake[0], this.#drainBuffer, 64n, linux.MSG_DONTWAIT)) > 0);
+    }
+    polled.forEach((fd, k) => {
+      const events = revents.getInt16((extra.length + 1 + k) * 8 + 6, true);
+      if (events === 0) return;
+      const waiters = this.#waiters.get(fd);
+      if (!waiters) return;
+      let resolved: (() => void)[] = [];
+      if (events & (linux.POLLIN | POLL_BROKEN)) {
+        resolved = waiters.read;
+        waiters.read = [];
+      }
+      if (events & (linux.POLLOUT | POLL_BROKEN)) {
+        resolved = resolved.concat(waiters.write);
+        waiters.write = [];
+      }
+      if (waiters.read.length === 0 && waiters.write.length === 0) this.#waiters.delete(fd);
+      for (const resolve of resolved) resolve();
+      result.woke++;
+    });
+    return result;
+  }
+
+  /** Polls on its own while nobody hosts the reactor and something waits. */
+  async #driveSelf(): Promise<void> {
+    if (this.#selfDriven) return;
+    this.#selfDriven = true;
+    const turn = new EventLoopYield();
+    try {
+      while (!this.#hosted && this.#waiters.size > 0) {
+        await this.wait([], 1000);
+        await turn.next();
+      }
+    } finally {
+      turn.close();
+      this.#selfDriven = false;
+    }
+  }
+
+  /** Wakes every waiter and releases the wake-up descriptors. */
+  close(): void {
+    for (const fd of [...this.#waiters.keys()]) this.forget(fd);
+    libc().close(this.#wake[0]);
+    libc().close(this.#wake[1]);
+  }
+}
+
+/** The reactor of code that has no loop of its own to host one. */
+let shared: Reactor | undefined;
+/** A process-wide reactor that drives itself unless a loop hosts it. */
+export function sharedReactor(): Reactor {
+  return shared ??= new Reactor();
+}
+
+/** errno after a failed nonblocking call, as "try again later" or not. */
+export function wouldBlock(): boolean {
+  const code = errno();
+  return code === linux.EAGAIN || code === linux.EINTR;
+}

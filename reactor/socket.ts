@@ -1,0 +1,137 @@
+/**
+ * Stream sockets driven by a {@link Reactor}: nonblocking `recv`/`send`
+ * through libc, waiting on the reactor only when the kernel says EAGAIN. They
+ * have the shape of `Deno.Conn`'s reads and writes, so a server can take either.
+ *
+ * @module
+ */
+
+import { cString, errno, libc, linux, SystemError } from "../ffi/libc.ts";
+import { type Reactor, sharedReactor } from "./reactor.ts";
+
+/** The byte stream a protocol server needs (a subset of `Deno.Conn`). */
+export interface ByteStream {
+  /** Reads into `buffer`; resolves with the byte count, or null at end of stream. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `buffer`; resolves with the byte count written. */
+  write(buffer: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+const FLAGS = linux.MSG_DONTWAIT | linux.MSG_NOSIGNAL;
+
+function retryable(): boolean {
+  const code = errno();
+  return code === linux.EAGAIN || code === linux.EINTR;
+}
+
+/** A connected stream socket (Unix or TCP) owned by this object. */
+export class SocketStream implements ByteStream {
+  #closed = false;
+
+  /** @param fd a connected stream socket; closed with this object @param reactor where to wait */
+  constructor(readonly fd: number, readonly reactor: Reactor = sharedReactor()) {}
+
+  async read(buffer: Uint8Array): Promise<number | null> {
+    for (;;) {
+      if (this.#closed) return null;
+      const n = Number(libc().recv(this.fd, buffer, BigInt(buffer.length), FLAGS));
+      if (n > 0) return n;
+      if (n === 0) return null;
+      if (!retryable()) return null; // a reset connection ends the stream
+      await this.reactor.readable(this.fd);
+    }
+  }
+
+  async write(buffer: Uint8Array): Promise<number> {
+    for (;;) {
+      if (this.#closed) throw new Deno.errors.BrokenPipe("socket closed");
+      const n = Number(libc().send(this.fd, buffer, BigInt(buffer.length), FLAGS));
+      if (n >= 0) return n;
+      if (!retryable()) throw new SystemError("send");
+      await this.reactor.writable(this.fd);
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.reactor.forget(this.fd);
+    libc().close(this.fd);
+  }
+}
+
+/** A listening Unix stream socket whose connections are {@link SocketStream}s. */
+export class UnixListener implements AsyncIterable<SocketStream> {
+  readonly fd: number;
+  #closed = false;
+
+  /** @param path the socket's path (an old socket there is replaced) @param reactor where to wait */
+  constructor(readonly path: string, readonly reactor: Reactor = sharedReactor()) {
+    try {
+      Deno.removeSync(path);
+    } catch { /* none */ }
+    const fd = libc().socket(
+      linux.AF_UNIX,
+      linux.SOCK_STREAM | linux.SOCK_NONBLOCK | linux.SOCK_CLOEXEC,
+      0,
+    );
+    if (fd < 0) throw new SystemError("socket(AF_UNIX)");
+    const address = new Uint8Array(110); // sockaddr_un: family, then a path of up to 108 bytes
+    const name = cString(path);
+    if (name.length > 108) {
+      libc().close(fd);
+      throw new RangeError(`socket path too long: ${path}`);
+    }
+    new DataView(address.buffer).setUint16(0, linux.AF_UNIX, true);
+    address.set(name, 2);
+    if (libc().bind(fd, address, address.length) < 0 || libc().listen(fd, 128) < 0) {
+      const error = new SystemError(`listen ${path}`);
+      libc().close(fd);
+      throw error;
+    }
+    this.fd = fd;
+  }
+
+  /** Resolves with the next connection, or undefined once closed. */
+  async accept(): Promise<SocketStream | undefined> {
+    for (;;) {
+      if (this.#closed) return undefined;
+      const fd = libc().accept4(this.fd, null, null, linux.SOCK_NONBLOCK | linux.SOCK_CLOEXEC);
+      if (fd >= 0) return new SocketStream(fd, this.reactor);
+      if (retryable()) await this.reactor.readable(this.fd);
+      // EMFILE, ECONNABORTED and the like: try again a little later instead of spinning.
+      else await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<SocketStream> {
+    for (;;) {
+      const conn = await this.accept();
+      if (!conn) return;
+      yield conn;
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.reactor.forget(this.fd);
+    libc().close(this.fd);
+  }
+}
+
+/** A connected pair of Unix stream sockets: [ours, theirs]. Ours is nonblocking. */
+export function socketPair(reactor: Reactor = sharedReactor()): [SocketStream, number] {
+  const pair = new Int32Array(2);
+  if (
+    libc().socketpair(
+      linux.AF_UNIX,
+      linux.SOCK_STREAM | linux.SOCK_CLOEXEC,
+      0,
+      new Uint8Array(pair.buffer),
+    ) < 0
+  ) throw new SystemError("socketpair");
+  // Every call on our end passes MSG_DONTWAIT; the other end stays blocking for its user.
+  return [new SocketStream(pair[0], reactor), pair[1]];
+}
