@@ -30,8 +30,8 @@ export class DeviceExport implements NbdExport {
   get trimReadsZeros(): boolean {
     return this.device.trimReadsZeros;
   }
-  read(offset: number, length: number): Promise<Uint8Array> {
-    return this.device.read(offset, length);
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.device.read(offset, length, into);
   }
   write(offset: number, data: Uint8Array, options: { fua?: boolean }): Promise<void> {
     return this.device.write(offset, data, options);

@@ -32,6 +32,7 @@ import {
   TransmissionFlag,
 } from "./protocol.ts";
 import { type ByteStream, type Reactor, sharedReactor, UnixListener } from "../reactor/mod.ts";
+import { BufferPool } from "./buffer_pool.ts";
 
 /** What the server serves. */
 export interface NbdExport {
@@ -41,7 +42,8 @@ export interface NbdExport {
   readonly canTrim: boolean;
   /** Trimmed ranges read back as zeros, so WRITE_ZEROES may trim. */
   readonly trimReadsZeros: boolean;
-  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Reads `length` bytes at `offset`, into `into` where the export can (it may return its own buffer). */
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   write(offset: number, data: Uint8Array, options: { fua?: boolean }): Promise<void>;
   flush(): Promise<void>;
   trim(offset: number, length: number): Promise<void>;
@@ -81,7 +83,8 @@ class ExactReader {
   #start = 0;
   #end = 0;
 
-  constructor(readonly conn: ByteStream) {}
+  /** @param conn the stream @param pool where large payload buffers come from */
+  constructor(readonly conn: ByteStream, readonly pool?: BufferPool) {}
 
   /** Resolves with exactly `n` bytes, or undefined at end of stream. */
   async read(n: number): Promise<Uint8Array | undefined> {
@@ -103,7 +106,7 @@ class ExactReader {
 
   /** A payload larger than the buffer: what is buffered, then straight from the socket (no second copy). */
   async #readLarge(n: number): Promise<Uint8Array | undefined> {
-    const out = new Uint8Array(n);
+    const out = this.pool ? this.pool.take(n) : new Uint8Array(n);
     let have = Math.min(n, this.#end - this.#start);
     out.set(this.#buffer.subarray(this.#start, this.#start + have));
     this.#start += have;
@@ -221,6 +224,7 @@ export interface NbdServerOptions {
 export class NbdServer {
   readonly counters: NbdCounters = { connections: 0, requests: 0, errors: 0, dropped: 0 };
   readonly reactor: Reactor;
+  #pool = new BufferPool();
   #listeners: { close(): void }[] = [];
   #connections = new Set<ByteStream>();
 
@@ -258,7 +262,7 @@ export class NbdServer {
     const done = (options.transmissionOnly
       ? this.#transmission(
         conn,
-        new ExactReader(conn),
+        new ExactReader(conn, this.#pool),
         new OrderedWriter(conn),
         options.transmissionOnly,
         false,
@@ -291,7 +295,7 @@ export class NbdServer {
   }
 
   async #handshake(conn: ByteStream): Promise<void> {
-    const reader = new ExactReader(conn);
+    const reader = new ExactReader(conn, this.#pool);
     const writer = new OrderedWriter(conn);
     let finished = false;
     const timer = setTimeout(() => {
@@ -511,23 +515,31 @@ export class NbdServer {
           if (offset + length > size) return await fail(Errno.EINVAL, "read past the end");
           if (length > BLOCK_SIZES.maximum) return await fail(Errno.EOVERFLOW, "read too large");
           if (!aligned) return await fail(Errno.EINVAL, "unaligned read");
-          const data = length > 0 ? await exp.read(offset, length) : new Uint8Array(0);
-          if (structured) {
-            const offsetBytes = new Uint8Array(8);
-            new DataView(offsetBytes.buffer).setBigUint64(0, BigInt(offset));
-            return await writer.write(
-              encodeChunkHeader(cookie, Chunk.flagDone, Chunk.offsetData, 8 + data.length),
-              offsetBytes,
-              data,
-            );
+          // The reply's buffer is reused once the reply is written (the socket has copied it).
+          const buffer = this.#pool.take(length);
+          try {
+            const data = length > 0 ? await exp.read(offset, length, buffer) : buffer;
+            if (structured) {
+              const offsetBytes = new Uint8Array(8);
+              new DataView(offsetBytes.buffer).setBigUint64(0, BigInt(offset));
+              return await writer.write(
+                encodeChunkHeader(cookie, Chunk.flagDone, Chunk.offsetData, 8 + data.length),
+                offsetBytes,
+                data,
+              );
+            }
+            return await writer.write(encodeSimpleReply(cookie, 0), data);
+          } finally {
+            this.#pool.give(buffer);
           }
-          return await writer.write(encodeSimpleReply(cookie, 0), data);
         }
         case Cmd.write:
           if (offset + length > size) return await fail(Errno.ENOSPC, "write past the end");
           if (length > BLOCK_SIZES.maximum) return await fail(Errno.EOVERFLOW, "write too large");
           if (!aligned) return await fail(Errno.EINVAL, "unaligned write");
           await exp.write(offset, payload!, { fua: (flags & CmdFlag.fua) !== 0 });
+          // Acknowledged by the target: the initiator holds no frame of it any more.
+          this.#pool.give(payload as Uint8Array<ArrayBuffer>);
           return await writer.write(encodeSimpleReply(cookie, 0));
         case Cmd.flush:
           await exp.flush();
