@@ -3,6 +3,9 @@
  * initiator → `aoe target` over veth → tmpfs file), side by side in one run
  * with nbdkit serving the same file directly (the chain's ceiling) and with
  * the initiator alone (its block interface, same request sizes and depth).
+ * A second table splits the CPU of a 4 KiB random read between the NBD server
+ * (or the initiator alone), the AoE target and the client, and what the
+ * machine's cores could do at that cost.
  *
  *   deno run -A bench/nbd_bench.ts [--mtu 9000] [--mib 128]
  *
@@ -43,31 +46,59 @@ async function timed(argv: string[]): Promise<number> {
   return (performance.now() - start) / 1000;
 }
 
-async function fioIops(uri: string): Promise<number> {
+/** CPU seconds (user + system, all threads) a process has used. */
+function cpuSeconds(pid: number | "self"): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ
+}
+
+/** CPU µs per 4 KiB random read: the process serving NBD (or the initiator alone), the AoE target, the client. */
+type Cpu = { server: number; target: number; client: number };
+
+/** The processes whose CPU a measurement charges: the NBD server's and the AoE target's. */
+let servingPid: number | "self" = "self";
+let targetPid: number | undefined;
+
+async function fioIops(uri: string): Promise<{ iops: number; cpu: Cpu }> {
   const job = `${dir}/rand.fio`;
   Deno.writeTextFileSync(
     job,
     `[r]\nioengine=nbd\nuri=${uri}\nrw=randread\nbs=4k\nsize=${values.mib}m\niodepth=16\ntime_based=1\nruntime=${values.seconds}\n`,
   );
+  const server0 = cpuSeconds(servingPid);
+  const target0 = targetPid ? cpuSeconds(targetPid) : 0;
   const out = await new Deno.Command("fio", {
     args: ["--output-format=json", job],
     stdout: "piped",
     stderr: "piped",
   }).output();
+  const server = cpuSeconds(servingPid) - server0;
+  const target = targetPid ? cpuSeconds(targetPid) - target0 : 0;
   const text = new TextDecoder().decode(out.stdout);
-  return JSON.parse(text.slice(text.indexOf("{"))).jobs[0].read.iops;
+  const job0 = JSON.parse(text.slice(text.indexOf("{"))).jobs[0];
+  const ios = job0.read.total_ios;
+  const client = ((job0.usr_cpu + job0.sys_cpu) / 100) * Number(values.seconds);
+  return {
+    iops: job0.read.iops,
+    cpu: {
+      server: (server / ios) * 1e6,
+      target: (target / ios) * 1e6,
+      client: (client / ios) * 1e6,
+    },
+  };
 }
 
 /** Sequential read, sequential write (MB/s) and 4 KiB random read IOPS of one NBD URI. */
-async function measureNbd(uri: string) {
+async function measureNbd(uri: string): Promise<Row> {
   const read = bytes / 1e6 /
     await timed(["nbdcopy", "--requests=16", "--request-size=1048576", uri, "null:"]);
   const write = bytes / 1e6 /
     await timed(["nbdcopy", "--requests=16", "--request-size=1048576", `${dir}/src.img`, uri]);
-  return { read, write, iops: await fioIops(uri) };
+  return { read, write, ...await fioIops(uri) };
 }
 
-type Row = { read: number; write: number; iops: number };
+type Row = { read: number; write: number; iops: number; cpu: Cpu };
 const rounds: Record<string, Row[]> = {};
 const ROUNDS = 3;
 const record = (name: string, row: Row) => (rounds[name] ??= []).push(row);
@@ -76,6 +107,7 @@ const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length /
 // The ceiling: nbdkit serving the file directly.
 const nbdkitSock = `${dir}/nbdkit.sock`;
 const nbdkit = new Daemon(["nbdkit", "-f", "-U", nbdkitSock, "file", `file=${image}`]);
+servingPid = nbdkit.pid;
 for (
   let i = 0;
   i < 100 && !(() => {
@@ -91,6 +123,7 @@ for (let r = 0; r < ROUNDS; r++) {
   record("nbdkit file (ceiling)", await measureNbd(`nbd+unix:///?socket=${nbdkitSock}`));
 }
 await nbdkit.stop();
+servingPid = "self";
 
 const net = await TestNet.create({ mtu: Number(values.mtu) });
 const target = new Daemon(net.in(0, aoeCommand("target", "9", "0", "t1p0", image)));
@@ -104,6 +137,7 @@ const driver = new Driver({
 const server = new NbdServer(driverExports(driver), { reactor: driver.reactor });
 try {
   await target.waitFor(/sectors/);
+  targetPid = target.pid;
   driver.start();
   for (let i = 0; i < 100 && !driver.initiator.devices.get(9, 0)?.up; i++) {
     driver.discover();
@@ -128,7 +162,9 @@ try {
     }));
     return bytes / 1e6 / ((performance.now() - start) / 1000);
   };
-  const rand = async () => {
+  const rand = async (): Promise<{ iops: number; cpu: Cpu }> => {
+    const server0 = cpuSeconds("self");
+    const target0 = cpuSeconds(target.pid);
     let count = 0;
     const end = performance.now() + Number(values.seconds) * 1000;
     await Promise.all(Array.from({ length: 16 }, async () => {
@@ -138,7 +174,14 @@ try {
         count++;
       }
     }));
-    return count / Number(values.seconds);
+    return {
+      iops: count / Number(values.seconds),
+      cpu: {
+        server: ((cpuSeconds("self") - server0) / count) * 1e6,
+        target: ((cpuSeconds(target.pid) - target0) / count) * 1e6,
+        client: 0, // the requests come from this process: counted in "server"
+      },
+    };
   };
   server.listenUnix(`${dir}/bridge.sock`);
   // Interleaved rounds, so that load elsewhere on the machine falls on both alike.
@@ -146,7 +189,7 @@ try {
     record("initiator alone", {
       read: await seq("read"),
       write: await seq("write"),
-      iops: await rand(),
+      ...await rand(),
     });
     record("bridge chain", await measureNbd(`nbd+unix:///e9.0?socket=${dir}/bridge.sock`));
   }
@@ -164,6 +207,11 @@ for (const [name, list] of Object.entries(rounds)) {
     read: median(list.map((x) => x.read)),
     write: median(list.map((x) => x.write)),
     iops: median(list.map((x) => x.iops)),
+    cpu: {
+      server: median(list.map((x) => x.cpu.server)),
+      target: median(list.map((x) => x.cpu.target)),
+      client: median(list.map((x) => x.cpu.client)),
+    },
   };
 }
 console.log(
@@ -180,3 +228,19 @@ console.log(
     (chain.write / alone.write).toFixed(2)
   } | ${(chain.iops / alone.iops).toFixed(2)} |`,
 );
+
+// Where the CPU of a 4 KiB random read goes, and what two cores could do at that cost.
+console.log("");
+console.log(
+  "| 4K rand read, CPU µs per I/O | NBD server (or initiator alone) | AoE target | client (fio) | total | IOPS if all cores were busy |",
+);
+console.log("|---|---|---|---|---|---|");
+const cores = navigator.hardwareConcurrency;
+for (const [name, r] of Object.entries(rows)) {
+  const total = r.cpu.server + r.cpu.target + r.cpu.client;
+  console.log(
+    `| ${name} | ${r.cpu.server.toFixed(1)} | ${r.cpu.target.toFixed(1)} | ${
+      r.cpu.client.toFixed(1)
+    } | ${total.toFixed(1)} | ${(cores * 1e6 / total).toFixed(0)} (${cores} cores) |`,
+  );
+}

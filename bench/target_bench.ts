@@ -9,6 +9,8 @@
  *                                     [--targets vblade,aoe,aoe-packet,aoe-pcap]
  *
  * "aoe" is the default link (ring); aoe-packet and aoe-pcap are the other kinds.
+ * "null" is bench/null_target.ts, a target with no disk I/O: what this load
+ * generator and link can carry at all, the ceiling of any ratio shown.
  *
  * @module
  */
@@ -46,6 +48,11 @@ function cpuSeconds(pid: number): number {
 
 function targetArgv(name: string, image: string): string[] {
   if (name === "vblade") return ["vblade", "-b", String(BUFFERS), "9", "0", "t1p0", image];
+  if (name === "null") {
+    // No disk I/O at all: the most this load generator and link can show.
+    const script = new URL("./null_target.ts", import.meta.url).pathname;
+    return [Deno.execPath(), "run", "-A", script, "9", "0", "t1p0", String(capacity)];
+  }
   const link = name.startsWith("aoe-") ? ["--link", name.slice(4)] : [];
   return aoeCommand("target", ...link, "-b", String(BUFFERS), "9", "0", "t1p0", image);
 }
