@@ -35,15 +35,18 @@ const image = `${dir}/disk.img`;
 Deno.writeFileSync(image, new Uint8Array(bytes).fill(0x42));
 Deno.writeFileSync(`${dir}/src.img`, new Uint8Array(bytes).fill(0x17));
 
-async function timed(argv: string[]): Promise<number> {
+/** Runs a client to completion: its wall time and its own CPU time, in seconds. */
+async function timed(argv: string[]): Promise<{ seconds: number; cpu: number }> {
   const start = performance.now();
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
+  const out = await new Deno.Command("bash", {
+    args: ["-c", 'TIMEFORMAT="%U %S"; time "$@" >/dev/null', "timed", ...argv],
     stdout: "piped",
     stderr: "piped",
   }).output();
-  if (!out.success) throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  return (performance.now() - start) / 1000;
+  const stderr = new TextDecoder().decode(out.stderr).trim();
+  if (!out.success) throw new Error(`${argv.join(" ")}: ${stderr}`);
+  const [user, system] = stderr.split("\n").at(-1)!.split(" ").map(Number);
+  return { seconds: (performance.now() - start) / 1000, cpu: user + system };
 }
 
 /** CPU seconds (user + system, all threads) a process has used. */
@@ -91,18 +94,41 @@ async function fioIops(uri: string): Promise<{ iops: number; cpu: Cpu }> {
 
 /** Sequential read, sequential write (MB/s) and 4 KiB random read IOPS of one NBD URI. */
 async function measureNbd(uri: string): Promise<Row> {
-  const read = bytes / 1e6 /
-    await timed(["nbdcopy", "--requests=16", "--request-size=1048576", uri, "null:"]);
-  const write = bytes / 1e6 /
-    await timed(["nbdcopy", "--requests=16", "--request-size=1048576", `${dir}/src.img`, uri]);
-  return { read, write, ...await fioIops(uri) };
+  const mib = bytes / (1 << 20);
+  const read = await timed(["nbdcopy", "--requests=16", "--request-size=1048576", uri, "null:"]);
+  const server0 = cpuSeconds(servingPid);
+  const target0 = targetPid ? cpuSeconds(targetPid) : 0;
+  const write = await timed([
+    "nbdcopy",
+    "--requests=16",
+    "--request-size=1048576",
+    `${dir}/src.img`,
+    uri,
+  ]);
+  const writeCpu: Cpu = {
+    server: ((cpuSeconds(servingPid) - server0) / mib) * 1000,
+    target: targetPid ? ((cpuSeconds(targetPid) - target0) / mib) * 1000 : 0,
+    client: (write.cpu / mib) * 1000,
+  };
+  return {
+    read: bytes / 1e6 / read.seconds,
+    write: bytes / 1e6 / write.seconds,
+    writeCpu,
+    ...await fioIops(uri),
+  };
 }
 
-type Row = { read: number; write: number; iops: number; cpu: Cpu };
+/** `cpu`: µs per 4 KiB random read; `writeCpu`: ms per MiB written sequentially. */
+type Row = { read: number; write: number; iops: number; cpu: Cpu; writeCpu: Cpu };
 const rounds: Record<string, Row[]> = {};
 const ROUNDS = 3;
 const record = (name: string, row: Row) => (rounds[name] ??= []).push(row);
 const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const medianCpu = (xs: Cpu[]): Cpu => ({
+  server: median(xs.map((x) => x.server)),
+  target: median(xs.map((x) => x.target)),
+  client: median(xs.map((x) => x.client)),
+});
 
 // The ceiling: nbdkit serving the file directly.
 const nbdkitSock = `${dir}/nbdkit.sock`;
@@ -147,7 +173,10 @@ try {
   for (let i = 0; i < 64; i++) await dev.read((i << 20) % bytes, 1 << 20); // warm up the RTT estimate and windows
 
   // The initiator alone: the same sizes and depth through the block interface.
+  let aloneWriteCpu: Cpu = { server: 0, target: 0, client: 0 };
   const seq = async (kind: "read" | "write") => {
+    const server0 = cpuSeconds("self");
+    const target0 = cpuSeconds(target.pid);
     let next = 0;
     const buffer = () => new Uint8Array(1 << 20).fill(0x17);
     const start = performance.now();
@@ -160,6 +189,14 @@ try {
         else await dev.write(at, b);
       }
     }));
+    const mib = bytes / (1 << 20);
+    if (kind === "write") {
+      aloneWriteCpu = {
+        server: ((cpuSeconds("self") - server0) / mib) * 1000,
+        target: ((cpuSeconds(target.pid) - target0) / mib) * 1000,
+        client: 0, // the requests come from this process: counted in "server"
+      };
+    }
     return bytes / 1e6 / ((performance.now() - start) / 1000);
   };
   const rand = async (): Promise<{ iops: number; cpu: Cpu }> => {
@@ -189,6 +226,7 @@ try {
     record("initiator alone", {
       read: await seq("read"),
       write: await seq("write"),
+      writeCpu: aloneWriteCpu,
       ...await rand(),
     });
     record("bridge chain", await measureNbd(`nbd+unix:///e9.0?socket=${dir}/bridge.sock`));
@@ -207,11 +245,8 @@ for (const [name, list] of Object.entries(rounds)) {
     read: median(list.map((x) => x.read)),
     write: median(list.map((x) => x.write)),
     iops: median(list.map((x) => x.iops)),
-    cpu: {
-      server: median(list.map((x) => x.cpu.server)),
-      target: median(list.map((x) => x.cpu.target)),
-      client: median(list.map((x) => x.cpu.client)),
-    },
+    cpu: medianCpu(list.map((x) => x.cpu)),
+    writeCpu: medianCpu(list.map((x) => x.writeCpu)),
   };
 }
 console.log(
@@ -229,18 +264,38 @@ console.log(
   } | ${(chain.iops / alone.iops).toFixed(2)} |`,
 );
 
-// Where the CPU of a 4 KiB random read goes, and what two cores could do at that cost.
-console.log("");
-console.log(
-  "| 4K rand read, CPU µs per I/O | NBD server (or initiator alone) | AoE target | client (fio) | total | IOPS if all cores were busy |",
-);
-console.log("|---|---|---|---|---|---|");
+// Where the CPU goes, and what the machine's cores could do at that cost.
 const cores = navigator.hardwareConcurrency;
-for (const [name, r] of Object.entries(rows)) {
-  const total = r.cpu.server + r.cpu.target + r.cpu.client;
+const cpuTable = (
+  title: string,
+  unit: string,
+  pick: (r: Row) => Cpu,
+  rate: (total: number) => string,
+) => {
+  console.log("");
   console.log(
-    `| ${name} | ${r.cpu.server.toFixed(1)} | ${r.cpu.target.toFixed(1)} | ${
-      r.cpu.client.toFixed(1)
-    } | ${total.toFixed(1)} | ${(cores * 1e6 / total).toFixed(0)} (${cores} cores) |`,
+    `| ${title}, CPU ${unit} | NBD server (or initiator alone) | AoE target | client | total | ${cores} cores busy could do |`,
   );
-}
+  console.log("|---|---|---|---|---|---|");
+  for (const [name, r] of Object.entries(rows)) {
+    const cpu = pick(r);
+    const total = cpu.server + cpu.target + cpu.client;
+    console.log(
+      `| ${name} | ${cpu.server.toFixed(2)} | ${cpu.target.toFixed(2)} | ${
+        cpu.client.toFixed(2)
+      } | ${total.toFixed(2)} | ${rate(total)} |`,
+    );
+  }
+};
+cpuTable(
+  "seq write (nbdcopy)",
+  "ms per MiB",
+  (r) => r.writeCpu,
+  (total) => `${((cores * 1000 / total) * 1.048576).toFixed(0)} MB/s`,
+);
+cpuTable(
+  "4K rand read (fio)",
+  "µs per I/O",
+  (r) => r.cpu,
+  (total) => `${(cores * 1e6 / total).toFixed(0)} IOPS`,
+);
