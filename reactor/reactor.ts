@@ -11,7 +11,7 @@
  * @module
  */
 
-import { errno, libc, linux, SystemError } from "../ffi/libc.ts";
+import { libc, linux, SystemError } from "../ffi/libc.ts";
 
 interface Waiters {
   read: (() => void)[];
@@ -98,11 +98,6 @@ export class Reactor {
     this.#waiters.delete(fd);
     for (const resolve of [...waiters.read, ...waiters.write]) resolve();
     if (this.#parked) this.#wakeUp();
-  }
-
-  /** Whether anything waits on a descriptor. */
-  get waiting(): boolean {
-    return this.#waiters.size > 0;
   }
 
   /**
@@ -237,10 +232,4 @@ let shared: Reactor | undefined;
 /** A process-wide reactor that drives itself unless a loop hosts it. */
 export function sharedReactor(): Reactor {
   return shared ??= new Reactor();
-}
-
-/** errno after a failed nonblocking call, as "try again later" or not. */
-export function wouldBlock(): boolean {
-  const code = errno();
-  return code === linux.EAGAIN || code === linux.EINTR;
 }
