@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { cpuSeconds } from "./cpu.ts";
 import { Driver } from "../driver/driver.ts";
 import { DEFAULT_PARAMS } from "../driver/params.ts";
 import { driverPaths } from "../driver/paths.ts";
@@ -47,13 +48,6 @@ async function timed(argv: string[]): Promise<{ seconds: number; cpu: number }> 
   if (!out.success) throw new Error(`${argv.join(" ")}: ${stderr}`);
   const [user, system] = stderr.split("\n").at(-1)!.split(" ").map(Number);
   return { seconds: (performance.now() - start) / 1000, cpu: user + system };
-}
-
-/** CPU seconds (user + system, all threads) a process has used. */
-function cpuSeconds(pid: number | "self"): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ
 }
 
 /** CPU µs per 4 KiB random read: the process serving NBD (or the initiator alone), the AoE target, the client. */

@@ -16,6 +16,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { cpuSeconds } from "./cpu.ts";
 import { inNetns, RingLink } from "../link/mod.ts";
 import { sectorsPerFrame } from "../wire/mod.ts";
 import { TestNet } from "../tests/helpers/netns.ts";
@@ -38,13 +39,6 @@ const targetNames = values.targets!.split(",");
 const imageBytes = Number(values["image-mib"]) * 1024 * 1024;
 const capacity = imageBytes / 512;
 const BUFFERS = 64;
-
-/** CPU seconds (user + system, all threads) a process has used. */
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ
-}
 
 function targetArgv(name: string, image: string): string[] {
   if (name === "vblade") return ["vblade", "-b", String(BUFFERS), "9", "0", "t1p0", image];
