@@ -6,11 +6,14 @@
 import assert from "node:assert/strict";
 import {
   AoeError,
+  AtaFlag,
   AtaOp,
+  Command,
   ConfigCommand,
   decodeConfig,
   decodeHeader,
   decodeIdentify,
+  encodeAta,
   parseMac,
 } from "../wire/mod.ts";
 import {
@@ -212,6 +215,45 @@ Deno.test("veth: -o/-l export a region; jumbo MTU gives 17 sectors a frame", opt
     assert.deepEqual(r!.subarray(36), patternSectors(100, 17, 3));
     const end = await client.ata(9, 0, { command: AtaOp.readSectorsExt, lba: 511, count: 2 });
     assert.equal(end![25], 0x10, "past -l is IDNF");
+
+    // A burst several times the transmit ring (32 frames at this MTU) sent at once:
+    // every reply arrives, with its own data.
+    const burst = 200;
+    const tags: number[] = [];
+    for (let i = 0; i < burst; i++) {
+      const tag = client.nextTag();
+      tags.push(tag);
+      const frame = client.link.txSlot();
+      client.header(frame, 9, 0, Command.ata, tag);
+      const n = encodeAta(frame, {
+        aflags: AtaFlag.extended,
+        feature: 0,
+        sectorCount: 17,
+        command: AtaOp.readSectorsExt,
+        lba: (i * 17) % 495,
+      });
+      client.link.commit(n);
+    }
+    client.link.flush();
+    const replies = new Map<number, Uint8Array>();
+    const deadline = Date.now() + 5000;
+    while (replies.size < burst && Date.now() < deadline) {
+      const n = client.link.receive();
+      for (let i = 0; i < n; i++) {
+        const frame = client.link.rx[i].slice(0, client.link.rxLength[i]);
+        if (frame[14] & 0x08) replies.set(decodeHeader(frame).tag, frame);
+      }
+      if (n === 0) await client.link.wait(50);
+    }
+    for (let i = 0; i < burst; i++) {
+      const reply = replies.get(tags[i]);
+      assert.ok(reply, `reply ${i} of the burst`);
+      assert.deepEqual(
+        reply.subarray(36),
+        patternSectors(100 + (i * 17) % 495, 17, 3),
+        `burst ${i}`,
+      );
+    }
   });
 });
 
