@@ -16,7 +16,8 @@ import { DEFAULT_PARAMS } from "../driver/params.ts";
 import { driverPaths } from "../driver/paths.ts";
 import { inNetns, openLink } from "../link/mod.ts";
 import { TestNet } from "../tests/helpers/netns.ts";
-import { aoeCommand, Daemon, PROJECT_ROOT } from "../tests/helpers/procs.ts";
+import { Daemon } from "../tests/helpers/procs.ts";
+import { targetArgv } from "./targets.ts";
 
 const { values } = parseArgs({
   options: {
@@ -30,23 +31,6 @@ const seconds = Number(values.seconds);
 const inflight = Number(values.inflight);
 const IMAGE = 256 << 20;
 const SECTORS = IMAGE / 512;
-
-function targetArgv(name: string, image: string): string[] {
-  if (name === "vblade") return ["vblade", "-b", "64", "9", "0", "t1p0", image];
-  if (name === "null") {
-    return [
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${PROJECT_ROOT}bench/null_target.ts`,
-      "9",
-      "0",
-      "t1p0",
-      String(SECTORS),
-    ];
-  }
-  return aoeCommand("target", "9", "0", "t1p0", image);
-}
 
 type Workload = { name: string; size: number; kind: "read" | "write"; random: boolean };
 const workloads: Workload[] = [
@@ -70,7 +54,7 @@ try {
       const image = `${shm}/${target}.img`;
       Deno.writeFileSync(image, new Uint8Array(0));
       Deno.truncateSync(image, IMAGE);
-      const daemon = new Daemon(net.in(0, targetArgv(target, image)));
+      const daemon = new Daemon(net.in(0, targetArgv(target, { image, sectors: SECTORS })));
       const driver = new Driver({
         params: { ...DEFAULT_PARAMS, iflist: ["i0"] },
         paths: driverPaths({ runDir: `${shm}/run`, devDir: `${shm}/dev` }),

@@ -20,7 +20,8 @@ import { cpuSeconds } from "./cpu.ts";
 import { inNetns, RingLink } from "../link/mod.ts";
 import { sectorsPerFrame } from "../wire/mod.ts";
 import { TestNet } from "../tests/helpers/netns.ts";
-import { aoeCommand, Daemon } from "../tests/helpers/procs.ts";
+import { Daemon } from "../tests/helpers/procs.ts";
+import { targetArgv } from "./targets.ts";
 import { runLoad } from "./loadgen.ts";
 
 const { values } = parseArgs({
@@ -38,19 +39,6 @@ const depths = values.qd!.split(",").map(Number);
 const targetNames = values.targets!.split(",");
 const imageBytes = Number(values["image-mib"]) * 1024 * 1024;
 const capacity = imageBytes / 512;
-const BUFFERS = 64;
-
-function targetArgv(name: string, image: string): string[] {
-  if (name === "vblade") return ["vblade", "-b", String(BUFFERS), "9", "0", "t1p0", image];
-  if (name === "null") {
-    // No disk I/O at all: the most this load generator and link can show.
-    const script = new URL("./null_target.ts", import.meta.url).pathname;
-    return [Deno.execPath(), "run", "-A", script, "9", "0", "t1p0", String(capacity)];
-  }
-  const link = name.startsWith("aoe-") ? ["--link", name.slice(4)] : [];
-  return aoeCommand("target", ...link, "-b", String(BUFFERS), "9", "0", "t1p0", image);
-}
-
 interface Cell {
   mtu: number;
   workload: string;
@@ -84,7 +72,7 @@ try {
         const chunk = new Uint8Array(1 << 20).fill(0x5a);
         for (let at = 0; at < imageBytes; at += chunk.length) await file.write(chunk);
         file.close();
-        const daemon = new Daemon(net.in(0, targetArgv(target, image)));
+        const daemon = new Daemon(net.in(0, targetArgv(target, { image, sectors: capacity })));
         await daemon.waitFor(/e9\.0, \d+ sectors/);
         await runLoad(link, {
           dst,

@@ -26,7 +26,8 @@ import { cpuSeconds } from "./cpu.ts";
 import { inNetns, RingLink } from "../link/mod.ts";
 import { sectorsPerFrame } from "../wire/mod.ts";
 import { TestNet } from "../tests/helpers/netns.ts";
-import { aoeCommand, Daemon } from "../tests/helpers/procs.ts";
+import { Daemon } from "../tests/helpers/procs.ts";
+import { targetArgv } from "./targets.ts";
 import { runLoad } from "./loadgen.ts";
 
 const { values } = parseArgs({
@@ -60,15 +61,6 @@ const BUCKETS: [string, RegExp][] = [
     /^(ksys_write|__x64_sys_write|__x64_sys_sendto|__x64_sys_sendmmsg|__x64_sys_sendmsg)$/,
   ],
 ];
-
-function targetArgv(name: string, image: string): string[] {
-  if (name === "vblade") return ["vblade", "-b", "64", "9", "0", "t1p0", image];
-  if (name === "null") {
-    const script = new URL("./null_target.ts", import.meta.url).pathname;
-    return [Deno.execPath(), "run", "-A", script, "9", "0", "t1p0", String(capacity)];
-  }
-  return aoeCommand("target", "-b", "64", "9", "0", "t1p0", image);
-}
 
 /** Reads `perf script` stacks and counts samples per bucket (user: no kernel frame matched). */
 async function splitSamples(data: string): Promise<Map<string, number>> {
@@ -111,7 +103,7 @@ try {
   for (const target of targets) {
     const image = `${dir}/${target}.img`;
     Deno.writeFileSync(image, new Uint8Array(imageBytes).fill(0x5a));
-    const daemon = new Daemon(net.in(0, targetArgv(target, image)));
+    const daemon = new Daemon(net.in(0, targetArgv(target, { image, sectors: capacity })));
     await daemon.waitFor(/e9\.0, \d+ sectors/);
     const load = (mode: "read" | "write" | "randread", durationMs: number) =>
       runLoad(link, {
