@@ -50,8 +50,9 @@ export const SPIN_BEFORE_SLEEP_MS = 0.05;
  * Bytes of transmit ring, when the frame count is not given. Small enough to
  * stay in the CPU's cache: a reply's data are read from the disk straight into
  * the ring, and a ring that cycles through megabytes makes that copy write to
- * cold memory (MTU 9000, 256 frames = 4 MiB: about 10% more CPU per read
- * request than 32 frames = 512 KiB, bench/target_bench.ts). On veth the
+ * cold memory (MTU 9000, 16 reads outstanding from bench/loadgen.ts: 7.0-7.4 µs
+ * of target CPU per request with 256 frames = 4 MiB, 6.2-6.5 µs with 32 frames
+ * = 512 KiB, interleaved runs). On veth the
  * kernel gives a frame back as it sends it; a real NIC holds it until the
  * transmission completes, which 32 frames cover at 10 Gb/s for about 200 µs.
  */
