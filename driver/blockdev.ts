@@ -39,6 +39,9 @@ export class BlockDevice {
   }
 
   #check(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || length < 0) {
+      throw new RangeError(`bad offset or length: ${offset}, ${length}`);
+    }
     if (offset % SECTOR_SIZE || length % SECTOR_SIZE) {
       throw new RangeError("offset and length must be multiples of 512");
     }

@@ -26,6 +26,7 @@ import {
   formatMac,
   HEADER_LENGTH,
   IDENTIFY_LENGTH,
+  LBA28_MAX_SECTORS,
   readMac,
   readTag,
   SECTOR_SIZE,
@@ -43,6 +44,14 @@ import {
   type TargetInterface,
 } from "./device.ts";
 import type { DriverParams } from "./params.ts";
+
+/** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (aoe-protocol.md §4). */
+export const LBA48_MAX_SECTORS = 2 ** 48;
+
+/** The capacity a device's addressing can reach: a larger claim in IDENTIFY is cut to it. */
+export function addressableSectors(lba48: boolean): number {
+  return lba48 ? LBA48_MAX_SECTORS : LBA28_MAX_SECTORS;
+}
 
 /** Seconds a frame may wait on one target before the target is scorned (HARD_SCORN_SECS). */
 export const HARD_SCORN_SECS = 10;
@@ -457,6 +466,16 @@ export class Initiator {
     }
     const raw = frame.slice(ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + IDENTIFY_LENGTH);
     const info = decodeIdentify(raw);
+    // A claim beyond what the device's LBA field carries would alias or fail on the wire.
+    const limit = addressableSectors(info.lba48);
+    if (info.sectors > limit) {
+      this.hooks.log(
+        `aoe: ${device.name} claims ${info.sectors} sectors; using the ${limit} that ${
+          info.lba48 ? "LBA48" : "LBA28"
+        } addresses`,
+      );
+      info.sectors = limit;
+    }
     if (device.identity?.sectors !== info.sectors) {
       this.hooks.log(
         `aoe: ${formatMac(target.mac)} ${device.name} v${
@@ -597,6 +616,9 @@ export class Initiator {
   /** Submits block I/O; resolves when done, rejects with an Error on failure. */
   submit(device: AoeDevice, request: BlockRequest): Promise<void> {
     if (!device.up) return Promise.reject(new Error(`device ${device.name} is not up`));
+    // Refused before it touches any state: nothing is queued or registered for a bad request.
+    const problem = this.#invalid(device, request);
+    if (problem) return Promise.reject(new RangeError(`${device.name}: ${problem}`));
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     const queued: QueuedRequest = { ...request, sent: 0, framesOut: 0, resolve, reject };
     let queue = this.#queues.get(device);
@@ -605,6 +627,26 @@ export class Initiator {
     this.service(device);
     this.#scheduleFlush();
     return promise;
+  }
+
+  /** Why a request cannot be carried by the device's addressing, or undefined if it can. */
+  #invalid(device: AoeDevice, request: BlockRequest): string | undefined {
+    const { lba, sectors } = request;
+    if (!Number.isSafeInteger(lba) || !Number.isSafeInteger(sectors) || lba < 0 || sectors < 0) {
+      return `bad request: lba ${lba}, ${sectors} sectors`;
+    }
+    if (request.kind === "flush") return undefined;
+    if (request.data && request.data.length < sectors * SECTOR_SIZE) {
+      return `buffer of ${request.data.length} bytes for ${sectors} sectors`;
+    }
+    if (request.kind === "trim") return undefined; // lba and sectors count the range's 512-byte blocks
+    const lba48 = device.identity?.lba48 !== false;
+    if (lba + sectors > Math.min(device.sectors, addressableSectors(lba48))) {
+      return `sectors ${lba}+${sectors} are past the end (${device.sectors} sectors${
+        lba48 ? "" : ", LBA28"
+      })`;
+    }
+    return undefined;
   }
 
   #flushScheduled = false;

@@ -183,3 +183,65 @@ Deno.test("driver: duplication, reordering and delay on the link; the same bytes
     );
   });
 });
+
+/** Overwrites IDENTIFY words of the rig's export (word n is bytes 2n, 2n+1, little-endian). */
+function setIdentifyWords(server: TargetServer, words: Record<number, number>) {
+  const identify = server.exports[0].identify;
+  for (const [word, value] of Object.entries(words)) {
+    identify[Number(word) * 2] = value & 0xff;
+    identify[Number(word) * 2 + 1] = value >> 8;
+  }
+}
+
+Deno.test("driver: a target claiming 2^50 sectors is capped at what LBA48 addresses; a read past it is refused before any frame", async () => {
+  await withRig(async ({ driver, server }) => {
+    setIdentifyWords(server, { 100: 0, 101: 0, 102: 0, 103: 0x0004 }); // 2^50 sectors
+    driver.discover();
+    await until(() => (driver.initiator.devices.get(9, 0)?.sectors ?? 4096) !== 4096, "new size");
+    const dev = driver.blockDevice("e9.0")!;
+    assert.equal(dev.size, 2 ** 48 * 512, "capacity capped at 2^48 sectors");
+    await assert.rejects(() => dev.read(2 ** 58, 512), RangeError);
+    await assert.rejects(
+      () => driver.initiator.submit(dev.device, { kind: "read", lba: 2 ** 50, sectors: 1 }),
+      RangeError,
+    );
+    await assert.rejects(
+      () => driver.initiator.submit(dev.device, { kind: "read", lba: Number.NaN, sectors: 1 }),
+      RangeError,
+    );
+    assert.equal(
+      driver.initiator.outstandingFrames,
+      0,
+      "no frame registered for a refused request",
+    );
+    // Past aoe_deadsecs nothing orphaned fails, and the device still serves.
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.equal(dev.up, true);
+    assert.equal((await dev.read(0, 512)).length, 512);
+  }, { params: { deadsecs: 1 } });
+});
+
+Deno.test("driver: without LBA48 the capacity is capped at 0x0FFFFFFF sectors and no request aliases past 2^28", async () => {
+  await withRig(async ({ driver, server, store }) => {
+    // No LBA48 bit in words 83 and 86; words 60-61 claim 0x10000100 sectors.
+    setIdentifyWords(server, { 60: 0x0100, 61: 0x1000, 83: 0x7000, 86: 0x3000 });
+    driver.discover();
+    await until(() => driver.initiator.devices.get(9, 0)?.identity?.lba48 === false, "LBA28");
+    const dev = driver.blockDevice("e9.0")!;
+    assert.equal(dev.device.sectors, 0x0fffffff, "28-bit capacity capped");
+    const before = store.data.slice(5 * 512, 6 * 512);
+    await assert.rejects(() => dev.write(0x10000005 * 512, new Uint8Array(512).fill(0xee)));
+    await assert.rejects(
+      () =>
+        driver.initiator.submit(dev.device, {
+          kind: "write",
+          lba: 0x0fffffff,
+          sectors: 2,
+          data: new Uint8Array(1024),
+        }),
+      RangeError,
+    );
+    assert.deepEqual(store.data.slice(5 * 512, 6 * 512), before, "sector 5 untouched");
+    assert.equal(driver.initiator.outstandingFrames, 0);
+  });
+});
