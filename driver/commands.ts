@@ -53,6 +53,16 @@ export function addressableSectors(lba48: boolean): number {
   return lba48 ? LBA48_MAX_SECTORS : LBA28_MAX_SECTORS;
 }
 
+/**
+ * New devices a burst of Query Config answers may create at once, and how many
+ * more each second adds back: a discovery broadcast on a large SAN creates
+ * its devices at once, while spoofed answers under new addresses (each costing
+ * an IDENTIFY) are held to a trickle. Refusals are counted in `refusedDevices`.
+ */
+export const NEW_DEVICE_BURST = 64;
+/** See {@link NEW_DEVICE_BURST}. */
+export const NEW_DEVICES_PER_SECOND = 16;
+
 /** Seconds a frame may wait on one target before the target is scorned (HARD_SCORN_SECS). */
 export const HARD_SCORN_SECS = 10;
 /** Largest taint (MAX_TAINT). */
@@ -136,6 +146,8 @@ export interface InitiatorCounters {
   unknownDevice: number;
   retransmits: number;
   ataErrors: number;
+  /** Query Config answers for a new address refused: the table was full or new devices came too fast. */
+  refusedDevices: number;
 }
 
 /** Hooks into the rest of the driver. */
@@ -161,6 +173,7 @@ export class Initiator {
     unknownDevice: 0,
     retransmits: 0,
     ataErrors: 0,
+    refusedDevices: 0,
   };
   /** The links frames may use (aoe_iflist applied by the caller). */
   links: FrameLink[] = [];
@@ -169,6 +182,9 @@ export class Initiator {
   #queues = new Map<AoeDevice, QueuedRequest[]>();
   #started = performance.now();
   #identifyPending = new Set<AoeDevice>();
+  /** Token bucket for new devices (NEW_DEVICE_BURST, NEW_DEVICES_PER_SECOND). */
+  #newDeviceTokens = NEW_DEVICE_BURST;
+  #newDeviceRefill = performance.now();
 
   /** @param params module parameters (read live) @param hooks outputs */
   constructor(readonly params: DriverParams, readonly hooks: InitiatorHooks) {
@@ -284,6 +300,14 @@ export class Initiator {
       return;
     }
     const bufferCount = Math.min(frame[24] << 8 | frame[25], this.params.maxout);
+    if (!this.devices.get(shelf, slot) && !this.#mayCreateDevice()) {
+      if (this.counters.refusedDevices++ === 0) {
+        this.hooks.log(
+          `aoe: e${shelf}.${slot}: not added (aoe_maxdevs=${this.params.maxdevs} or too many new devices at once)`,
+        );
+      }
+      return;
+    }
     const device = this.devices.getOrCreate(shelf, slot);
     if (!device) {
       this.hooks.log(`aoe: e${shelf}.${slot}: AoE minor address too large for aoe_dyndevs=0`);
@@ -358,6 +382,20 @@ export class Initiator {
     }
     this.#complete(f, frame, length, link);
     this.service(device);
+  }
+
+  /** Whether a Query Config answer may add a device: below aoe_maxdevs and within the rate. */
+  #mayCreateDevice(): boolean {
+    if (this.devices.devices.size >= this.params.maxdevs) return false;
+    const now = performance.now();
+    this.#newDeviceTokens = Math.min(
+      NEW_DEVICE_BURST,
+      this.#newDeviceTokens + ((now - this.#newDeviceRefill) / 1000) * NEW_DEVICES_PER_SECOND,
+    );
+    this.#newDeviceRefill = now;
+    if (this.#newDeviceTokens < 1) return false;
+    this.#newDeviceTokens--;
+    return true;
   }
 
   #takeDeferred(device: AoeDevice, tag: number): Frame | undefined {

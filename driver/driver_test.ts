@@ -245,3 +245,52 @@ Deno.test("driver: without LBA48 the capacity is capped at 0x0FFFFFFF sectors an
     assert.equal(driver.initiator.outstandingFrames, 0);
   });
 });
+
+/** A Query Config answer as a target would send it, from `mac`, for shelf.slot. */
+function configAnswer(shelf: number, slot: number, mac: number): Uint8Array {
+  const frame = new Uint8Array(60);
+  const view = new DataView(frame.buffer);
+  view.setUint16(0, Math.floor(INITIATOR_MAC / 2 ** 32));
+  view.setUint32(2, INITIATOR_MAC % 2 ** 32);
+  view.setUint16(6, Math.floor(mac / 2 ** 32));
+  view.setUint32(8, mac % 2 ** 32);
+  view.setUint16(12, 0x88a2);
+  frame[14] = 0x18; // version 1, response
+  view.setUint16(16, shelf);
+  frame[18] = slot;
+  frame[19] = 1; // Query Config
+  view.setUint16(24, 16); // buffer count
+  frame[28] = 2; // sectors per command
+  frame[29] = 0x10;
+  return frame;
+}
+
+Deno.test("driver: spoofed Query Config answers cannot grow the device table without bound", async () => {
+  await withRig(async ({ driver }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    const link = driver.links.get("eth1")!;
+    for (let shelf = 100; shelf < 1100; shelf++) {
+      const frame = configAnswer(shelf, 1, 0x02000000aa00 + (shelf & 0xff));
+      driver.initiator.receive(frame, frame.length, link);
+    }
+    const { devices, counters } = driver.initiator;
+    // aoe_maxdevs=40 bounds the table; e9.0 holds one entry.
+    assert.equal(devices.list().length, 40);
+    assert.equal(counters.refusedDevices, 1000 - 39);
+    assert.ok(driver.messages.some((m) => /not added \(aoe_maxdevs=40/.test(m)));
+    // Known devices are still answered: e9.0 keeps working.
+    assert.equal((await driver.blockDevice("e9.0")!.read(0, 512)).length, 512);
+  }, { params: { maxdevs: 40 } });
+  await withRig(async ({ driver }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    const link = driver.links.get("eth1")!;
+    for (let shelf = 100; shelf < 1100; shelf++) {
+      const frame = configAnswer(shelf, 1, 0x02000000aa00);
+      driver.initiator.receive(frame, frame.length, link);
+    }
+    // Under the default bound, a burst is held to the rate limit.
+    const created = driver.initiator.devices.list().length - 1;
+    assert.ok(created >= 60 && created <= 70, `${created} devices created by one burst`);
+    assert.equal(driver.initiator.counters.refusedDevices, 1000 - created);
+  });
+});

@@ -16,6 +16,12 @@ export interface DriverParams {
   maxout: number;
   /** 1: minors in discovery order; 0: fixed from shelf and slot. */
   dyndevs: number;
+  /**
+   * Most devices the driver keeps (this program's own parameter, not the
+   * kernel's): Query Config answers for more are counted and ignored, so
+   * spoofed answers cannot grow the table without bound.
+   */
+  maxdevs: number;
 }
 
 /** Defaults as the kernel documentation states them (aoe.rst). */
@@ -24,7 +30,11 @@ export const DEFAULT_PARAMS: Readonly<DriverParams> = {
   deadsecs: 180,
   maxout: 128,
   dyndevs: 1,
+  maxdevs: 1024,
 };
+
+/** Largest value of an integer parameter: the kernel's module parameters are C ints. */
+export const PARAM_INT_MAX = 0x7fffffff;
 
 /** Longest aoe_iflist the kernel accepts (1023 characters). */
 export const IFLIST_MAX = 1023;
@@ -38,8 +48,14 @@ export function parseIflist(text: string): string[] {
 }
 
 function parseCount(name: string, value: string): number {
-  if (!/^\d+$/.test(value.trim())) throw new Error(`${name}: not a non-negative integer: ${value}`);
-  return Number(value.trim());
+  const text = value.trim();
+  if (!/^\d+$/.test(text)) throw new Error(`${name}: not a non-negative integer: ${value}`);
+  const n = Number(text);
+  // kstrtoint's range: the kernel refuses what does not fit an int instead of wrapping it.
+  if (n > PARAM_INT_MAX) {
+    throw new Error(`${name}: ${text} is out of range (at most ${PARAM_INT_MAX})`);
+  }
+  return n;
 }
 
 /** Applies one `name=value` word to `params`; throws on an unknown name or a bad value. */
@@ -66,6 +82,12 @@ export function applyParam(params: DriverParams, word: string): void {
       const n = parseCount(name, value);
       if (n > 1) throw new Error("aoe_dyndevs must be 0 or 1");
       params.dyndevs = n;
+      return;
+    }
+    case "aoe_maxdevs": {
+      const n = parseCount(name, value);
+      if (n < 1) throw new Error("aoe_maxdevs must be at least 1");
+      params.maxdevs = n;
       return;
     }
     default:

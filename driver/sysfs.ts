@@ -52,6 +52,7 @@ export class SysfsTree {
     this.#write(`${dir}/aoe_deadsecs`, `${params.deadsecs}\n`);
     this.#write(`${dir}/aoe_maxout`, `${params.maxout}\n`);
     this.#write(`${dir}/aoe_dyndevs`, `${params.dyndevs}\n`);
+    this.#write(`${dir}/aoe_maxdevs`, `${params.maxdevs}\n`);
   }
 
   /** Writes a device's attributes; a device is visible only after its first IDENTIFY. */
