@@ -1,40 +1,131 @@
 /**
- * `aoe driver-daemon`: the background process `aoe modprobe` starts.
+ * `aoe driver-daemon`: the background process `aoe modprobe` starts. Every
+ * option is checked before anything is created; a daemon that cannot start
+ * says why in one line and leaves nothing behind.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { type AccessPolicy, MODES, resolveGroup } from "../driver/access.ts";
 import { runDaemon } from "../driver/daemon.ts";
 import { NbdBridge } from "../nbd/bridge.ts";
 import { resolveParams } from "../driver/params.ts";
 import { driverPaths } from "../driver/paths.ts";
 import type { LinkKind } from "../link/mod.ts";
 
+/** A bad option: one line on stderr, exit 1. */
+export class UsageError extends Error {}
+
+/** The options `aoe modprobe` and `aoe driver-daemon` share. */
+export const DAEMON_OPTIONS = {
+  rundir: { type: "string" },
+  devdir: { type: "string" },
+  link: { type: "string" },
+  group: { type: "string" },
+  "nbd-tcp": { type: "string" },
+  "nbd-host": { type: "string" },
+  "nbd-attach": { type: "string" },
+} as const;
+
+/** What the shared options mean, checked. */
+export interface DaemonSettings {
+  link?: LinkKind;
+  access: AccessPolicy;
+  tcpPort?: number;
+  tcpHost?: string;
+  attach: "auto" | "yes" | "no";
+}
+
+/** Checks the shared options; throws a {@link UsageError} naming the first bad one. */
+export function daemonSettings(values: {
+  link?: string;
+  group?: string;
+  "nbd-tcp"?: string;
+  "nbd-host"?: string;
+  "nbd-attach"?: string;
+}): DaemonSettings {
+  const link = values.link;
+  if (link !== undefined && !["ring", "packet", "pcap"].includes(link)) {
+    throw new UsageError(`--link must be ring, packet or pcap, not "${link}"`);
+  }
+  const attach = values["nbd-attach"] ?? "auto";
+  if (!["auto", "yes", "no"].includes(attach)) {
+    throw new UsageError("--nbd-attach must be auto, yes or no");
+  }
+  let tcpPort: number | undefined;
+  if (values["nbd-tcp"] !== undefined) {
+    const text = values["nbd-tcp"];
+    tcpPort = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+    if (!(tcpPort >= 1 && tcpPort <= 65535)) {
+      throw new UsageError(`--nbd-tcp: not a TCP port (1-65535): "${text}"`);
+    }
+  } else if (values["nbd-host"] !== undefined) {
+    throw new UsageError("--nbd-host needs --nbd-tcp PORT");
+  }
+  const access: AccessPolicy = {};
+  if (values.group !== undefined) {
+    try {
+      access.gid = resolveGroup(values.group);
+    } catch (error) {
+      throw new UsageError(`--group: ${error instanceof Error ? error.message : error}`);
+    }
+    access.groupName = values.group;
+  }
+  return {
+    link: link as LinkKind | undefined,
+    access,
+    tcpPort,
+    tcpHost: values["nbd-host"],
+    attach: attach as DaemonSettings["attach"],
+  };
+}
+
+/** Binds the TCP address once and lets it go: a port in use or a foreign address fails here, in one line. */
+export function checkTcpListen(port: number, host = "127.0.0.1"): void {
+  let listener: Deno.Listener;
+  try {
+    listener = Deno.listen({ port, hostname: host });
+  } catch (error) {
+    throw new UsageError(
+      `cannot listen on ${host}:${port}: ${error instanceof Error ? error.message : error}`,
+    );
+  }
+  listener.close();
+}
+
 /** Runs the daemon in the foreground; resolves with the exit code. */
 export async function daemonCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      rundir: { type: "string" },
-      devdir: { type: "string" },
-      link: { type: "string" },
-      "nbd-tcp": { type: "string" },
-      "nbd-host": { type: "string" },
-      "nbd-attach": { type: "string", default: "auto" },
-    },
-  });
-  const params = resolveParams(positionals);
-  const paths = driverPaths({ runDir: values.rundir, devDir: values.devdir });
-  const bridge = new NbdBridge({
-    socketPath: paths.nbdSocket,
-    tcpPort: values["nbd-tcp"] === undefined ? undefined : Number(values["nbd-tcp"]),
-    tcpHost: values["nbd-host"],
-    attach: values["nbd-attach"] as "auto" | "yes" | "no",
-  });
-  return await runDaemon(params, paths, {
-    link: values.link as LinkKind | undefined,
-    extensions: [bridge],
-  });
+  let settings: DaemonSettings;
+  let run: () => Promise<number>;
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: DAEMON_OPTIONS,
+    });
+    settings = daemonSettings(values);
+    const params = resolveParams(positionals);
+    const paths = driverPaths({ runDir: values.rundir, devDir: values.devdir });
+    const { access } = settings;
+    const bridge = new NbdBridge({
+      socketPath: paths.nbdSocket,
+      socketMode: access.gid === undefined ? 0o600 : MODES.socket,
+      socketGid: access.gid,
+      tcpPort: settings.tcpPort,
+      tcpHost: settings.tcpHost,
+      attach: settings.attach,
+    });
+    run = () => runDaemon(params, paths, { link: settings.link, extensions: [bridge], access });
+  } catch (error) {
+    console.error(`aoe driver-daemon: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+  try {
+    return await run();
+  } catch (error) {
+    // The daemon removed what it had created; its reason is the last line of its log.
+    console.error(`aoe driver-daemon: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
 }

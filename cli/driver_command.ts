@@ -14,6 +14,7 @@ import { aoeStatRows, statusObjects } from "../driver/status.ts";
 import { decodeBase64, encodeBase64 } from "../driver/base64.ts";
 import { interfaceExists } from "../link/mod.ts";
 import { selfCommand } from "./self.ts";
+import { checkTcpListen, DAEMON_OPTIONS, daemonSettings, UsageError } from "./daemon_command.ts";
 
 /** Thrown for a one-line error and exit status 1. */
 class CommandError extends Error {}
@@ -45,13 +46,9 @@ async function modprobe(args: string[]): Promise<number> {
     args,
     allowPositionals: true,
     options: {
-      ...pathOptions,
+      ...DAEMON_OPTIONS,
       config: { type: "string" },
-      link: { type: "string" },
       foreground: { type: "boolean" },
-      "nbd-tcp": { type: "string" },
-      "nbd-host": { type: "string" },
-      "nbd-attach": { type: "string" },
     },
   });
   const paths = pathsFrom(values);
@@ -73,21 +70,18 @@ async function modprobe(args: string[]): Promise<number> {
   } catch (error) {
     throw new CommandError(error instanceof Error ? error.message : String(error));
   }
+  // Every option is checked before anything starts.
+  const settings = daemonSettings(values);
   if (await ask(paths, { cmd: "ping" })) return 0; // already loaded: nothing changes, as modprobe
+  if (settings.tcpPort !== undefined) checkTcpListen(settings.tcpPort, settings.tcpHost);
   const daemonArgs = [
     "driver-daemon",
     ...paramWords(params),
     `--rundir=${paths.runDir}`,
     `--devdir=${paths.devDir}`,
   ];
-  if (values.link) daemonArgs.push(`--link=${values.link}`);
-  if (values["nbd-tcp"]) daemonArgs.push(`--nbd-tcp=${values["nbd-tcp"]}`);
-  if (values["nbd-host"]) daemonArgs.push(`--nbd-host=${values["nbd-host"]}`);
-  if (values["nbd-attach"]) {
-    if (!["auto", "yes", "no"].includes(values["nbd-attach"])) {
-      throw new CommandError("--nbd-attach must be auto, yes or no");
-    }
-    daemonArgs.push(`--nbd-attach=${values["nbd-attach"]}`);
+  for (const option of ["link", "group", "nbd-tcp", "nbd-host", "nbd-attach"] as const) {
+    if (values[option] !== undefined) daemonArgs.push(`--${option}=${values[option]}`);
   }
   if (values.foreground) {
     const { daemonCommand } = await import("./daemon_command.ts");
@@ -95,23 +89,50 @@ async function modprobe(args: string[]): Promise<number> {
   }
   Deno.mkdirSync(paths.runDir, { recursive: true });
   const log = `${paths.runDir}/aoe.log`;
+  let logStart = 0;
+  try {
+    logStart = Deno.statSync(log).size;
+  } catch { /* a new log */ }
+  // setsid(1) without -f execs in this child (not a group leader), so its exit is the daemon's.
   const child = new Deno.Command("setsid", {
-    args: ["-f", "sh", "-c", 'exec "$@" >>"$AOE_LOG" 2>&1', "sh", ...selfCommand(), ...daemonArgs],
+    args: [
+      "sh",
+      "-c",
+      'umask 077; exec "$@" >>"$AOE_LOG" 2>&1',
+      "sh",
+      ...selfCommand(),
+      ...daemonArgs,
+    ],
     env: { AOE_LOG: log },
     stdin: "null",
     stdout: "null",
     stderr: "null",
   }).spawn();
-  await child.status;
+  let exited: Deno.CommandStatus | undefined;
+  child.status.then((status) => exited = status);
   for (let i = 0; i < 300; i++) {
-    if (await ask(paths, { cmd: "ping" })) return 0;
+    if (await ask(paths, { cmd: "ping" })) {
+      child.unref();
+      return 0;
+    }
+    if (exited && !exited.success) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  let tail = "";
+  child.unref();
+  throw new CommandError(`the driver did not start${daemonReason(log, logStart)}`);
+}
+
+/** The daemon's last word in its log since `from`, as ": reason", or "". */
+function daemonReason(log: string, from: number): string {
   try {
-    tail = Deno.readTextFileSync(log).trim().split("\n").slice(-3).join(" | ");
-  } catch { /* no log */ }
-  throw new CommandError(`the driver did not start${tail ? `: ${tail}` : ""}`);
+    const bytes = Deno.readFileSync(log).subarray(from);
+    const lines = new TextDecoder().decode(bytes).trim().split("\n").filter(Boolean);
+    const last = lines.findLast((line) => line.startsWith("aoe driver-daemon: ")) ??
+      lines.at(-1);
+    return last ? `: ${last.replace(/^aoe driver-daemon: /, "")}` : "";
+  } catch {
+    return "";
+  }
 }
 
 function paramWords(params: DriverParams): string[] {
@@ -120,6 +141,7 @@ function paramWords(params: DriverParams): string[] {
     `aoe_deadsecs=${params.deadsecs}`,
     `aoe_maxout=${params.maxout}`,
     `aoe_dyndevs=${params.dyndevs}`,
+    `aoe_maxdevs=${params.maxdevs}`,
   ];
 }
 
@@ -206,14 +228,28 @@ async function status(args: string[]): Promise<number> {
     },
   });
   const paths = pathsFrom(values);
-  const sysDir = Deno.env.get("sysfs_dir") ?? paths.sysDir;
+  const timeout = Number(values.timeout);
+  if (!/^\d+(\.\d+)?$/.test(values.timeout) || !Number.isFinite(timeout)) {
+    throw new CommandError(`--timeout: not a number of seconds: "${values.timeout}"`);
+  }
+  if (values.wait !== undefined && !/^e\d+\.\d+$/.test(values.wait)) {
+    throw new CommandError(`--wait: not a device name (eX.Y): "${values.wait}"`);
+  }
+  const given = Deno.env.get("sysfs_dir");
+  const sysDir = given ?? paths.sysDir;
   try {
     Deno.statSync(`${sysDir}/block`);
   } catch {
     throw new CommandError(`${sysDir}/block does not exist (is the driver loaded?)`);
   }
+  // A tree the daemon left behind when it died is not the driver's state.
+  if (given === undefined && !(await ask(paths, { cmd: "ping" }))) {
+    throw new CommandError(
+      `the aoe driver is not running (no daemon answers at ${paths.socket}; ${sysDir} is stale)`,
+    );
+  }
   if (values.wait) {
-    const deadline = Date.now() + Number(values.timeout) * 1000;
+    const deadline = Date.now() + timeout * 1000;
     const isUp = () =>
       statusObjects(sysDir).some((d) => d.device === values.wait && d.state === "up");
     while (!isUp()) {
@@ -231,12 +267,23 @@ async function status(args: string[]): Promise<number> {
   return 0;
 }
 
+/** A byte count or offset given on the command line: a non-negative integer. */
+function byteCount(what: string, text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
+    throw new CommandError(`${what}: not a non-negative integer: "${text}"`);
+  }
+  return n;
+}
+
 async function readDevice(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: pathOptions });
   const [name, offset, length] = positionals;
   if (!name || offset === undefined || length === undefined) {
     throw new CommandError("usage: aoe read eX.Y OFFSET LENGTH > file");
   }
+  byteCount("OFFSET", offset);
+  byteCount("LENGTH", length);
   const reply = await request(pathsFrom(values), {
     cmd: "read",
     name,
@@ -257,6 +304,7 @@ async function writeDevice(args: string[]): Promise<number> {
   });
   const [name, offset] = positionals;
   if (!name || offset === undefined) throw new CommandError("usage: aoe write eX.Y OFFSET < file");
+  byteCount("OFFSET", offset);
   const data = new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
   await request(pathsFrom(values), {
     cmd: "write",
@@ -303,7 +351,9 @@ export async function driverCommand(verb: string, args: string[]): Promise<numbe
   try {
     return await DRIVER_VERBS[verb](args);
   } catch (error) {
-    if (error instanceof CommandError || error instanceof TypeError) {
+    if (
+      error instanceof CommandError || error instanceof UsageError || error instanceof TypeError
+    ) {
       console.error(`aoe ${verb}: ${error.message}`);
       return 1;
     }

@@ -43,6 +43,16 @@ initiator (the Linux aoe driver and aoetools, in userspace):
 
 /** Runs the `aoe` command line; resolves with the exit code. */
 export async function main(args: string[]): Promise<number> {
+  try {
+    return await dispatch(args);
+  } catch (error) {
+    // A bad command line, or a failure no verb foresaw: one line, never a stack trace.
+    console.error(`aoe ${args[0] ?? ""}: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+}
+
+async function dispatch(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
   switch (verb) {
     case "target":

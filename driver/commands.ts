@@ -956,6 +956,13 @@ export class Initiator {
     this.devices.remove(device);
   }
 
+  /** Requests submitted and not yet settled, on every device. */
+  get queuedRequests(): number {
+    let n = 0;
+    for (const queue of this.#queues.values()) n += queue.length;
+    return n;
+  }
+
   /** Frames outstanding on the whole initiator. */
   get outstandingFrames(): number {
     return this.#frames.size;

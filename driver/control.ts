@@ -8,8 +8,12 @@
  */
 
 import { cString, libc, linux } from "../ffi/libc.ts";
+import { type AccessPolicy, applyMode, MODES } from "./access.ts";
 
-/** The control files and their modes (udev.txt: err 0440, the others 0220). */
+/**
+ * The control files and their modes (udev.txt: err 0440, the others 0220); the
+ * group bits count only when a group is granted, else the files are root's alone.
+ */
 export const CONTROL_FILES = {
   err: 0o440,
   discover: 0o220,
@@ -26,12 +30,13 @@ export class ControlFiles {
   #errFd = -1;
   #buffer = new Uint8Array(4096);
 
-  /** @param devDir the device directory */
-  constructor(readonly devDir: string) {}
+  /** @param devDir the device directory @param access the group granted access, if any */
+  constructor(readonly devDir: string, readonly access: AccessPolicy = {}) {}
 
   /** Creates the directory and the FIFOs (replacing stale ones) and opens them. */
   create(): void {
     Deno.mkdirSync(this.devDir, { recursive: true });
+    applyMode(this.devDir, MODES.directory);
     const c = libc();
     for (const [name, mode] of Object.entries(CONTROL_FILES)) {
       const path = `${this.devDir}/${name}`;
@@ -39,7 +44,7 @@ export class ControlFiles {
         Deno.removeSync(path);
       } catch { /* none */ }
       if (c.mkfifo(cString(path), mode) !== 0) throw new Error(`mkfifo ${path} failed`);
-      Deno.chmodSync(path, mode);
+      applyMode(path, mode, this.access);
       const fd = c.open(cString(path), linux.O_RDWR | linux.O_NONBLOCK | linux.O_CLOEXEC, 0);
       if (fd < 0) throw new Error(`open ${path} failed`);
       if (name === "err") this.#errFd = fd;

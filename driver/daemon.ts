@@ -7,10 +7,19 @@
  */
 
 import { decodeBase64, encodeBase64 } from "./base64.ts";
+import {
+  type AccessPolicy,
+  applyMode,
+  MODES,
+  peerAllowed,
+  peerCredentials,
+  restrictUmask,
+} from "./access.ts";
 import { Driver } from "./driver.ts";
 import type { DriverParams } from "./params.ts";
 import { type DriverPaths } from "./paths.ts";
 import type { LinkKind } from "../link/mod.ts";
+import { type SocketStream, UnixListener } from "../reactor/mod.ts";
 
 /** A request to the daemon. */
 export interface DaemonRequest {
@@ -24,59 +33,183 @@ export interface DaemonExtension {
   stop(): Promise<void> | void;
 }
 
-/** Runs the daemon until rmmod or SIGTERM. */
+/** Options of {@link runDaemon}. */
+export interface DaemonOptions {
+  link?: LinkKind;
+  extensions?: DaemonExtension[];
+  /** The group granted access to the sockets and control files (default: root only). */
+  access?: AccessPolicy;
+  /** Longest wait at shutdown for outstanding requests and the final FLUSH CACHE (ms, default 30 s). */
+  drainMs?: number;
+}
+
+/** Signals that end the daemon cleanly (outstanding I/O answered, devices flushed). */
+export const SHUTDOWN_SIGNALS: readonly Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+
+/** Longest request line on the control socket (a write's base64 data included). */
+const MAX_REQUEST_LINE = 64 << 20;
+
+/**
+ * Runs the daemon until rmmod or a shutdown signal. Throws (having removed
+ * everything it created) when it cannot start.
+ */
 export async function runDaemon(
   params: DriverParams,
   paths: DriverPaths,
-  options: { link?: LinkKind; extensions?: DaemonExtension[] } = {},
+  options: DaemonOptions = {},
 ): Promise<number> {
-  Deno.mkdirSync(paths.runDir, { recursive: true });
+  const access = options.access ?? {};
+  // Everything is created owner-only, then opened as meant: the caller's umask never decides.
+  restrictUmask();
+  const driver = new Driver({ params, paths, link: options.link, access });
+  const lastResort = installLastResort(driver);
+  const extensions = options.extensions ?? [];
+  const started: DaemonExtension[] = [];
+  let listener: UnixListener | undefined;
+  let driverStarted = false;
   try {
-    Deno.removeSync(paths.socket);
-  } catch { /* none */ }
-  const driver = new Driver({ params, paths, link: options.link });
-  driver.start();
-  for (const extension of options.extensions ?? []) await extension.start(driver);
-  Deno.writeTextFileSync(paths.pidFile, `${Deno.pid}\n`);
-  const listener = Deno.listen({ transport: "unix", path: paths.socket });
+    Deno.mkdirSync(paths.runDir, { recursive: true });
+    applyMode(paths.runDir, MODES.directory);
+    try {
+      Deno.removeSync(paths.socket);
+    } catch { /* none */ }
+    driver.start();
+    driverStarted = true;
+    for (const extension of extensions) {
+      started.push(extension); // stopped on failure even if it started only in part
+      await extension.start(driver);
+    }
+    listener = new UnixListener(paths.socket, driver.reactor);
+    applyMode(paths.socket, MODES.socket, access);
+    Deno.writeTextFileSync(paths.pidFile, `${Deno.pid}\n`);
+    applyMode(paths.pidFile, MODES.attribute);
+  } catch (error) {
+    listener?.close();
+    for (const extension of started.reverse()) {
+      await Promise.resolve(extension.stop()).catch(() => {});
+    }
+    if (driverStarted) await driver.stop().catch(() => {});
+    removeFiles(paths);
+    lastResort.remove();
+    throw error;
+  }
   const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
   const onSignal = () => stop();
-  Deno.addSignalListener("SIGTERM", onSignal);
-  Deno.addSignalListener("SIGINT", onSignal);
+  for (const signal of SHUTDOWN_SIGNALS) Deno.addSignalListener(signal, onSignal);
 
-  const serve = async () => {
-    for await (const connection of listener) {
-      handleConnection(connection, driver, stop).catch(() => {});
+  const control = listener;
+  const serving = (async () => {
+    for await (const connection of control) {
+      handleConnection(connection, driver, stop, access).catch(() => {});
     }
-  };
-  const serving = serve().catch(() => {});
+  })().catch(() => {});
   await stopped;
-  listener.close();
+  control.close();
   await serving;
-  for (const extension of options.extensions ?? []) await extension.stop();
+  await drain(driver, options.drainMs ?? 30_000);
+  for (const extension of extensions) await Promise.resolve(extension.stop()).catch(() => {});
   await driver.stop();
+  removeFiles(paths);
+  for (const signal of SHUTDOWN_SIGNALS) Deno.removeSignalListener(signal, onSignal);
+  lastResort.remove();
+  return 0;
+}
+
+function removeFiles(paths: DriverPaths): void {
   for (const path of [paths.socket, paths.pidFile]) {
     try {
       Deno.removeSync(path);
     } catch { /* gone */ }
   }
-  Deno.removeSignalListener("SIGTERM", onSignal);
-  Deno.removeSignalListener("SIGINT", onSignal);
-  return 0;
+}
+
+/**
+ * The last line of defence: a rejection nobody handled or an exception nobody
+ * caught is logged, and the daemon goes on serving its other devices.
+ */
+function installLastResort(driver: Driver): { remove(): void } {
+  const report = (what: string, reason: unknown) => {
+    const text = reason instanceof Error ? reason.message : String(reason);
+    const line = `aoe: ${what}: ${text}`;
+    driver.messages.push(line);
+    console.error(line);
+  };
+  const onRejection = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    report("unhandled rejection", event.reason);
+  };
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    report("uncaught error", event.error ?? event.message);
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  globalThis.addEventListener("error", onError);
+  return {
+    remove() {
+      globalThis.removeEventListener("unhandledrejection", onRejection);
+      globalThis.removeEventListener("error", onError);
+    },
+  };
+}
+
+/**
+ * Before stopping: lets outstanding requests finish, then asks every device
+ * that is up for FLUSH CACHE, so what was acknowledged is durable on the targets.
+ */
+async function drain(driver: Driver, limitMs: number): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (driver.initiator.queuedRequests > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const flushes = driver.initiator.devices.list().filter((d) => d.up).map((d) =>
+    driver.blockDevice(d.name)!.flush().catch((error) =>
+      driver.messages.push(`aoe: ${d.name}: final flush failed: ${error.message}`)
+    )
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.all(flushes),
+    new Promise((resolve) => timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))),
+  ]);
+  clearTimeout(timer);
+}
+
+async function writeAll(connection: SocketStream, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) done += await connection.write(bytes.subarray(done));
 }
 
 async function handleConnection(
-  connection: Deno.Conn,
+  connection: SocketStream,
   driver: Driver,
   stop: () => void,
+  access: AccessPolicy,
 ): Promise<void> {
   const opened: string[] = [];
-  const writer = connection.writable.getWriter();
   const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(64 * 1024);
   let pending = "";
   try {
-    for await (const chunk of connection.readable.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
+    // Modes keep others off the socket; the peer's credentials decide even if they did not.
+    let peer;
+    try {
+      peer = peerCredentials(connection.fd);
+    } catch { /* refused below */ }
+    if (!peer || !peerAllowed(peer, access)) {
+      driver.messages.push(`aoe: control socket: refused uid ${peer?.uid ?? "?"}`);
+      const reply = { ok: false, error: `permission denied (uid ${peer?.uid ?? "?"})` };
+      await writeAll(connection, encoder.encode(`${JSON.stringify(reply)}\n`));
+      return;
+    }
+    for (;;) {
+      const n = await connection.read(buffer);
+      if (n === null) break;
+      pending += decoder.decode(buffer.subarray(0, n), { stream: true });
+      if (pending.length > MAX_REQUEST_LINE) {
+        const reply = { ok: false, error: "request too long" };
+        await writeAll(connection, encoder.encode(`${JSON.stringify(reply)}\n`));
+        break;
+      }
       let newline: number;
       while ((newline = pending.indexOf("\n")) >= 0) {
         const line = pending.slice(0, newline);
@@ -87,16 +220,13 @@ async function handleConnection(
         } catch (error) {
           reply = { ok: false, error: error instanceof Error ? error.message : String(error) };
         }
-        await writer.write(encoder.encode(`${JSON.stringify(reply)}\n`));
+        await writeAll(connection, encoder.encode(`${JSON.stringify(reply)}\n`));
       }
     }
   } finally {
     // A connection that opened devices holds them until it ends.
     for (const name of opened) driver.blockDevice(name)?.close();
-    try {
-      writer.releaseLock();
-      connection.close();
-    } catch { /* closed */ }
+    connection.close();
   }
 }
 
@@ -106,6 +236,7 @@ async function answer(
   stop: () => void,
   opened: string[],
 ): Promise<unknown> {
+  if (typeof request !== "object" || request === null) throw new Error("not a request object");
   const name = String(request.name ?? "");
   switch (request.cmd) {
     case "ping":

@@ -8,6 +8,7 @@
 
 import { type FrameLink, goneLinks, type LinkKind, listInterfaces, openLink } from "../link/mod.ts";
 import { EventLoopYield, Reactor } from "../reactor/mod.ts";
+import type { AccessPolicy } from "./access.ts";
 import { BlockDevice } from "./blockdev.ts";
 import { DISCOVERY_INTERVAL_MS, Initiator, TICK_MS } from "./commands.ts";
 import { type ControlCommand, ControlFiles } from "./control.ts";
@@ -28,6 +29,8 @@ export interface DriverOptions {
   listInterfaces?: () => string[];
   /** Writes the sysfs tree and control FIFOs (default true). */
   files?: boolean;
+  /** The group granted access to the control files (default: root only). */
+  access?: AccessPolicy;
 }
 
 /** The running driver. */
@@ -54,8 +57,8 @@ export class Driver {
   /** @param options parameters, paths and hooks */
   constructor(readonly options: DriverOptions) {
     this.#files = options.files ?? true;
-    this.sysfs = new SysfsTree(options.paths.sysDir);
-    this.control = new ControlFiles(options.paths.devDir);
+    this.sysfs = new SysfsTree(options.paths.sysDir, options.access);
+    this.control = new ControlFiles(options.paths.devDir, options.access);
     this.initiator = new Initiator(options.params, {
       error: (line) => this.control.error(line),
       log: (line) => {

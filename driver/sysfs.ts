@@ -7,6 +7,7 @@
  * @module
  */
 
+import { type AccessPolicy, applyMode, MODES } from "./access.ts";
 import type { AoeDevice } from "./device.ts";
 import type { DriverParams } from "./params.ts";
 
@@ -17,15 +18,26 @@ export const DRIVER_VERSION = "85";
 export class SysfsTree {
   #written = new Map<string, string>();
 
-  /** @param sysDir the tree's root */
-  constructor(readonly sysDir: string) {}
+  /** @param sysDir the tree's root @param access the group granted access, if any */
+  constructor(readonly sysDir: string, readonly access: AccessPolicy = {}) {}
 
-  #write(path: string, content: string): void {
+  /** Writes a file read-only for all but root (mode set explicitly: the umask never decides). */
+  #write(path: string, content: string, mode: number = MODES.attribute): void {
     if (this.#written.get(path) === content) return;
     const temporary = `${path}.tmp`;
     Deno.writeTextFileSync(temporary, content);
+    applyMode(temporary, mode);
     Deno.renameSync(temporary, path);
     this.#written.set(path, content);
+  }
+
+  #mkdir(path: string): void {
+    Deno.mkdirSync(path, { recursive: true });
+    // Every level from the tree's root down gets the directory mode.
+    for (let dir = path; dir.startsWith(this.sysDir); dir = dir.slice(0, dir.lastIndexOf("/"))) {
+      applyMode(dir, MODES.directory);
+      if (dir === this.sysDir) break;
+    }
   }
 
   /** The directory of a device's attributes. */
@@ -35,8 +47,8 @@ export class SysfsTree {
 
   /** Creates the module directories and writes the parameters. */
   init(params: DriverParams): void {
-    Deno.mkdirSync(`${this.sysDir}/block`, { recursive: true });
-    Deno.mkdirSync(`${this.sysDir}/module/aoe/parameters`, { recursive: true });
+    this.#mkdir(`${this.sysDir}/block`);
+    this.#mkdir(`${this.sysDir}/module/aoe/parameters`);
     this.#write(`${this.sysDir}/module/aoe/version`, `${DRIVER_VERSION}\n`);
     this.writeParams(params);
   }
@@ -48,7 +60,8 @@ export class SysfsTree {
 
   writeParams(params: DriverParams): void {
     const dir = `${this.sysDir}/module/aoe/parameters`;
-    this.#write(`${dir}/aoe_iflist`, `${params.iflist.join(" ")}\n`);
+    // The daemon re-reads aoe_iflist: only root may write it.
+    this.#write(`${dir}/aoe_iflist`, `${params.iflist.join(" ")}\n`, MODES.writableParameter);
     this.#write(`${dir}/aoe_deadsecs`, `${params.deadsecs}\n`);
     this.#write(`${dir}/aoe_maxout`, `${params.maxout}\n`);
     this.#write(`${dir}/aoe_dyndevs`, `${params.dyndevs}\n`);
@@ -59,7 +72,7 @@ export class SysfsTree {
   writeDevice(device: AoeDevice): void {
     if (!device.visible) return;
     const dir = this.deviceDir(device.name);
-    Deno.mkdirSync(dir, { recursive: true });
+    this.#mkdir(dir);
     this.#write(`${dir}/state`, `${device.state}\n`);
     this.#write(`${dir}/mac`, `${device.macText}\n`);
     this.#write(`${dir}/netif`, `${device.netifText}\n`);

@@ -65,6 +65,10 @@ export function driverExports(driver: Driver): ExportProvider {
 export interface BridgeOptions {
   /** Unix socket path. */
   socketPath: string;
+  /** Mode of the Unix socket, set right after it is bound (default: as created). */
+  socketMode?: number;
+  /** Group of the Unix socket (default: unchanged). */
+  socketGid?: number;
   /** TCP port, and address (default loopback). */
   tcpPort?: number;
   tcpHost?: string;
@@ -85,6 +89,12 @@ export class NbdBridge implements DaemonExtension {
     // The driver's loop polls the bridge's sockets together with its frames.
     this.server = new NbdServer(provider, { reactor: driver.reactor });
     this.server.listenUnix(this.options.socketPath);
+    if (this.options.socketGid !== undefined) {
+      Deno.chownSync(this.options.socketPath, null, this.options.socketGid);
+    }
+    if (this.options.socketMode !== undefined) {
+      Deno.chmodSync(this.options.socketPath, this.options.socketMode);
+    }
     if (this.options.tcpPort !== undefined) {
       this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
     }
