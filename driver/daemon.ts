@@ -66,7 +66,6 @@ export async function runDaemon(
   const extensions = options.extensions ?? [];
   const started: DaemonExtension[] = [];
   let listener: UnixListener | undefined;
-  let driverStarted = false;
   try {
     Deno.mkdirSync(paths.runDir, { recursive: true });
     applyMode(paths.runDir, MODES.directory);
@@ -74,7 +73,6 @@ export async function runDaemon(
       Deno.removeSync(paths.socket);
     } catch { /* none */ }
     driver.start();
-    driverStarted = true;
     for (const extension of extensions) {
       started.push(extension); // stopped on failure even if it started only in part
       await extension.start(driver);
@@ -88,7 +86,8 @@ export async function runDaemon(
     for (const extension of started.reverse()) {
       await Promise.resolve(extension.stop()).catch(() => {});
     }
-    if (driverStarted) await driver.stop().catch(() => {});
+    // Also after a start that failed half-way: the tree and FIFOs made so far go.
+    await driver.stop().catch(() => {});
     removeFiles(paths);
     lastResort.remove();
     throw error;
@@ -195,12 +194,8 @@ async function handleConnection(
     try {
       peer = peerCredentials(connection.fd);
     } catch { /* refused below */ }
-    if (!peer || !peerAllowed(peer, access)) {
-      driver.messages.push(`aoe: control socket: refused uid ${peer?.uid ?? "?"}`);
-      const reply = { ok: false, error: `permission denied (uid ${peer?.uid ?? "?"})` };
-      await writeAll(connection, encoder.encode(`${JSON.stringify(reply)}\n`));
-      return;
-    }
+    const allowed = peer !== undefined && peerAllowed(peer, access);
+    if (!allowed) driver.messages.push(`aoe: control socket: refused uid ${peer?.uid ?? "?"}`);
     for (;;) {
       const n = await connection.read(buffer);
       if (n === null) break;
@@ -214,6 +209,12 @@ async function handleConnection(
       while ((newline = pending.indexOf("\n")) >= 0) {
         const line = pending.slice(0, newline);
         pending = pending.slice(newline + 1);
+        if (!allowed) {
+          // Answered after the request is read: closing on unread data would reset the peer.
+          const reply = { ok: false, error: `permission denied (uid ${peer?.uid ?? "?"})` };
+          await writeAll(connection, encoder.encode(`${JSON.stringify(reply)}\n`));
+          return;
+        }
         let reply: unknown;
         try {
           reply = await answer(JSON.parse(line) as DaemonRequest, driver, stop, opened);

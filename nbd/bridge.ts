@@ -96,7 +96,14 @@ export class NbdBridge implements DaemonExtension {
       Deno.chmodSync(this.options.socketPath, this.options.socketMode);
     }
     if (this.options.tcpPort !== undefined) {
-      this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
+      const where = `${this.options.tcpHost ?? "127.0.0.1"}:${this.options.tcpPort}`;
+      try {
+        this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
+      } catch (error) {
+        throw new Error(
+          `cannot listen on ${where}: ${error instanceof Error ? error.message : error}`,
+        );
+      }
     }
     const attach = this.options.attach ?? "auto";
     if (attach !== "no" && (attach === "yes" || KernelNbd.available())) {
