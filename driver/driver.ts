@@ -225,6 +225,16 @@ export class Driver {
     }
   }
 
+  /** Errors while handling one frame or one tick, counted; the first of each kind is logged. */
+  readonly failures = { frame: 0, timer: 0 };
+
+  /** Counts and logs once an error no frame or tick may let end the loop. */
+  #failed(what: "frame" | "timer", error: unknown): void {
+    if (this.failures[what]++ > 0) return;
+    const text = error instanceof Error ? error.message : String(error);
+    this.messages.push(`aoe: error handling a ${what} (counted, logged once): ${text}`);
+  }
+
   async #run(): Promise<void> {
     let nextTick = performance.now() + TICK_MS;
     let nextDiscovery = performance.now() + DISCOVERY_INTERVAL_MS;
@@ -233,16 +243,26 @@ export class Driver {
       let received = 0;
       for (const link of this.links.values()) {
         const n = link.receive();
-        for (let i = 0; i < n; i++) this.initiator.receive(link.rx[i], link.rxLength[i], link);
+        for (let i = 0; i < n; i++) {
+          try {
+            this.initiator.receive(link.rx[i], link.rxLength[i], link);
+          } catch (error) {
+            this.#failed("frame", error);
+          }
+        }
         received += n;
       }
       const now = performance.now();
       if (now >= nextTick) {
         nextTick = Math.max(nextTick + TICK_MS, now);
-        this.initiator.tick();
-        if (this.#files) {
-          this.control.drain((command, text) => this.#handleControl(command, text));
-          this.#checkIflistFile();
+        try {
+          this.initiator.tick();
+          if (this.#files) {
+            this.control.drain((command, text) => this.#handleControl(command, text));
+            this.#checkIflistFile();
+          }
+        } catch (error) {
+          this.#failed("timer", error);
         }
       }
       if (now >= nextDiscovery) {

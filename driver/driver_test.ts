@@ -294,3 +294,23 @@ Deno.test("driver: spoofed Query Config answers cannot grow the device table wit
     assert.equal(driver.initiator.counters.refusedDevices, 1000 - created);
   });
 });
+
+Deno.test("driver: an error while handling one frame is counted and logged once; the loop goes on", async () => {
+  await withRig(async ({ driver, segment }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    driver.onDeviceChange = () => {
+      throw new Error("boom");
+    };
+    const spoofer = segment.attach(0x0200000000cc, "spoof0");
+    for (let i = 0; i < 3; i++) {
+      const frame = configAnswer(77, i, 0x0200000000cc);
+      spoofer.txSlot().set(frame);
+      spoofer.commit(frame.length);
+      spoofer.flush();
+    }
+    await until(() => driver.failures.frame >= 3, "three failed frames");
+    assert.equal(driver.messages.filter((m) => /error handling a frame/.test(m)).length, 1);
+    driver.onDeviceChange = undefined;
+    assert.equal((await driver.blockDevice("e9.0")!.read(0, 512)).length, 512, "still serving");
+  });
+});
