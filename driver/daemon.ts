@@ -105,7 +105,7 @@ export async function runDaemon(
   await stopped;
   control.close();
   await serving;
-  await drain(driver, options.drainMs ?? 30_000);
+  await drainDriver(driver, options.drainMs ?? 30_000);
   for (const extension of extensions) await Promise.resolve(extension.stop()).catch(() => {});
   await driver.stop();
   removeFiles(paths);
@@ -154,8 +154,9 @@ function installLastResort(driver: Driver): { remove(): void } {
 /**
  * Before stopping: lets outstanding requests finish, then asks every device
  * that is up for FLUSH CACHE, so what was acknowledged is durable on the targets.
+ * Gives up after `limitMs`.
  */
-async function drain(driver: Driver, limitMs: number): Promise<void> {
+export async function drainDriver(driver: Driver, limitMs: number): Promise<void> {
   const deadline = Date.now() + limitMs;
   while (driver.initiator.queuedRequests > 0 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20));

@@ -314,3 +314,24 @@ Deno.test("driver: an error while handling one frame is counted and logged once;
     assert.equal((await driver.blockDevice("e9.0")!.read(0, 512)).length, 512, "still serving");
   });
 });
+
+Deno.test("driver: shutting down answers outstanding writes and flushes them to the target first", async () => {
+  const { drainDriver } = await import("./daemon.ts");
+  await withRig(async ({ driver, segment, store }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    segment.delayMs = 200;
+    const data = new Uint8Array(16 * 1024).fill(0x5a);
+    const flushesBefore = store.flushes;
+    let settled = "pending";
+    const writing = driver.blockDevice("e9.0")!.write(4096, data).then(
+      () => settled = "written",
+      (error) => settled = `failed: ${error.message}`,
+    );
+    await drainDriver(driver, 10_000);
+    await driver.stop(); // as the daemon does next
+    await writing;
+    assert.equal(settled, "written");
+    assert.deepEqual(store.data.subarray(4096, 4096 + data.length), data);
+    assert.ok(store.flushes > flushesBefore, "a final FLUSH CACHE reached the target");
+  });
+});
