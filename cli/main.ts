@@ -19,7 +19,15 @@ commands:
 
 initiator (the Linux aoe driver and aoetools, in userspace):
   modprobe [aoe_iflist="eth1 eth3"] [aoe_deadsecs=N] [aoe_maxout=N] [aoe_dyndevs=0|1]
-            load the driver (a background daemon); options also from /etc/modprobe.d/aoe.conf
+           [aoe_maxdevs=N] [--group NAME] [--link ring|packet|pcap]
+            load the driver (a background daemon); options also from /etc/modprobe.d/aoe.conf.
+            aoe_maxdevs (default 1024, not a kernel parameter) bounds the device table; new
+            devices beyond it, or more than 64 at once and 16 a second after, are refused and
+            counted (refusedDevices in "aoe status --json"'s daemon counters).
+            The sockets, control files and aoe_iflist are root's alone (aoe.sock and nbd.sock
+            0600, whatever the umask); --group NAME gives that group the sockets (0660) and
+            the control files (err 0440, the others 0220), as the udev rules do for the block
+            devices. aoe.sock also checks each peer's credentials.
   rmmod     unload it (refused while a device is open)
   discover  broadcast a Query Config on the allowed interfaces
   interfaces [-c] [netif...]   show or set aoe_iflist
