@@ -243,7 +243,7 @@ async function status(args: string[]): Promise<number> {
     throw new CommandError(`${sysDir}/block does not exist (is the driver loaded?)`);
   }
   // A tree the daemon left behind when it died is not the driver's state.
-  if (given === undefined && !(await ask(paths, { cmd: "ping" }))) {
+  if (given === undefined && !(await daemonAlive(paths))) {
     throw new CommandError(
       `the aoe driver is not running (no daemon answers at ${paths.socket}; ${sysDir} is stale)`,
     );
@@ -274,6 +274,21 @@ function byteCount(what: string, text: string): number {
     throw new CommandError(`${what}: not a non-negative integer: "${text}"`);
   }
   return n;
+}
+
+/**
+ * Whether the daemon runs: it answers on its socket, or (for users the socket
+ * is closed to) its pid file names a live driver-daemon process.
+ */
+async function daemonAlive(paths: DriverPaths): Promise<boolean> {
+  if (await ask(paths, { cmd: "ping" })) return true;
+  try {
+    const pid = Deno.readTextFileSync(paths.pidFile).trim();
+    return /^\d+$/.test(pid) &&
+      Deno.readTextFileSync(`/proc/${pid}/cmdline`).includes("driver-daemon");
+  } catch {
+    return false;
+  }
 }
 
 async function readDevice(args: string[]): Promise<number> {
