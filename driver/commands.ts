@@ -662,7 +662,16 @@ export class Initiator {
     let queue = this.#queues.get(device);
     if (!queue) this.#queues.set(device, queue = []);
     queue.push(queued);
-    this.service(device);
+    try {
+      this.service(device);
+    } catch (error) {
+      // Never leave a queued promise nobody holds: whoever submitted gets the failure.
+      if (queued.framesOut === 0) {
+        const index = queue.indexOf(queued);
+        if (index >= 0) queue.splice(index, 1);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      } else queued.failed = error instanceof Error ? error.message : String(error);
+    }
     this.#scheduleFlush();
     return promise;
   }
@@ -695,7 +704,15 @@ export class Initiator {
     this.#flushScheduled = true;
     queueMicrotask(() => {
       this.#flushScheduled = false;
-      for (const link of this.links) link.flush();
+      for (const link of this.links) {
+        try {
+          link.flush();
+        } catch (error) {
+          this.hooks.log(
+            `aoe: ${link.name}: send failed: ${error instanceof Error ? error.message : error}`,
+          );
+        }
+      }
     });
   }
 
@@ -747,9 +764,16 @@ export class Initiator {
           dataOffset: request.sent * SECTOR_SIZE,
           request,
         });
+        try {
+          this.#transmit(f);
+        } catch (error) {
+          // Unsent: the frame is forgotten so no timer retransmits what never left.
+          this.#frames.delete(f.tag);
+          target.nout--;
+          throw error;
+        }
         request.sent += sectors;
         request.framesOut++;
-        this.#transmit(f);
       }
     }
   }

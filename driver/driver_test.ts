@@ -335,3 +335,18 @@ Deno.test("driver: shutting down answers outstanding writes and flushes them to 
     assert.ok(store.flushes > flushesBefore, "a final FLUSH CACHE reached the target");
   });
 });
+
+Deno.test("driver: a send that throws fails its request and leaves nothing queued to be rejected unheard", async () => {
+  await withRig(async ({ driver }) => {
+    await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
+    const link = driver.links.get("eth1")!;
+    const txSlot = link.txSlot;
+    link.txSlot = () => {
+      throw new Error("link gone");
+    };
+    await assert.rejects(() => driver.blockDevice("e9.0")!.read(0, 512), /link gone/);
+    link.txSlot = txSlot;
+    assert.equal(driver.initiator.queuedRequests, 0, "no orphaned request");
+    assert.equal((await driver.blockDevice("e9.0")!.read(0, 512)).length, 512);
+  });
+});
