@@ -94,6 +94,12 @@ export function checkTcpListen(port: number, host = "127.0.0.1"): void {
   listener.close();
 }
 
+/** An error's message; of node:util parseArgs errors only the first sentence (the rest is advice about "--"). */
+export function conciseMessage(error: Error): string {
+  const code = (error as { code?: string }).code ?? "";
+  return code.startsWith("ERR_PARSE_ARGS") ? error.message.split(". ")[0] : error.message;
+}
+
 /** Runs the daemon in the foreground; resolves with the exit code. */
 export async function daemonCommand(args: string[]): Promise<number> {
   let settings: DaemonSettings;
@@ -118,7 +124,7 @@ export async function daemonCommand(args: string[]): Promise<number> {
     });
     run = () => runDaemon(params, paths, { link: settings.link, extensions: [bridge], access });
   } catch (error) {
-    console.error(`aoe driver-daemon: ${error instanceof Error ? error.message : error}`);
+    console.error(`aoe driver-daemon: ${error instanceof Error ? conciseMessage(error) : error}`);
     return 1;
   }
   try {

@@ -14,7 +14,13 @@ import { aoeStatRows, statusObjects } from "../driver/status.ts";
 import { decodeBase64, encodeBase64 } from "../driver/base64.ts";
 import { interfaceExists } from "../link/mod.ts";
 import { selfCommand } from "./self.ts";
-import { checkTcpListen, DAEMON_OPTIONS, daemonSettings, UsageError } from "./daemon_command.ts";
+import {
+  checkTcpListen,
+  conciseMessage,
+  DAEMON_OPTIONS,
+  daemonSettings,
+  UsageError,
+} from "./daemon_command.ts";
 
 /** Thrown for a one-line error and exit status 1. */
 class CommandError extends Error {}
@@ -369,7 +375,7 @@ export async function driverCommand(verb: string, args: string[]): Promise<numbe
     if (
       error instanceof CommandError || error instanceof UsageError || error instanceof TypeError
     ) {
-      console.error(`aoe ${verb}: ${error.message}`);
+      console.error(`aoe ${verb}: ${conciseMessage(error)}`);
       return 1;
     }
     throw error;

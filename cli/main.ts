@@ -71,6 +71,7 @@ async function dispatch(args: string[]): Promise<number> {
       return await daemonCommand(rest);
     case "version":
     case "--version":
+      if (rest.length > 0) throw new Error(`unexpected argument "${rest[0]}"`);
       console.log(`aoe ${VERSION}`);
       return 0;
     case undefined:

@@ -169,7 +169,11 @@ Deno.test(
         [["modprobe", "--frob"], /^aoe modprobe: Unknown option '--frob'/],
         [["status", "--wait", "e1.1", "--timeout", "abc"], /^aoe status: --timeout: not a number/],
         [["read", "e1.1", "abc", "512"], /^aoe read: OFFSET: not a non-negative integer/],
-        [["driver-daemon", "--bogus"], /^aoe driver-daemon: Unknown option '--bogus'/],
+        [["driver-daemon", "--bogus"], /^aoe driver-daemon: Unknown option '--bogus'\n$/],
+        [["flush", "--bogus"], /^aoe flush: Unknown option '--bogus'\n$/],
+        [["rmmod", "extra"], /^aoe rmmod: Unexpected argument 'extra'/],
+        [["status", "--wait", "bogus"], /^aoe status: --wait: not a device name/],
+        [["version", "extra"], /^aoe version: unexpected argument "extra"/],
         [["driver-daemon", "--link=bogus"], /^aoe driver-daemon: --link must be/],
         // The daemon itself cannot start: its one-line reason, and its files are gone.
         [["driver-daemon", `--nbd-tcp=${port}`], /^aoe driver-daemon: cannot listen on .*in use/],
