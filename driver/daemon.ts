@@ -126,7 +126,7 @@ function removeFiles(paths: DriverPaths): void {
  * The last line of defence: a rejection nobody handled or an exception nobody
  * caught is logged, and the daemon goes on serving its other devices.
  */
-function installLastResort(driver: Driver): { remove(): void } {
+export function installLastResort(driver: Driver): { remove(): void } {
   const report = (what: string, reason: unknown) => {
     const text = reason instanceof Error ? reason.message : String(reason);
     const line = `aoe: ${what}: ${text}`;

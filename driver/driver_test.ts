@@ -350,3 +350,23 @@ Deno.test("driver: a send that throws fails its request and leaves nothing queue
     assert.equal((await driver.blockDevice("e9.0")!.read(0, 512)).length, 512);
   });
 });
+
+Deno.test("driver: the daemon's last resort logs an unhandled rejection and an uncaught error and keeps the process", async () => {
+  const { installLastResort } = await import("./daemon.ts");
+  await withRig(async ({ driver }) => {
+    const lastResort = installLastResort(driver);
+    try {
+      Promise.reject(new Error("nobody listens"));
+      setTimeout(() => {
+        throw new Error("nobody catches");
+      }, 0);
+      await until(
+        () => driver.messages.some((m) => m === "aoe: uncaught error: nobody catches"),
+        "the uncaught error logged",
+      );
+      assert.ok(driver.messages.includes("aoe: unhandled rejection: nobody listens"));
+    } finally {
+      lastResort.remove();
+    }
+  });
+});
