@@ -19,12 +19,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -x node_modules/.bin/deno ] || ! node_modules/.bin/deno --version >/dev/null 2>&1; then
+if [ ! -x node_modules/.bin/deno ] || ! node_modules/.bin/deno --version >/dev/null 2>&1 ||
+  [ ! -f node_modules/smol-toml/package.json ]; then
   if ! command -v npm >/dev/null; then
     echo "setup: npm is needed to install the pinned Deno" >&2
     exit 1
   fi
-  echo "setup: installing Deno from the npm registry (package-lock.json)" >&2
+  echo "setup: installing Deno and the npm packages from the npm registry (package-lock.json)" >&2
   # `npm ci` is the strict form; npm 11.19 rejects its own lock file for an
   # optional dependency recorded only for this platform (@deno/linux-x64-glibc),
   # so fall back to `npm install`, which installs the same pinned versions.
