@@ -80,6 +80,8 @@ export interface ExportOptions {
   serial?: string;
   /** Interfaces this export answers on (default: every link of its server). */
   interfaces?: readonly string[];
+  /** Initial config string (kept across restarts by the service's state directory). */
+  config?: Uint8Array;
 }
 
 /** One AoE shelf.slot served by a target. */
@@ -117,6 +119,7 @@ export class Export {
     this.bufferCount = options.bufferCount;
     this.interfaces = options.interfaces;
     this.masks = [...(options.masks ?? [])].slice(0, MAX_MASKS);
+    if (options.config) this.#setConfig(options.config.subarray(0, MAX_CONFIG_LENGTH));
     encodeIdentify(this.identify, {
       sectors: this.store.sectors,
       model: "aoe target (Deno)",
