@@ -7,6 +7,7 @@
 import { daemonCommand } from "./daemon_command.ts";
 import { DRIVER_VERBS, driverCommand } from "./driver_command.ts";
 import { targetCommand } from "./target_command.ts";
+import { targetCtlCommand } from "./target_ctl_command.ts";
 
 /** The version of this program. */
 export const VERSION = "0.1.0";
@@ -16,6 +17,10 @@ const HELP = `usage: aoe <command> [arguments]
 commands:
   target    export a file or block device as an AoE target (vblade's arguments)
   targetd   the same, in the background, logging to syslog (as vbladed)
+  target --config FILE   serve every export of a config file (/etc/aoe/targets.conf);
+            SIGHUP reloads it (aoe-targets.conf(5))
+  target-ctl [--json] list|stats|reload|freeze eX.Y|unfreeze eX.Y|resize eX.Y
+            control a running config-file target over its socket (/run/aoe/target.sock)
 
 initiator (the Linux aoe driver and aoetools, in userspace):
   modprobe [aoe_iflist="eth1 eth3"] [aoe_deadsecs=N] [aoe_maxout=N] [aoe_dyndevs=0|1]
@@ -67,6 +72,8 @@ async function dispatch(args: string[]): Promise<number> {
       return await targetCommand(rest);
     case "targetd":
       return await targetCommand([...rest, "--daemon"]);
+    case "target-ctl":
+      return await targetCtlCommand(rest);
     case "driver-daemon":
       return await daemonCommand(rest);
     case "version":

@@ -15,9 +15,14 @@ import {
   UsageError,
 } from "../target/mod.ts";
 import { selfCommand } from "./self.ts";
+import { targetServiceCommand } from "./target_service_command.ts";
 
 /** Runs `aoe target ARGS`; resolves with the exit code. */
 export async function targetCommand(args: string[]): Promise<number> {
+  // The config-file service (issue 12); the vblade-style command line is unchanged.
+  if (args.some((arg) => arg === "--config" || arg.startsWith("--config="))) {
+    return await targetServiceCommand(args);
+  }
   let command;
   try {
     command = parseTargetArgs(args);
@@ -84,7 +89,7 @@ export async function targetCommand(args: string[]): Promise<number> {
 }
 
 /** Re-runs the target detached, its output going to syslog as vbladed's does. */
-async function daemonize(args: string[]): Promise<number> {
+export async function daemonize(args: string[]): Promise<number> {
   const child = new Deno.Command("setsid", {
     args: [
       "-f",

@@ -83,3 +83,15 @@ export function startTarget(
     },
   };
 }
+export {
+  ConfigError,
+  parseConfig,
+  readConfigFile,
+  SERVICE_DEFAULTS,
+  type ServiceConfig,
+  type ServiceSettings,
+} from "./config_file.ts";
+export { type ExportStatus, type ReloadResult, TargetService } from "./service.ts";
+export { type ExportState, StateDir, writeFileAtomic } from "./state_dir.ts";
+export { ControlServer, controlRequest } from "./control.ts";
+export { prometheusText, writePrometheusFile } from "./prometheus.ts";

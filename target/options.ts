@@ -78,6 +78,7 @@ Exports a file or block device as AoE shelf.slot on one or more interfaces
   --link K    frame I/O: ring (TPACKET_V2 mmap rings), packet (AF_PACKET with
               recvmmsg/sendmmsg batches) or pcap (libpcap); see bench/
   --daemon    run in the background and log to syslog (as vbladed)
+  --config F  serve every export of config file F instead ("aoe target --config F --help")
   --help      this text
 
 shelf is 0-65534, slot 0-254 (the broadcast values are reserved).`;
