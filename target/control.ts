@@ -156,12 +156,13 @@ export class ControlServer {
 
   async #serve(fd: number): Promise<void> {
     const peer = peerCredentials(fd);
+    // The request is read (bounded) before a refusal, so the client sees the reply, not EPIPE.
+    const line = await this.#readLine(fd, 2000);
     if (!this.#allowed(peer.uid, peer.groups)) {
       this.#options.log?.(`control: refused uid ${peer.uid} (pid ${peer.pid})`);
       await this.#send(fd, { ok: false, error: "permission denied" });
       return;
     }
-    const line = await this.#readLine(fd, 2000);
     if (line === undefined) return;
     let reply: ControlReply;
     try {

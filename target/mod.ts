@@ -93,5 +93,5 @@ export {
 } from "./config_file.ts";
 export { type ExportStatus, type ReloadResult, TargetService } from "./service.ts";
 export { type ExportState, StateDir, writeFileAtomic } from "./state_dir.ts";
-export { ControlServer, controlRequest } from "./control.ts";
+export { controlRequest, ControlServer } from "./control.ts";
 export { prometheusText, writePrometheusFile } from "./prometheus.ts";

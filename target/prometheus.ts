@@ -66,7 +66,8 @@ export function prometheusText(server: TargetServer): string {
   return lines.join("\n") + "\n";
 }
 
-/** Writes `aoe_target.prom` into `directory` (mode 0644: node_exporter reads it). */
+/** Writes `aoe_target.prom` into `directory` (created if missing; mode 0644: node_exporter reads it). */
 export function writePrometheusFile(directory: string, server: TargetServer): void {
+  Deno.mkdirSync(directory, { recursive: true, mode: 0o755 });
   writeFileAtomic(`${directory}/${PROMETHEUS_FILE}`, prometheusText(server), { mode: 0o644 });
 }
