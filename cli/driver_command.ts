@@ -13,6 +13,7 @@ import { type DriverPaths, driverPaths } from "../driver/paths.ts";
 import { aoeStatRows, statusObjects } from "../driver/status.ts";
 import { decodeBase64, encodeBase64 } from "../driver/base64.ts";
 import { interfaceExists } from "../link/mod.ts";
+import { sdNotify } from "./sd_notify.ts";
 import { selfCommand } from "./self.ts";
 import {
   checkTcpListen,
@@ -117,8 +118,11 @@ async function modprobe(args: string[]): Promise<number> {
   let exited: Deno.CommandStatus | undefined;
   child.status.then((status) => exited = status);
   for (let i = 0; i < 300; i++) {
-    if (await ask(paths, { cmd: "ping" })) {
+    const pong = await ask(paths, { cmd: "ping" });
+    if (pong) {
       child.unref();
+      // Under systemd (aoe-initiator.service, Type=notify) the daemon becomes the main process.
+      sdNotify(`READY=1\nMAINPID=${pong.pid}\nSTATUS=driver loaded`);
       return 0;
     }
     if (exited && !exited.success) break;

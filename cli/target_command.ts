@@ -14,6 +14,7 @@ import {
   TARGET_USAGE,
   UsageError,
 } from "../target/mod.ts";
+import { sdNotify } from "./sd_notify.ts";
 import { selfCommand } from "./self.ts";
 import { targetServiceCommand } from "./target_service_command.ts";
 
@@ -57,6 +58,7 @@ export async function targetCommand(args: string[]): Promise<number> {
     const mode = device.store.readOnly ? "O_RDONLY" : "O_RDWR";
     console.log(`pid ${Deno.pid}: ${device.name}, ${device.store.sectors} sectors ${mode}`);
   }
+  sdNotify(`READY=1\nMAINPID=${Deno.pid}`); // aoe-target@.service (Type=notify)
 
   const writeStats = () => {
     if (!command.statsFile) return;

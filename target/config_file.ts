@@ -93,7 +93,8 @@ class KeyLines {
   }
 }
 
-const EXPORT_KEYS = [
+/** The keys of an `[[export]]` (and `[defaults]`) table. */
+export const EXPORT_KEYS = [
   "shelf",
   "slot",
   "interfaces",
@@ -106,7 +107,8 @@ const EXPORT_KEYS = [
   "offset",
   "length",
 ] as const;
-const SERVICE_KEYS = [
+/** The keys of the `[service]` table. */
+export const SERVICE_KEYS = [
   "state_dir",
   "control_socket",
   "control_group",

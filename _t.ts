@@ -1,2 +1,0 @@
-import { readConfigFile } from "./target/config_file.ts";
-try { console.log(readConfigFile(Deno.args[0])); } catch (e) { console.log(e.message); }
