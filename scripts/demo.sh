@@ -70,5 +70,45 @@ step "aoe rmmod"
 ip netns exec "${id}i" "$aoe" rmmod
 ls "$AOE_DEVDIR" 2>/dev/null || echo "control files removed"
 
+step "the target as a service: one config file, a reload that adds an export"
+kill "$target_pid" 2>/dev/null && wait "$target_pid" 2>/dev/null || true
+target_pid=""
+truncate -s 64M "$work/second.img"
+conf() {
+  cat <<CONF
+[service]
+state_dir = "$work/state"
+control_socket = "$work/target.sock"
+
+[defaults]
+interfaces = ["eth1"]
+
+[[export]]
+shelf = 9
+slot = 0
+file = "$work/disk.img"
+CONF
+  if [ "${1:-}" = second ]; then printf '\n[[export]]\nshelf = 9\nslot = 1\nfile = "%s"\nread_only = true\n' "$work/second.img"; fi
+}
+conf > "$work/targets.conf"
+cat "$work/targets.conf"
+ip netns exec "${id}t" "$aoe" target --config "$work/targets.conf" > "$work/service.log" 2>&1 &
+target_pid=$!
+for _ in $(seq 1 100); do grep -q sectors "$work/service.log" && break; sleep 0.1; done
+"$aoe" target-ctl --socket "$work/target.sock" list
+printf 'a config string set now is kept in the state directory: '
+ip netns exec "${id}i" timeout 10 aoecfg -c set -s "kept across restarts" 9 0 eth1 >/dev/null
+ip netns exec "${id}i" timeout 10 aoecfg -c read 9 0 eth1
+conf second > "$work/targets.conf"
+echo "after adding e9.1 to the file: kill -HUP (systemctl reload aoe-targets)"
+kill -HUP "$target_pid"
+for _ in $(seq 1 100); do grep -q reloaded "$work/service.log" && break; sleep 0.1; done
+grep reloaded "$work/service.log"
+"$aoe" target-ctl --socket "$work/target.sock" list
+ip netns exec "${id}i" timeout 10 aoeping -I 9 1 eth1 | head -3
+echo 'a broken file is refused whole, nothing changes:'
+echo 'shelf = "nine"' >> "$work/targets.conf"
+"$aoe" target-ctl --socket "$work/target.sock" reload || true
+
 step "done: the image is still sparse after the writes"
 du -h "$work/disk.img"

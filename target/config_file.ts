@@ -137,7 +137,10 @@ export function parseConfig(text: string, path: string): ServiceConfig {
   } catch (error) {
     if (error instanceof TomlError) {
       const what = error.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
-      throw new ConfigError([`${path}:${error.line}:${error.column}: ${what}`]);
+      const key = /^\s*([A-Za-z0-9_-]+)\s*=/.exec(text.split("\n")[error.line - 1] ?? "");
+      throw new ConfigError([
+        `${path}:${error.line}:${error.column}: ${key ? `${key[1]}: ` : ""}${what}`,
+      ]);
     }
     throw error;
   }

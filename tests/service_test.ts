@@ -36,6 +36,9 @@ function problems(text: string): string[] {
 }
 
 Deno.test("config: every error names file, line and key, and the file is refused whole", () => {
+  assert.deepEqual(problems("[[export]]\nshelf = 1\nshelf = 2\n"), [
+    "/etc/aoe/targets.conf:3:1: shelf: trying to redefine an already defined table or value",
+  ]);
   const syntax = problems('[defaults]\ninterfaces = ["eth0"\n')[0];
   assert.match(syntax, /^\/etc\/aoe\/targets\.conf:\d+:\d+: /);
 
