@@ -20,6 +20,7 @@ import {
 } from "../wire/mod.ts";
 import type { TestClient } from "./helpers/client.ts";
 import type { TestNet } from "./helpers/netns.ts";
+import { TestInitiator } from "./helpers/initiator.ts";
 import { aoeCommand, Daemon } from "./helpers/procs.ts";
 import { clientIn, patternSectors, withNet, writePatternFile } from "./helpers/target.ts";
 
@@ -538,3 +539,56 @@ Deno.test("service: READY=1 reaches $NOTIFY_SOCKET once the exports are served",
     }
   });
 });
+
+Deno.test(
+  "resize chain: target-ctl resize, then aoe revalidate: the initiator and its NBD export see the new size",
+  opts,
+  async () => {
+    await withNet({}, async (net, dir, daemons) => {
+      const initiator = new TestInitiator(net, 1);
+      try {
+        const image = `${dir}/a.img`;
+        writePatternFile(image, 32768, 3); // 16 MiB
+        const config = `${dir}/targets.conf`;
+        Deno.writeTextFileSync(config, configText(dir, [{ shelf: 9, slot: 0, file: image }]));
+        daemons.push(await startService(net, config, 1));
+        await initiator.modprobe("--nbd-attach", "no");
+        await initiator.waitUp(["e9.0"]);
+        const sectors = async () =>
+          (await initiator.status()).devices.find((d) => d.name === "e9.0")?.sectors;
+        const nbdSize = async () => {
+          const sock = `${initiator.runDir}/nbd.sock`;
+          const out = await new Deno.Command("nbdinfo", {
+            args: ["--json", `nbd+unix:///e9.0?socket=${sock}`],
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          return JSON.parse(new TextDecoder().decode(out.stdout)).exports[0]["export-size"];
+        };
+        assert.equal(await sectors(), 32768);
+        assert.equal(await nbdSize(), 16 << 20);
+
+        // The image grows by 8 MiB of new pattern while served.
+        const file = Deno.openSync(image, { write: true });
+        file.seekSync(32768 * 512, Deno.SeekMode.Start);
+        file.writeSync(patternSectors(32768, 16384, 3));
+        file.close();
+        const resize = await ctl(dir, "resize", "e9.0");
+        assert.equal(resize.stdout.trim(), "e9.0: 32768 -> 49152 sectors", resize.stderr);
+
+        const revalidate = await initiator.aoe(["revalidate", "e9.0"]);
+        assert.equal(revalidate.code, 0, revalidate.stderr);
+        const deadline = Date.now() + 10000;
+        while (await sectors() !== 49152 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.equal(await sectors(), 49152, "the initiator took the new size on revalidate");
+        assert.equal(await nbdSize(), 24 << 20, "the NBD export has the new size");
+        const tail = await initiator.read("e9.0", 40000 * 512, 4096);
+        assert.deepEqual(tail, patternSectors(40000, 8, 3), "the new sectors read back");
+      } finally {
+        await initiator.close();
+      }
+    });
+  },
+);
