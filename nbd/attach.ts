@@ -16,6 +16,7 @@ import {
   getFamilyMessage,
   NbdAttr,
   parseMessages,
+  resizeMessage,
 } from "./netlink.ts";
 import { exportFlags, type NbdExport, type NbdServer } from "./server.ts";
 import { socketPair } from "../reactor/mod.ts";
@@ -91,6 +92,8 @@ export function nbdFamily(): number {
 /** Attaches and detaches exports as /dev/nbdN. */
 export class KernelNbd {
   #attached = new Map<string, number>();
+  /** The size each attached /dev/nbdN was last given, in bytes. */
+  #sizes = new Map<string, number>();
   #attaching = new Map<string, Promise<number>>();
 
   /**
@@ -152,6 +155,7 @@ export class KernelNbd {
           ? new DataView(indexBytes.buffer, indexBytes.byteOffset).getUint32(0, true)
           : -1;
         this.#attached.set(exp.name, index);
+        this.#sizes.set(exp.name, exp.size);
         this.log(`aoe: ${exp.name} attached as nbd${index}`);
         return index;
       } finally {
@@ -165,11 +169,34 @@ export class KernelNbd {
     }
   }
 
+  /**
+   * Gives an attached export's /dev/nbdN its current size if that changed
+   * (after `aoe revalidate` picked up a grown target); true if it was resized.
+   */
+  resize(exp: NbdExport): boolean {
+    const index = this.#attached.get(exp.name);
+    if (index === undefined || this.#sizes.get(exp.name) === exp.size) return false;
+    const family = nbdFamily();
+    const netlink = new Netlink();
+    try {
+      netlink.request(
+        (seq) => resizeMessage(family, seq, { index, sizeBytes: exp.size }),
+        "NBD_CMD_RECONFIGURE",
+      );
+    } finally {
+      netlink.close();
+    }
+    this.#sizes.set(exp.name, exp.size);
+    this.log(`aoe: ${exp.name}: nbd${index} resized to ${exp.size} bytes`);
+    return true;
+  }
+
   /** Disconnects an export's /dev/nbdN, if attached. */
   detach(name: string): void {
     const index = this.#attached.get(name);
     if (index === undefined) return;
     this.#attached.delete(name);
+    this.#sizes.delete(name);
     try {
       const family = nbdFamily();
       const netlink = new Netlink();

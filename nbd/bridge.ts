@@ -113,7 +113,9 @@ export class NbdBridge implements DaemonExtension {
         previous?.(device);
         const block = driver.blockDevice(device.name);
         if (device.up && block) {
-          this.kernel!.attach(new DeviceExport(block)).catch((error) =>
+          const exp = new DeviceExport(block);
+          // Attached already: a revalidated size reaches /dev/nbdN (NBD_CMD_RECONFIGURE).
+          this.kernel!.attach(exp).then(() => this.kernel!.resize(exp)).catch((error) =>
             driver.messages.push(`aoe: nbd attach ${device.name}: ${error.message}`)
           );
         } else this.kernel!.detach(device.name);

@@ -144,6 +144,21 @@ export function disconnectMessage(family: number, seq: number, index: number): U
   return genlMessage(family, NbdCmd.disconnect, seq, [u32Attribute(NbdAttr.index, index)]);
 }
 
+/**
+ * NBD_CMD_RECONFIGURE with a new size: a connected /dev/nbdN takes the new
+ * capacity (nbd_genl_reconfigure calls nbd_genl_size_set, Linux 5.3 and later).
+ */
+export function resizeMessage(
+  family: number,
+  seq: number,
+  request: { index: number; sizeBytes: number },
+): Uint8Array {
+  return genlMessage(family, NbdCmd.reconfigure, seq, [
+    u32Attribute(NbdAttr.index, request.index),
+    u64Attribute(NbdAttr.sizeBytes, request.sizeBytes),
+  ]);
+}
+
 /** One parsed netlink message: its type, and either an errno (NLMSG_ERROR) or its attributes. */
 export interface ParsedMessage {
   type: number;

@@ -21,6 +21,7 @@ import {
 import type { TestClient } from "./helpers/client.ts";
 import type { TestNet } from "./helpers/netns.ts";
 import { TestInitiator } from "./helpers/initiator.ts";
+import { NbdAttr, NbdCmd, parseMessages, resizeMessage } from "../nbd/netlink.ts";
 import { aoeCommand, Daemon } from "./helpers/procs.ts";
 import { clientIn, patternSectors, withNet, writePatternFile } from "./helpers/target.ts";
 
@@ -592,3 +593,17 @@ Deno.test(
     });
   },
 );
+
+Deno.test("resize chain: NBD_CMD_RECONFIGURE carries the device index and the new size (nbd-netlink.h)", () => {
+  const message = resizeMessage(0x25, 7, { index: 3, sizeBytes: 24 << 20 });
+  const [parsed] = parseMessages(message);
+  assert.equal(parsed.type, 0x25);
+  assert.equal(parsed.seq, 7);
+  assert.equal(message[16], NbdCmd.reconfigure);
+  assert.equal(NbdCmd.reconfigure, 3);
+  const u32 = parsed.attributes.get(NbdAttr.index)!;
+  const u64 = parsed.attributes.get(NbdAttr.sizeBytes)!;
+  assert.equal(new DataView(u32.buffer, u32.byteOffset).getUint32(0, true), 3);
+  assert.equal(new DataView(u64.buffer, u64.byteOffset).getBigUint64(0, true), BigInt(24 << 20));
+  assert.deepEqual([...parsed.attributes.keys()], [1, 2]);
+});
