@@ -68,6 +68,12 @@ export function prometheusText(server: TargetServer): string {
 
 /** Writes `aoe_target.prom` into `directory` (created if missing; mode 0644: node_exporter reads it). */
 export function writePrometheusFile(directory: string, server: TargetServer): void {
-  Deno.mkdirSync(directory, { recursive: true, mode: 0o755 });
+  try {
+    Deno.statSync(directory);
+  } catch {
+    // Created here: readable by node_exporter whatever the service's umask.
+    Deno.mkdirSync(directory, { recursive: true });
+    Deno.chmodSync(directory, 0o755);
+  }
   writeFileAtomic(`${directory}/${PROMETHEUS_FILE}`, prometheusText(server), { mode: 0o644 });
 }

@@ -458,12 +458,12 @@ Deno.test(
       const info = Deno.statSync(socket);
       assert.equal(info.mode! & 0o777, 0o600);
       assert.equal(info.uid, 0);
-      const asNobody = async () => {
+      const asNobody = async (groups = ["--clear-groups"]) => {
         const argv = [
           "setpriv",
           "--reuid=65534",
           "--regid=65534",
-          "--clear-groups",
+          ...groups,
           ...aoeCommand("target-ctl", "--socket", socket, "list"),
         ];
         const out = await new Deno.Command(argv[0], {
@@ -495,6 +495,22 @@ Deno.test(
       const bad = await ctl(dir, "resize", "e9.9");
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /no export e9\.9/);
+      // With a control group: 0660, owned by the group, and its members are answered.
+      assert.equal((await daemons[0].stop()).code, 0);
+      daemons.length = 0;
+      Deno.writeTextFileSync(
+        config,
+        configText(dir, [{ shelf: 4, slot: 0, file: `${dir}/a.img` }], ['control_group = "disk"']),
+      );
+      daemons.push(await startService(net, config, 1));
+      const grouped = Deno.statSync(socket);
+      const disk = Number(Deno.readTextFileSync("/etc/group").match(/^disk:[^:]*:(\d+):/m)![1]);
+      assert.equal(grouped.mode! & 0o777, 0o660);
+      assert.equal(grouped.gid, disk);
+      const member = await asNobody([`--groups=${disk}`]);
+      assert.equal(member.code, 0, member.stderr);
+      assert.match(member.stdout, /^e4\.0 +serving/m);
+      assert.equal((await asNobody()).code, 1, "not a member: refused");
       const usage = await ctl(dir, "frobnicate");
       assert.equal(usage.code, 1);
       assert.match(usage.stderr, /unknown command frobnicate/);
