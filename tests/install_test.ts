@@ -254,6 +254,9 @@ Deno.test("man: the pages name every option of --help, every command of aoe help
       `aoe.8 documents ${verb}`,
     );
   }
+  for (const option of new Set(help.match(/(?<![\w-])(--[a-z][a-z-]*|aoe_[a-z]+|AOE_[A-Z]+)/g))) {
+    assert.ok(aoe.includes(option), `aoe.8 documents ${option}`);
+  }
   const conf = page("aoe-targets.conf.5");
   for (const key of [...EXPORT_KEYS, ...SERVICE_KEYS]) {
     assert.match(conf, new RegExp(`^\\.B ${key}$`, "m"), `aoe-targets.conf.5 documents ${key}`);
