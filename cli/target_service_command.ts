@@ -147,6 +147,9 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
       const next = reread();
       const result = service.reload(next);
       log(`reloaded ${next.path}: ${describeReload(result)}`);
+      if (JSON.stringify(next.service) !== JSON.stringify(service.config.service)) {
+        log("the [service] table changed: it takes effect at the next start");
+      }
       return { ok: true, result };
     } catch (error) {
       const text = error instanceof ConfigError

@@ -226,8 +226,9 @@ export class TargetService {
   /**
    * Serves `config` instead of the current one: new exports start and
    * announce, removed ones stop, changed ones (any option, or a file whose
-   * size changed) restart alone, the others go on untouched. Throws (and
-   * changes nothing) if a new or changed export cannot be opened.
+   * size changed) restart alone, the others go on untouched. The [service]
+   * table of `config` is not applied (it takes effect at the next start).
+   * Throws (and changes nothing) if a new or changed export cannot be opened.
    */
   reload(config: ServiceConfig): ReloadResult {
     const result: ReloadResult = {
@@ -259,7 +260,8 @@ export class TargetService {
       } else result.unchanged.push(name);
     }
     const previousConfig = this.#config;
-    this.#config = config;
+    // The [service] table (sockets, directories, link kind) stays as started.
+    this.#config = { ...config, service: previousConfig.service };
     let opened;
     try {
       opened = this.#open(toOpen, carried);
