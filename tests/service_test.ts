@@ -623,3 +623,51 @@ Deno.test("resize chain: NBD_CMD_RECONFIGURE carries the device index and the ne
   assert.equal(new DataView(u64.buffer, u64.byteOffset).getBigUint64(0, true), BigInt(24 << 20));
   assert.deepEqual([...parsed.attributes.keys()], [1, 2]);
 });
+
+Deno.test(
+  "service: a reload that moves an export to another interface opens the new link and closes the old one",
+  opts,
+  async () => {
+    await withNet({}, async (net, dir, daemons) => {
+      await net.addPair(0, 1, "t1q0", "i9");
+      writePatternFile(`${dir}/a.img`, 128);
+      writePatternFile(`${dir}/b.img`, 256);
+      const config = `${dir}/targets.conf`;
+      const exports = (iface: string) => [
+        { shelf: 6, slot: 0, file: `${dir}/a.img`, extra: [`interfaces = ["${iface}"]`] },
+        { shelf: 6, slot: 1, file: `${dir}/b.img` },
+      ];
+      Deno.writeTextFileSync(config, configText(dir, exports("t1p0")));
+      daemons.push(await startService(net, config, 2));
+      const first = clientIn(net, 1, "i0");
+      const second = clientIn(net, 1, "i9");
+      assert.equal(await identifySectors(first, 6, 0), 128);
+      assert.equal(await identifySectors(second, 6, 0), undefined);
+
+      Deno.writeTextFileSync(config, configText(dir, exports("t1q0")));
+      const reload = await ctl(dir, "reload");
+      assert.match(reload.stdout, /changed e6\.0; resized -; unchanged e6\.1/, reload.stderr);
+      assert.equal(await identifySectors(second, 6, 0), 128, "served on the new interface");
+      assert.equal(await identifySectors(first, 6, 0), undefined, "no longer on the old one");
+      assert.equal(await identifySectors(first, 6, 1), 256, "e6.1 stays on t1p0");
+
+      // Both exports off t1p0: its link is closed (after the server's wait let go of it).
+      Deno.writeTextFileSync(
+        config,
+        configText(dir, [
+          exports("t1q0")[0],
+          { ...exports("t1q0")[1], extra: ['interfaces = ["t1q0"]'] },
+        ]),
+      );
+      assert.equal((await ctl(dir, "reload")).code, 0);
+      await new Promise((r) => setTimeout(r, 1500));
+      const stats = JSON.parse((await ctl(dir, "stats", "--json")).stdout);
+      assert.deepEqual(Object.keys(stats.links), ["t1q0"]);
+      assert.equal(await identifySectors(second, 6, 1), 256);
+      assert.equal(await identifySectors(first, 6, 1), undefined);
+      const stop = await daemons[0].stop();
+      assert.equal(stop.code, 0, daemons[0].stderr);
+      assert.doesNotMatch(daemons[0].stderr, /went away/);
+    });
+  },
+);
