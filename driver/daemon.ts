@@ -248,6 +248,7 @@ async function answer(
         ok: true,
         params: driver.params,
         counters: driver.initiator.counters,
+        extensions: driver.initiator.extensions.counters,
         devices: driver.initiator.devices.list().map((d) => ({
           name: d.name,
           state: d.state,
@@ -264,6 +265,7 @@ async function answer(
             maxout: t.maxout,
             nframes: t.nframes,
             taint: t.taint,
+            extensions: driver.initiator.extensions.describe(t),
             interfaces: t.interfaces.map((i) => ({
               name: i.link.name,
               payload: i.payload,

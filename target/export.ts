@@ -41,6 +41,7 @@ import {
 } from "../wire/mod.ts";
 import { executeAta } from "./ata.ts";
 import type { BackingStore } from "./backing.ts";
+import { type ExtensionPolicy, ExtensionTable, Screen } from "./extensions.ts";
 
 /** vblade's mask list holds 32 entries (aoe-protocol.md §6). */
 export const MAX_MASKS = 32;
@@ -80,6 +81,8 @@ export interface ExportOptions {
   serial?: string;
   /** Interfaces this export answers on (default: every link of its server). */
   interfaces?: readonly string[];
+  /** What the AoEx extensions allow and force (docs/extensions.md). */
+  extensions?: ExtensionPolicy;
 }
 
 /** One AoE shelf.slot served by a target. */
@@ -106,6 +109,8 @@ export class Export {
     configSilent: 0,
     ataErrors: 0,
   };
+  /** Declarations, tag tracking and CRC of initiators that asked for them (docs/extensions.md). */
+  readonly extensions: ExtensionTable;
   #config = new Uint8Array(MAX_CONFIG_LENGTH);
   #configLength = 0;
 
@@ -117,6 +122,7 @@ export class Export {
     this.bufferCount = options.bufferCount;
     this.interfaces = options.interfaces;
     this.masks = [...(options.masks ?? [])].slice(0, MAX_MASKS);
+    this.extensions = new ExtensionTable(options.extensions);
     encodeIdentify(this.identify, {
       sectors: this.store.sectors,
       model: "aoe target (Deno)",
@@ -168,6 +174,7 @@ export class Export {
         this.#reserve(request, length, link);
         return;
       default: {
+        if (this.extensions.handleCommand(request, length, link, this.#identity(link))) return;
         // Unrecognized command: echo the frame with E and error 1, as vblade does.
         this.counters.unknownCommand++;
         const reply = link.txSlot();
@@ -203,11 +210,24 @@ export class Export {
       link.commit(ATA_HEADER_LENGTH);
       return;
     }
+    const session = this.extensions.active
+      ? this.extensions.session(readMac(request, 6), link)
+      : undefined;
+    if (session) {
+      const verdict = this.extensions.screenAta(session, request, length, reply);
+      if (verdict === Screen.drop) return;
+      if (verdict === Screen.replied) {
+        this.counters.ataErrors++;
+        link.commit(ATA_HEADER_LENGTH);
+        return;
+      }
+    }
     if (command === AtaOp.writeSectors || command === AtaOp.writeSectorsExt) this.counters.writes++;
     else if (command === AtaOp.readSectors || command === AtaOp.readSectorsExt) {
       this.counters.reads++;
     }
-    const n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
+    let n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
+    if (session) n = this.extensions.finishAta(session, request, reply, n);
     if (reply[27] & 0x01 || reply[14] & Flag.error) this.counters.ataErrors++;
     link.commit(n);
   }

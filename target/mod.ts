@@ -57,6 +57,7 @@ export function startTarget(
           bufferCount: spec.bufferCount,
           masks: spec.masks,
           interfaces: spec.interfaces,
+          extensions: spec.extensions,
         }),
       );
       for (const name of spec.interfaces) {

@@ -142,7 +142,9 @@ export class TargetServer {
       dispatch: { ...this.counters },
       links: Object.fromEntries(this.links.map((link) => [link.name, { ...link.counters }])),
       exports: Object.fromEntries(
-        this.exports.map((device) => [device.name, { ...device.counters }]),
+        this.exports.map((
+          device,
+        ) => [device.name, { ...device.counters, extensions: device.extensions.stats() }]),
       ),
     };
   }
