@@ -42,6 +42,7 @@ import {
 import { executeAta } from "./ata.ts";
 import type { BackingStore } from "./backing.ts";
 import { type ExtensionPolicy, ExtensionTable, Screen } from "./extensions.ts";
+import { type FreezeState, ShadowStore } from "./shadow.ts";
 
 /** vblade's mask list holds 32 entries (aoe-protocol.md §6). */
 export const MAX_MASKS = 32;
@@ -132,6 +133,30 @@ export class Export {
       trim: this.store.canTrim,
       trimReadsZeros: this.store.canTrim,
     });
+  }
+
+  /**
+   * Freezes the image onto the shadow file (-f; docs/extensions.md §5):
+   * resolves when frozen, rejects without a shadow file.
+   */
+  freeze(): Promise<void> {
+    if (!(this.store instanceof ShadowStore)) {
+      return Promise.reject(new Error(`${this.name} has no shadow file (-f)`));
+    }
+    return this.store.freeze();
+  }
+
+  /** Unfreezes: resolves when the shadow is merged back into the image and removed. */
+  unfreeze(): Promise<void> {
+    if (!(this.store instanceof ShadowStore)) {
+      return Promise.reject(new Error(`${this.name} has no shadow file (-f)`));
+    }
+    return this.store.unfreeze();
+  }
+
+  /** normal, frozen or merging ("normal" without a shadow file). */
+  get freezeState(): FreezeState {
+    return this.store instanceof ShadowStore ? this.store.state : "normal";
   }
 
   /** The device name, e.g. "e9.0". */

@@ -5,7 +5,8 @@
  */
 
 import { type FrameLink, type LinkKind, openLink } from "../link/mod.ts";
-import { FileStore } from "./backing.ts";
+import { type BackingStore, FileStore } from "./backing.ts";
+import { ShadowStore } from "./shadow.ts";
 import { Export } from "./export.ts";
 import type { ExportSpec } from "./options.ts";
 import { TargetServer } from "./server.ts";
@@ -22,6 +23,9 @@ export {
   UsageError,
 } from "./options.ts";
 export { executeAta } from "./ata.ts";
+export { type FreezeState, ShadowStore } from "./shadow.ts";
+export { type ExtensionPolicy, ExtensionTable } from "./extensions.ts";
+export { SignalSequence } from "./signals.ts";
 
 /** A running target: its server, and how to stop it. */
 export interface RunningTarget {
@@ -42,13 +46,14 @@ export function startTarget(
   const links = new Map<string, FrameLink>();
   try {
     for (const spec of specs) {
-      const store = new FileStore(spec.file, {
+      let store: BackingStore = new FileStore(spec.file, {
         readOnly: spec.readOnly,
         direct: spec.direct,
         sync: spec.sync,
         offsetSectors: spec.offset,
         lengthSectors: spec.length,
       });
+      if (spec.shadow) store = new ShadowStore(store, spec.shadow);
       exports.push(
         new Export({
           shelf: spec.shelf,

@@ -144,7 +144,11 @@ export class TargetServer {
       exports: Object.fromEntries(
         this.exports.map((
           device,
-        ) => [device.name, { ...device.counters, extensions: device.extensions.stats() }]),
+        ) => [device.name, {
+          ...device.counters,
+          freeze: device.freezeState,
+          extensions: device.extensions.stats(),
+        }]),
       ),
     };
   }
