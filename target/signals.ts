@@ -7,6 +7,9 @@
  * @module
  */
 
+/** How long a SIGUSR2 that came alone waits for the SIGUSR1 sent just before it. */
+const EARLY_MS = 100;
+
 /** What the signal sequences do. */
 export interface SignalActions {
   freeze(): void;
@@ -20,6 +23,8 @@ export interface SignalActions {
 export class SignalSequence {
   #usr1 = 0;
   #timer?: ReturnType<typeof setTimeout>;
+  /** A SIGUSR2 that came first: signals of two kinds sent at once may be handled out of order. */
+  #earlyUsr2 = false;
 
   /** @param actions what to do @param timeoutMs how long a SIGUSR1 waits for the rest of a sequence */
   constructor(readonly actions: SignalActions, readonly timeoutMs = 1000) {}
@@ -28,6 +33,12 @@ export class SignalSequence {
   feed(signal: "SIGUSR1" | "SIGUSR2"): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (signal === "SIGUSR1" && this.#earlyUsr2) {
+      this.#earlyUsr2 = false;
+      this.#usr1 = 0;
+      this.actions.freeze();
+      return;
+    }
     if (signal === "SIGUSR1") {
       this.#usr1++;
       this.#timer = setTimeout(() => {
@@ -39,6 +50,15 @@ export class SignalSequence {
     }
     const n = this.#usr1;
     this.#usr1 = 0;
+    if (n === 0) {
+      this.#earlyUsr2 = true;
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#earlyUsr2 = false;
+        this.actions.ignored("SIGUSR2 without SIGUSR1");
+      }, EARLY_MS);
+      return;
+    }
     if (n === 1) this.actions.freeze();
     else if (n === 2) this.actions.unfreeze();
     else this.actions.ignored(`SIGUSR2 after ${n} SIGUSR1`);
