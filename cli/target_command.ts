@@ -15,6 +15,7 @@ import {
   TARGET_USAGE,
   UsageError,
 } from "../target/mod.ts";
+import { formatStatsTable } from "../target/counters.ts";
 import { selfCommand } from "./self.ts";
 
 /** Runs `aoe target ARGS`; resolves with the exit code. */
@@ -63,7 +64,10 @@ export async function targetCommand(args: string[]): Promise<number> {
   };
   writeStats();
   const statsTimer = setInterval(writeStats, 1000);
-  const logStats = () => console.error(`aoe target: ${JSON.stringify(target.server.stats())}`);
+  const logStats = () => {
+    const stats = target.server.stats();
+    console.error(`${formatStatsTable(stats)}\naoe target: ${JSON.stringify(stats)}`);
+  };
   // AoEde's freeze sequences share SIGUSR1 with the counters (docs/extensions.md §5).
   const each = (verb: "freeze" | "unfreeze") => {
     for (const device of target.server.exports) {

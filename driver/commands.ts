@@ -46,6 +46,7 @@ import {
   Target,
   type TargetInterface,
 } from "./device.ts";
+import { DeviceCounterTable } from "./device_counters.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import type { DriverParams } from "./params.ts";
 
@@ -194,6 +195,8 @@ export class Initiator {
   #newDeviceRefill = performance.now();
   /** Declarations, monotonic tags and CRCs (docs/extensions.md). */
   readonly extensions: InitiatorExtensions;
+  /** Per device: requests, bytes, retransmissions, errors, outstanding (`aoe status --counters`). */
+  readonly deviceCounters = new DeviceCounterTable();
 
   /** @param params module parameters (read live) @param hooks outputs */
   constructor(readonly params: DriverParams, readonly hooks: InitiatorHooks) {
@@ -455,6 +458,7 @@ export class Initiator {
     if (!f.probe) {
       if (status & ATA_FAILURE_MASK) {
         this.counters.ataErrors++;
+        this.deviceCounters.of(device).ataErrors++;
         this.hooks.log(
           `aoe: ata error cmd=${hex2(f.command)}h stat=${hex2(status)}h from ${device.name}`,
         );
@@ -513,6 +517,9 @@ export class Initiator {
     const bytes = f.sectors * SECTOR_SIZE;
     const verdict = this.extensions.verify(f.crc, frame, length, { isRead, isWrite, bytes });
     if (verdict === "ok") return false;
+    const dc = this.deviceCounters.of(f.device);
+    if (verdict === "crc-read") dc.crcReadErrors++;
+    else dc.crcWriteErrors++;
     f.crcRetries = (f.crcRetries ?? 0) + 1;
     this.hooks.error(
       `${"crc mismatch".padStart(15)} ${f.device.name} ${isRead ? "read" : "write"} tag=${
@@ -657,6 +664,9 @@ export class Initiator {
     };
     this.#frames.set(f.tag, f);
     target.nout++;
+    let out = 0;
+    for (const t of device.targets) out += t.nout;
+    this.deviceCounters.outstanding(device, out);
     return f;
   }
 
@@ -714,6 +724,7 @@ export class Initiator {
     if (problem) return Promise.reject(new RangeError(`${device.name}: ${problem}`));
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     const queued: QueuedRequest = { ...request, sent: 0, framesOut: 0, resolve, reject };
+    this.deviceCounters.submitted(device, request.kind, request.sectors);
     let queue = this.#queues.get(device);
     if (!queue) this.#queues.set(device, queue = []);
     queue.push(queued);
@@ -880,8 +891,10 @@ export class Initiator {
     const queue = this.#queues.get(device);
     const index = queue?.indexOf(request) ?? -1;
     if (index >= 0) queue!.splice(index, 1);
-    if (request.failed) request.reject(new Error(request.failed));
-    else request.resolve();
+    if (request.failed) {
+      this.deviceCounters.of(device).failed++;
+      request.reject(new Error(request.failed));
+    } else request.resolve();
     if (index === 0 && queue!.length > 0) this.service(device);
   }
 
@@ -991,6 +1004,7 @@ export class Initiator {
       this.#frames.set(f.tag, f);
       t.nout++;
       this.counters.retransmits++;
+      this.deviceCounters.of(device).retransmits++;
       this.hooks.error(
         `${"retransmit".padStart(15)} ${device.name} oldtag=${hex8(oldTag)}@${
           hex8(this.jiffies())

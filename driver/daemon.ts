@@ -259,6 +259,10 @@ async function answer(
           open: d.openCount,
           rttavgUs: Math.round(d.rttavg / 256),
           rtoUs: driver.initiator.rto(d),
+          counters: {
+            ...driver.initiator.deviceCounters.of(d),
+            outstanding: d.targets.reduce((sum, t) => sum + t.nout, 0),
+          },
           targets: d.targets.map((t) => ({
             mac: t.mac.toString(16).padStart(12, "0"),
             nout: t.nout,

@@ -43,6 +43,7 @@ import { executeAta } from "./ata.ts";
 import type { BackingStore } from "./backing.ts";
 import { type ExtensionPolicy, ExtensionTable, Screen } from "./extensions.ts";
 import { type FreezeState, ShadowStore } from "./shadow.ts";
+import { ExportTraffic } from "./counters.ts";
 
 /** vblade's mask list holds 32 entries (aoe-protocol.md §6). */
 export const MAX_MASKS = 32;
@@ -112,6 +113,8 @@ export class Export {
   };
   /** Declarations, tag tracking and CRC of initiators that asked for them (docs/extensions.md). */
   readonly extensions: ExtensionTable;
+  /** Requests by kind, bytes, errors by kind, retransmissions, outstanding (target/counters.ts). */
+  readonly traffic = new ExportTraffic();
   #config = new Uint8Array(MAX_CONFIG_LENGTH);
   #configLength = 0;
 
@@ -243,6 +246,7 @@ export class Export {
       if (verdict === Screen.drop) return;
       if (verdict === Screen.replied) {
         this.counters.ataErrors++;
+        this.traffic.ata(request, reply, ATA_HEADER_LENGTH, readMac(request, 6));
         link.commit(ATA_HEADER_LENGTH);
         return;
       }
@@ -253,6 +257,7 @@ export class Export {
     }
     let n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
     if (session) n = this.extensions.finishAta(session, request, reply, n);
+    this.traffic.ata(request, reply, n, readMac(request, 6));
     if (reply[27] & 0x01 || reply[14] & Flag.error) this.counters.ataErrors++;
     link.commit(n);
   }

@@ -70,6 +70,14 @@ Deno.test(
         assert.match(byName["e1.0"].targets[0].extensions.i0, /^active:/);
         assert.equal(byName["e2.0"].targets[0].extensions.i0, "unsupported");
         assert.equal(status.extensions.unsupported, 1);
+        const table = await initiator.aoe(["status", "--counters"]);
+        assert.equal(table.code, 0, table.stderr);
+        assert.match(table.stdout, /^device +reads +writes/m);
+        assert.match(table.stdout, /^e1\.0 +\d+ +\d+ +\d+ +0\.\d +0\.\d /m);
+        const json = JSON.parse((await initiator.aoe(["status", "--counters", "--json"])).stdout);
+        const e1 = json.devices.find((d: { name: string }) => d.name === "e1.0").counters;
+        assert.ok(e1.writes >= 1 && e1.bytesWritten >= data.length, JSON.stringify(e1));
+        assert.ok(e1.bytesRead >= data.length && e1.peakOutstanding >= 1, JSON.stringify(e1));
         await new Promise((r) => setTimeout(r, 1100)); // the stats file is rewritten every second
         const ext = readStats(stats).exports["e1.0"].extensions;
         const sessions = Object.values(ext.initiators) as Record<string, unknown>[];
