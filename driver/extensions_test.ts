@@ -23,10 +23,15 @@ interface Rig {
 
 async function withRig(
   fn: (rig: Rig) => Promise<void>,
-  options: { params?: Partial<DriverParams>; policy?: ExtensionPolicy; impair?: Impairment } = {},
+  options: {
+    params?: Partial<DriverParams>;
+    policy?: ExtensionPolicy;
+    impair?: Impairment;
+    mtu?: number;
+  } = {},
 ) {
   const dir = Deno.makeTempDirSync({ prefix: "aoe-ext-" });
-  const segment = new MemorySegment({ mtu: 1500 });
+  const segment = new MemorySegment({ mtu: options.mtu ?? 1500 });
   const store = new MemoryStore(4096);
   const logs: string[] = [];
   const device = new Export({
@@ -261,4 +266,23 @@ Deno.test("extensions: --track-rx forces tracking for a named MAC only", async (
     params: { tags: "kernel", crc: "none" },
     policy: { forceRx: [0x020000000099] },
   });
+});
+
+Deno.test("extensions: CRC at MTU 9000 (17 sectors and the CRC fit a frame), corruption retried", async () => {
+  await withRig(async ({ driver, store }) => {
+    const device = driver.initiator.devices.get(9, 0)!;
+    assert.equal(device.payload, 17 * 512);
+    const target = device.targets[0];
+    await until(
+      () => driver.initiator.extensions.crcFor(target, driver.links.get("eth1")!) === "crc32c",
+      "active",
+    );
+    const dev = driver.blockDevice("e9.0")!;
+    const data = pattern(17 * 512 * 20, 12);
+    await dev.write(0, data);
+    assert.deepEqual(store.data.subarray(0, data.length), data);
+    assert.deepEqual(await dev.read(0, data.length), data);
+    const c = driver.initiator.extensions.counters;
+    assert.ok(c.crcWriteErrors > 0 && c.crcReadErrors > 0, JSON.stringify(c));
+  }, { mtu: 9000, impair: flipper(7) });
 });
