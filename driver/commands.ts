@@ -519,10 +519,13 @@ export class Initiator {
     if (verdict === "ok") return false;
     const dc = this.deviceCounters.of(f.device);
     if (verdict === "crc-read") dc.crcReadErrors++;
-    else dc.crcWriteErrors++;
+    else if (verdict === "crc-write") dc.crcWriteErrors++;
+    else this.extensions.lost(f.device, f.target, link);
     f.crcRetries = (f.crcRetries ?? 0) + 1;
     this.hooks.error(
-      `${"crc mismatch".padStart(15)} ${f.device.name} ${isRead ? "read" : "write"} tag=${
+      `${
+        (verdict === "crc-missing" ? "crc missing" : "crc mismatch").padStart(15)
+      } ${f.device.name} ${isRead ? "read" : "write"} tag=${
         hex8(f.tag)
       } lba=${f.lba} n=${f.sectors} ${f.crc} s=${
         formatMac(readMac(frame, 6))

@@ -14,6 +14,7 @@ import {
   ATA_HEADER_LENGTH,
   Capability,
   checkCrc,
+  CRC_LENGTH,
   type CrcKind,
   decodeExtension,
   encodeExtension,
@@ -54,6 +55,8 @@ export interface PathExtension {
   tries: number;
   /** performance.now() of the next declaration (retry or renewal). */
   nextAt: number;
+  /** performance.now() of the last declaration sent. */
+  sentAt: number;
 }
 
 /** Counters the initiator keeps for the extensions. */
@@ -67,10 +70,16 @@ export interface ExtensionCounters {
   crcWriteErrors: number;
   /** Requests failed after MAX_CRC_RETRIES. */
   crcFailures: number;
+  /** Read replies without the CRC the path agreed on: the target forgot the declaration (restarted); declared again. */
+  redeclarations: number;
 }
 
 /** What a checked reply needs. */
-export type ReplyVerdict = "ok" | "crc-read" | "crc-write";
+export type ReplyVerdict = "ok" | "crc-read" | "crc-write" | "crc-missing";
+/** A Query Config reply renews a declaration sent longer ago than this (a restarted target announces itself). */
+const REDECLARE_MS = 1000;
+/** ... and asks a path that did not know the extension again after this long. */
+const RETRY_UNSUPPORTED_MS = 60_000;
 
 /** Extension state of one initiator. */
 export class InitiatorExtensions {
@@ -82,6 +91,7 @@ export class InitiatorExtensions {
     crcReadErrors: 0,
     crcWriteErrors: 0,
     crcFailures: 0,
+    redeclarations: 0,
   };
   #paths = new Map<Target, Map<FrameLink, PathExtension>>();
   #targets = new Map<Target, AoeDevice>();
@@ -115,15 +125,43 @@ export class InitiatorExtensions {
     this.#targets.set(target, device);
     let map = this.#paths.get(target);
     if (!map) this.#paths.set(target, map = new Map());
-    if (map.has(link)) return;
-    const path: PathExtension = { state: "pending", granted: 0, tries: 0, nextAt: 0 };
+    const known = map.get(link);
+    if (known) {
+      // A restarted target announces itself with Query Config: declare again soon, so
+      // it knows the path before our next frames (the same session id keeps its history).
+      const since = performance.now() - known.sentAt;
+      if (since < (known.state === "unsupported" ? RETRY_UNSUPPORTED_MS : REDECLARE_MS)) return;
+      if (known.state === "unsupported") known.state = "pending";
+      known.tries = 0;
+      this.#declare(device, target, link, known);
+      return;
+    }
+    const path: PathExtension = { state: "pending", granted: 0, tries: 0, nextAt: 0, sentAt: 0 };
     map.set(link, path);
     this.#declare(device, target, link, path);
   }
 
+  /**
+   * A reply lacked the CRC the path agreed on: the target no longer knows the
+   * declaration (it restarted, or the lease lapsed). Declare again at once;
+   * the frame is resent after it, so the target knows the path by then.
+   */
+  lost(device: AoeDevice, target: Target, _link: FrameLink): void {
+    const map = this.#paths.get(target);
+    if (!map) return;
+    this.counters.redeclarations++;
+    // Every path of the target: the resend may take another one.
+    for (const [link, path] of map) {
+      if (path.state !== "active") continue;
+      path.tries = 0;
+      this.#declare(device, target, link, path);
+    }
+  }
+
   #declare(device: AoeDevice, target: Target, link: FrameLink, path: PathExtension): void {
     path.tries++;
-    path.nextAt = performance.now() + DECLARE_RETRY_MS;
+    path.sentAt = performance.now();
+    path.nextAt = path.sentAt + DECLARE_RETRY_MS;
     this.#send(device, target, link, ExtensionOp.declare, this.#wanted());
   }
 
@@ -241,6 +279,8 @@ export class InitiatorExtensions {
     }
     if (sent.isRead && !(frame[27] & 0x01)) {
       const end = ATA_HEADER_LENGTH + sent.bytes;
+      // Read data are whole sectors (≥ 548 bytes, never padded): a reply this short has no CRC.
+      if (length < end + CRC_LENGTH) return "crc-missing";
       if (!checkCrc(crc, frame, { start: ATA_HEADER_LENGTH, end, length })) {
         this.counters.crcReadErrors++;
         return "crc-read";

@@ -13,6 +13,7 @@ const TARGET_MAC = 0x020000000001;
 const INITIATOR_MAC = 0x020000000002;
 
 interface Rig {
+  dir: string;
   driver: Driver;
   store: MemoryStore;
   device: Export;
@@ -62,7 +63,7 @@ async function withRig(
     for (let i = 0; i < 200; i++) await warm.read(0, 1024);
     device.extensions.counters.duplicatesDropped = 0;
     segment.impair = options.impair;
-    await fn({ driver, store, device, server, segment, errors });
+    await fn({ dir, driver, store, device, server, segment, errors });
   } finally {
     segment.impair = undefined;
     await driver.stop();
@@ -285,4 +286,29 @@ Deno.test("extensions: CRC at MTU 9000 (17 sectors and the CRC fit a frame), cor
     const c = driver.initiator.extensions.counters;
     assert.ok(c.crcWriteErrors > 0 && c.crcReadErrors > 0, JSON.stringify(c));
   }, { mtu: 9000, impair: flipper(7) });
+});
+
+Deno.test("extensions: a restarted target that forgot the declaration is declared to again; reads go on", async () => {
+  await withRig(async ({ driver, store, server, segment }) => {
+    const dev = driver.blockDevice("e9.0")!;
+    const data = pattern(16 * 1024, 13);
+    await dev.write(0, data);
+    const target = driver.initiator.devices.get(9, 0)!.targets[0];
+    assert.equal(driver.initiator.extensions.crcFor(target, driver.links.get("eth1")!), "crc32c");
+    // The target process restarts: same MAC, same image, no sessions; it does not announce.
+    await server.stop();
+    segment.ports[0].close();
+    const restarted = new Export({ shelf: 9, slot: 0, store, bufferCount: 16 });
+    (restarted.extensions as { log: (line: string) => void }).log = () => {};
+    const again = new TargetServer([restarted], [segment.attach(TARGET_MAC, "tgt0")]);
+    again.run();
+    try {
+      assert.deepEqual(await dev.read(0, data.length), data);
+      assert.ok(driver.initiator.extensions.counters.redeclarations >= 1);
+      assert.equal(restarted.extensions.sessions().length, 1, "declared again");
+      assert.ok(restarted.extensions.counters.crcReads > 0, "and protected again");
+    } finally {
+      await again.stop();
+    }
+  });
 });
