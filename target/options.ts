@@ -61,7 +61,7 @@ export const DEFAULT_BUFFER_COUNT = 64;
 
 /** The usage line, vblade's with this program's additions. */
 export const TARGET_USAGE =
-  "usage: aoe target [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif [netif...] filename [--and ...]";
+  "usage: aoe target [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] [-f shadow] shelf slot netif [netif...] filename [--and ...]";
 
 /** The --help text. */
 export const TARGET_HELP = `${TARGET_USAGE}
