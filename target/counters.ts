@@ -11,7 +11,7 @@
 
 import { ATA_HEADER_LENGTH, AtaOp, Flag, readLba, SECTOR_SIZE } from "../wire/mod.ts";
 
-/** Requests one recent-request ring remembers, to recognize a retransmission. */
+/** Slots of the recent-request table that recognizes a retransmission (a power of two). */
 const RECENT = 64;
 /** A repeat within this many milliseconds counts as a retransmission answered. */
 const REPEAT_MS = 2000;
@@ -59,7 +59,6 @@ export class ExportTraffic {
   #recentKey = new Float64Array(RECENT);
   #recentCount = new Uint16Array(RECENT);
   #recentAt = new Float64Array(RECENT);
-  #recentNext = 0;
 
   /** A request for this export arrived in received batch number `batch`. */
   arrived(batch: number): void {
@@ -123,19 +122,15 @@ export class ExportTraffic {
   #noteRepeat(mac: number, command: number, lba: number, count: number): void {
     // One number for (initiator, command, LBA): MACs are 48 bits, so mix rather than concatenate.
     const key = (mac % 0x100000) * 0x100000000 + command * 0x1000000 + (lba % 0x1000000);
+    // A direct-mapped table: one slot per hash, O(1) per request.
+    const at = (lba ^ (lba >>> 6) ^ command ^ mac) & (RECENT - 1);
     const now = performance.now();
-    for (let i = 0; i < RECENT; i++) {
-      if (
-        this.#recentKey[i] === key && this.#recentCount[i] === count &&
-        now - this.#recentAt[i] < REPEAT_MS
-      ) {
-        this.counters.retransmissionsAnswered++;
-        this.#recentAt[i] = now;
-        return;
-      }
+    if (
+      this.#recentKey[at] === key && this.#recentCount[at] === count &&
+      now - this.#recentAt[at] < REPEAT_MS
+    ) {
+      this.counters.retransmissionsAnswered++;
     }
-    const at = this.#recentNext;
-    this.#recentNext = (at + 1) % RECENT;
     this.#recentKey[at] = key;
     this.#recentCount[at] = count;
     this.#recentAt[at] = now;
