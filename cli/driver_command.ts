@@ -11,6 +11,7 @@ import { ask } from "../driver/daemon.ts";
 import { type DriverParams, resolveParams } from "../driver/params.ts";
 import { type DriverPaths, driverPaths } from "../driver/paths.ts";
 import { aoeStatRows, statusObjects } from "../driver/status.ts";
+import { type DeviceCounters, formatDeviceCounters } from "../driver/device_counters.ts";
 import { decodeBase64, encodeBase64 } from "../driver/base64.ts";
 import { interfaceExists } from "../link/mod.ts";
 import { sdNotify } from "./sd_notify.ts";
@@ -233,6 +234,7 @@ async function status(args: string[]): Promise<number> {
     options: {
       ...pathOptions,
       json: { type: "boolean" },
+      counters: { type: "boolean" },
       wait: { type: "string" },
       timeout: { type: "string", default: "30" },
     },
@@ -269,6 +271,7 @@ async function status(args: string[]): Promise<number> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+  if (values.counters) return await deviceCounters(paths, values.json ?? false);
   if (values.json) {
     console.log(JSON.stringify(statusObjects(sysDir), null, 1));
     return 0;
@@ -299,6 +302,18 @@ async function daemonAlive(paths: DriverPaths): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** `aoe status --counters [--json]`: the daemon's per-device counters (driver/device_counters.ts). */
+async function deviceCounters(paths: DriverPaths, json: boolean): Promise<number> {
+  const reply = await ask(paths, { cmd: "status" }) as
+    | { devices: { name: string; counters: DeviceCounters }[]; extensions: unknown }
+    | undefined;
+  if (!reply) throw new CommandError("the driver does not answer (is it loaded?)");
+  const rows = reply.devices.map((d) => ({ name: d.name, counters: d.counters }));
+  if (json) console.log(JSON.stringify({ devices: rows, extensions: reply.extensions }, null, 1));
+  else console.log(formatDeviceCounters(rows));
+  return 0;
 }
 
 async function readDevice(args: string[]): Promise<number> {

@@ -40,6 +40,7 @@ initiator (the Linux aoe driver and aoetools, in userspace):
   flush [-a] [eX.Y...]         forget down devices (-a: every device not open)
   err       print diagnostics as they arrive (/dev/etherd/err)
   status [--json] [--wait eX.Y] [regex]   the aoe-stat table
+  status --counters [--json]              per-device counters (requests, bytes, retransmits, CRC)
   read eX.Y OFFSET LENGTH / write eX.Y OFFSET   block I/O through the driver
 
   modprobe also starts the NBD bridge: every device that is up is an NBD export

@@ -9,11 +9,13 @@ import {
   type ExportSpec,
   FileStore,
   parseTargetArgs,
+  SignalSequence,
   startTarget,
   TARGET_HELP,
   TARGET_USAGE,
   UsageError,
 } from "../target/mod.ts";
+import { formatStatsTable } from "../target/counters.ts";
 import { sdNotify } from "./sd_notify.ts";
 import { selfCommand } from "./self.ts";
 import { targetServiceCommand } from "./target_service_command.ts";
@@ -69,8 +71,34 @@ export async function targetCommand(args: string[]): Promise<number> {
   };
   writeStats();
   const statsTimer = setInterval(writeStats, 1000);
-  const logStats = () => console.error(`aoe target: ${JSON.stringify(target.server.stats())}`);
-  Deno.addSignalListener("SIGUSR1", logStats);
+  const logStats = () => {
+    const stats = target.server.stats();
+    console.error(`${formatStatsTable(stats)}\naoe target: ${JSON.stringify(stats)}`);
+  };
+  // AoEde's freeze sequences share SIGUSR1 with the counters (docs/extensions.md §5).
+  const each = (verb: "freeze" | "unfreeze") => {
+    for (const device of target.server.exports) {
+      if (device.freezeState === "normal" && verb === "unfreeze") continue;
+      console.error(`aoe target: ${device.name}: ${verb} requested`);
+      device[verb]().then(
+        () =>
+          console.error(
+            `aoe target: ${device.name}: ${verb === "freeze" ? "frozen" : "merged and unfrozen"}`,
+          ),
+        (error) => console.error(`aoe target: ${device.name}: ${verb}: ${error.message}`),
+      );
+    }
+  };
+  const sequence = new SignalSequence({
+    freeze: () => each("freeze"),
+    unfreeze: () => each("unfreeze"),
+    counters: logStats,
+    ignored: (why) => console.error(`aoe target: ${why}: ignored`),
+  });
+  const onUsr1 = () => sequence.feed("SIGUSR1");
+  const onUsr2 = () => sequence.feed("SIGUSR2");
+  Deno.addSignalListener("SIGUSR1", onUsr1);
+  Deno.addSignalListener("SIGUSR2", onUsr2);
 
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   const stop = () => resolve();
@@ -80,7 +108,9 @@ export async function targetCommand(args: string[]): Promise<number> {
   clearInterval(statsTimer);
   await target.close();
   writeStats();
-  Deno.removeSignalListener("SIGUSR1", logStats);
+  sequence.close();
+  Deno.removeSignalListener("SIGUSR1", onUsr1);
+  Deno.removeSignalListener("SIGUSR2", onUsr2);
   Deno.removeSignalListener("SIGTERM", stop);
   Deno.removeSignalListener("SIGINT", stop);
   if (target.server.failure) {

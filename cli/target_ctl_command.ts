@@ -26,8 +26,10 @@ control group may use it).
   list          the exports: name, state, sectors, file, interfaces, config string
   stats         the counters of every export, interface and the dispatcher
   reload        reread the config file (as SIGHUP); a file with errors is refused
-  freeze eX.Y   stop answering ATA for an export (writes held back), where supported
-  unfreeze eX.Y answer again
+  freeze eX.Y   flush, then send the export's writes to its shadow file (shadow =
+                in the config, -f); returns once the image is frozen
+  unfreeze eX.Y merge the shadow back into the image while serving; returns
+                once the merge is complete and the shadow removed
   resize eX.Y   pick up a grown or shrunk file: IDENTIFY then reports the new size
   --json        print the reply as JSON
   --socket PATH the control socket`;

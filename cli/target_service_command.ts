@@ -162,7 +162,7 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
     }
   };
 
-  const handle = (request: ControlRequest): ControlReply => {
+  const handle = (request: ControlRequest): ControlReply | Promise<ControlReply> => {
     const [name] = request.args;
     try {
       switch (request.command) {
@@ -175,8 +175,13 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
         case "freeze":
         case "unfreeze":
           if (!name) return { ok: false, error: `${request.command} needs an export (eX.Y)` };
-          service.freeze(name, request.command === "freeze");
-          return { ok: true, result: { name, state: request.command + "d" } };
+          return service.freeze(name, request.command === "freeze").then(
+            () => ({ ok: true, result: { name, state: request.command + "d" } }),
+            (error) => ({
+              ok: false,
+              error: error instanceof Error ? error.message : String(error),
+            }),
+          );
         case "resize":
           if (!name) return { ok: false, error: "resize needs an export (eX.Y)" };
           return { ok: true, result: { name, ...service.resize(name) } };

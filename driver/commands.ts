@@ -10,6 +10,7 @@
 import type { FrameLink } from "../link/types.ts";
 import {
   AOE_VERSION,
+  appendCrc,
   ATA_FAILURE_MASK,
   ATA_HEADER_LENGTH,
   AtaFlag,
@@ -19,9 +20,11 @@ import {
   BROADCAST_SLOT,
   Command,
   CONFIG_HEADER_LENGTH,
+  type CrcKind,
   decodeIdentify,
   encodeAta,
   encodeRequestHeader,
+  EXTENSION_COMMAND,
   Flag,
   formatMac,
   HEADER_LENGTH,
@@ -43,6 +46,8 @@ import {
   Target,
   type TargetInterface,
 } from "./device.ts";
+import { DeviceCounterTable } from "./device_counters.ts";
+import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import type { DriverParams } from "./params.ts";
 
 /** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (aoe-protocol.md §4). */
@@ -128,6 +133,9 @@ interface Frame {
   /** µs waited on the current target, and in all. */
   waited: number;
   waitedTotal: number;
+  /** The checksum sent with (write) or expected in the reply to (read) this frame. */
+  crc?: CrcKind;
+  crcRetries?: number;
 }
 
 /** Counters for the administrator and the tests. */
@@ -185,10 +193,18 @@ export class Initiator {
   /** Token bucket for new devices (NEW_DEVICE_BURST, NEW_DEVICES_PER_SECOND). */
   #newDeviceTokens = NEW_DEVICE_BURST;
   #newDeviceRefill = performance.now();
+  /** Declarations, monotonic tags and CRCs (docs/extensions.md). */
+  readonly extensions: InitiatorExtensions;
+  /** Per device: requests, bytes, retransmissions, errors, outstanding (`aoe status --counters`). */
+  readonly deviceCounters = new DeviceCounterTable();
 
   /** @param params module parameters (read live) @param hooks outputs */
   constructor(readonly params: DriverParams, readonly hooks: InitiatorHooks) {
     this.devices = new DeviceTable(params.dyndevs);
+    this.extensions = new InitiatorExtensions(
+      { tags: params.tags ?? "counter", crc: params.crc ?? "crc32c" },
+      (line) => hooks.error(line),
+    );
   }
 
   /** The emulated jiffies counter. */
@@ -248,6 +264,10 @@ export class Initiator {
     }
     const shelf = frame[16] << 8 | frame[17];
     const slot = frame[18];
+    if (frame[19] === EXTENSION_COMMAND) {
+      this.extensions.receive(frame, length, link, this.devices.get(shelf, slot));
+      return;
+    }
     if (frame[14] & Flag.error) {
       // The kernel logs and drops these; the request stays outstanding and is retransmitted.
       this.counters.errorResponses++;
@@ -328,6 +348,7 @@ export class Initiator {
     if (!target.setInterface(link, payload)) {
       this.hooks.log("aoe: device setifbcnt failure; too many interfaces.");
     }
+    this.extensions.pathSeen(device, target, link);
     if (device.updatePayload()) {
       this.hooks.log(`aoe: ${device.name}: setting ${device.payload} byte data frames`);
     }
@@ -433,9 +454,11 @@ export class Initiator {
     const device = f.device;
     const request = f.request;
     const status = frame[27];
+    if (!f.probe && f.crc && this.#crcRetry(f, frame, length, link)) return;
     if (!f.probe) {
       if (status & ATA_FAILURE_MASK) {
         this.counters.ataErrors++;
+        this.deviceCounters.of(device).ataErrors++;
         this.hooks.log(
           `aoe: ata error cmd=${hex2(f.command)}h stat=${hex2(status)}h from ${device.name}`,
         );
@@ -487,6 +510,43 @@ export class Initiator {
     }
   }
 
+  /** A CRC mismatch on a frame's write data or read reply: resend it (docs/extensions.md §4). */
+  #crcRetry(f: Frame, frame: Uint8Array, length: number, link: FrameLink): boolean {
+    const isRead = f.command === AtaOp.readSectors || f.command === AtaOp.readSectorsExt;
+    const isWrite = f.command === AtaOp.writeSectors || f.command === AtaOp.writeSectorsExt;
+    const bytes = f.sectors * SECTOR_SIZE;
+    const verdict = this.extensions.verify(f.crc, frame, length, { isRead, isWrite, bytes });
+    if (verdict === "ok") return false;
+    const dc = this.deviceCounters.of(f.device);
+    if (verdict === "crc-read") dc.crcReadErrors++;
+    else if (verdict === "crc-write") dc.crcWriteErrors++;
+    else this.extensions.lost(f.device, f.target, link);
+    f.crcRetries = (f.crcRetries ?? 0) + 1;
+    this.hooks.error(
+      `${
+        (verdict === "crc-missing" ? "crc missing" : "crc mismatch").padStart(15)
+      } ${f.device.name} ${isRead ? "read" : "write"} tag=${
+        hex8(f.tag)
+      } lba=${f.lba} n=${f.sectors} ${f.crc} s=${
+        formatMac(readMac(frame, 6))
+      }@${link.name} try=${f.crcRetries}`,
+    );
+    if (f.crcRetries > MAX_CRC_RETRIES) {
+      this.extensions.counters.crcFailures++;
+      if (f.request) f.request.failed = `${f.device.name}: ${f.crc} mismatch persists`;
+      if (f.request) {
+        f.request.framesOut--;
+        this.#maybeFinish(f.device, f.request);
+      }
+      return true;
+    }
+    let list = this.#deferred.get(f.device);
+    if (!list) this.#deferred.set(f.device, list = []);
+    list.push(f);
+    this.#rexmitDeferred(f.device);
+    return true;
+  }
+
   #hasProbe(target: Target): boolean {
     for (const f of this.#frames.values()) if (f.target === target && f.probe) return true;
     return false;
@@ -531,6 +591,7 @@ export class Initiator {
 
   /** The next tag for a device: 15-bit counter and the jiffies' low 16 bits; bit 31 clear (newtag). */
   #newTag(device: AoeDevice): number {
+    if (this.params.tags !== "kernel") return this.extensions.nextTag((t) => this.#frames.has(t));
     device.lastTag = (device.lastTag + 1) & 0x7fff;
     let tag = (device.lastTag << 16 | (this.jiffies() & 0xffff)) >>> 0;
     while (this.#frames.has(tag)) tag = (tag + 1) >>> 0; // never two frames under one tag
@@ -566,10 +627,14 @@ export class Initiator {
       lba,
     });
     let length = ATA_HEADER_LENGTH;
+    f.crc = f.probe ? undefined : this.extensions.crcFor(f.target, link);
     if (isWrite && f.request?.data) {
       const bytes = f.sectors * SECTOR_SIZE;
       out.set(f.request.data.subarray(f.dataOffset, f.dataOffset + bytes), ATA_HEADER_LENGTH);
       length += bytes;
+      if (f.crc && f.command !== AtaOp.dataSetManagement) {
+        length = appendCrc(f.crc, out, ATA_HEADER_LENGTH, length);
+      }
     } else if (f.probe) {
       // Probes carry a full payload of zeros to test full-size frames (aoecmd.c probe()).
       const bytes = f.sectors * SECTOR_SIZE;
@@ -602,6 +667,9 @@ export class Initiator {
     };
     this.#frames.set(f.tag, f);
     target.nout++;
+    let out = 0;
+    for (const t of device.targets) out += t.nout;
+    this.deviceCounters.outstanding(device, out);
     return f;
   }
 
@@ -659,6 +727,7 @@ export class Initiator {
     if (problem) return Promise.reject(new RangeError(`${device.name}: ${problem}`));
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     const queued: QueuedRequest = { ...request, sent: 0, framesOut: 0, resolve, reject };
+    this.deviceCounters.submitted(device, request.kind, request.sectors);
     let queue = this.#queues.get(device);
     if (!queue) this.#queues.set(device, queue = []);
     queue.push(queued);
@@ -825,8 +894,10 @@ export class Initiator {
     const queue = this.#queues.get(device);
     const index = queue?.indexOf(request) ?? -1;
     if (index >= 0) queue!.splice(index, 1);
-    if (request.failed) request.reject(new Error(request.failed));
-    else request.resolve();
+    if (request.failed) {
+      this.deviceCounters.of(device).failed++;
+      request.reject(new Error(request.failed));
+    } else request.resolve();
     if (index === 0 && queue!.length > 0) this.service(device);
   }
 
@@ -834,6 +905,7 @@ export class Initiator {
 
   /** The 100 ms timer: retransmissions, deaths, kicks (rexmit_timer). */
   tick(): void {
+    this.extensions.tick();
     for (const device of this.devices.list()) this.#rexmitTimer(device);
     for (const link of this.links) link.flush();
   }
@@ -935,6 +1007,7 @@ export class Initiator {
       this.#frames.set(f.tag, f);
       t.nout++;
       this.counters.retransmits++;
+      this.deviceCounters.of(device).retransmits++;
       this.hooks.error(
         `${"retransmit".padStart(15)} ${device.name} oldtag=${hex8(oldTag)}@${
           hex8(this.jiffies())

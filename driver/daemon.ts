@@ -248,6 +248,7 @@ async function answer(
         ok: true,
         params: driver.params,
         counters: driver.initiator.counters,
+        extensions: driver.initiator.extensions.counters,
         devices: driver.initiator.devices.list().map((d) => ({
           name: d.name,
           state: d.state,
@@ -258,12 +259,17 @@ async function answer(
           open: d.openCount,
           rttavgUs: Math.round(d.rttavg / 256),
           rtoUs: driver.initiator.rto(d),
+          counters: {
+            ...driver.initiator.deviceCounters.of(d),
+            outstanding: d.targets.reduce((sum, t) => sum + t.nout, 0),
+          },
           targets: d.targets.map((t) => ({
             mac: t.mac.toString(16).padStart(12, "0"),
             nout: t.nout,
             maxout: t.maxout,
             nframes: t.nframes,
             taint: t.taint,
+            extensions: driver.initiator.extensions.describe(t),
             interfaces: t.interfaces.map((i) => ({
               name: i.link.name,
               payload: i.payload,

@@ -307,6 +307,7 @@ export class Driver {
     this.#running = false;
     await this.#loop;
     for (const device of this.initiator.devices.list()) this.initiator.downDevice(device);
+    this.initiator.extensions.withdrawAll();
     for (const link of this.links.values()) link.close();
     this.links.clear();
     this.#turn?.close();

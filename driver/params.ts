@@ -22,6 +22,10 @@ export interface DriverParams {
    * spoofed answers cannot grow the table without bound.
    */
   maxdevs: number;
+  /** aoe_tags (this project's): "counter" declares monotonic tags to targets, "kernel" keeps the kernel's scheme (docs/extensions.md). */
+  tags: "counter" | "kernel";
+  /** aoe_crc (this project's): the data checksum asked of targets, or "none". */
+  crc: "crc32c" | "crc8x4" | "none";
 }
 
 /** Defaults as the kernel documentation states them (aoe.rst). */
@@ -31,6 +35,8 @@ export const DEFAULT_PARAMS: Readonly<DriverParams> = {
   maxout: 128,
   dyndevs: 1,
   maxdevs: 1024,
+  tags: "counter",
+  crc: "crc32c",
 };
 
 /** Largest value of an integer parameter: the kernel's module parameters are C ints. */
@@ -90,6 +96,18 @@ export function applyParam(params: DriverParams, word: string): void {
       params.maxdevs = n;
       return;
     }
+    case "aoe_tags":
+      if (value !== "counter" && value !== "kernel") {
+        throw new Error("aoe_tags must be counter or kernel");
+      }
+      params.tags = value;
+      return;
+    case "aoe_crc":
+      if (value !== "crc32c" && value !== "crc8x4" && value !== "none") {
+        throw new Error("aoe_crc must be crc32c, crc8x4 or none");
+      }
+      params.crc = value;
+      return;
     default:
       throw new Error(`unknown parameter "${name}"`);
   }

@@ -14,6 +14,9 @@ Deno.test("params: kernel documentation defaults", () => {
     maxout: 128,
     dyndevs: 1,
     maxdevs: 1024,
+    // This project's own (docs/extensions.md): monotonic tags declared, CRC32C asked for.
+    tags: "counter",
+    crc: "crc32c",
   });
 });
 
@@ -41,7 +44,13 @@ Deno.test("params: modprobe.d options, then explicit words win; bad values are o
     maxout: 128,
     dyndevs: 0,
     maxdevs: 1024,
+    tags: "counter",
+    crc: "crc32c",
   });
+  assert.equal(resolveParams(["aoe_tags=kernel"]).tags, "kernel");
+  assert.equal(resolveParams(["aoe_crc=none"]).crc, "none");
+  assert.throws(() => resolveParams(["aoe_tags=random"]), /counter or kernel/);
+  assert.throws(() => resolveParams(["aoe_crc=md5"]), /crc32c, crc8x4 or none/);
   assert.deepEqual(splitOptions('aoe_iflist="a b" x=1'), ['aoe_iflist="a b"', "x=1"]);
   assert.throws(() => resolveParams(["aoe_maxout=0"]), /at least 1/);
   assert.throws(() => resolveParams(["aoe_dyndevs=2"]), /0 or 1/);

@@ -11,7 +11,8 @@
 
 import { parse, TomlError } from "smol-toml";
 import type { LinkKind } from "../link/mod.ts";
-import { parseMac } from "../wire/mod.ts";
+import { CRC_KINDS, type CrcKind, parseMac } from "../wire/mod.ts";
+import type { ExtensionPolicy } from "./extensions.ts";
 import { DEFAULT_BUFFER_COUNT, type ExportSpec } from "./options.ts";
 
 /** Where the service keeps state, listens and writes metrics by default. */
@@ -106,6 +107,11 @@ export const EXPORT_KEYS = [
   "masks",
   "offset",
   "length",
+  "shadow",
+  "extensions",
+  "crc",
+  "track_rx",
+  "track_write",
 ] as const;
 /** The keys of the `[service]` table. */
 export const SERVICE_KEYS = [
@@ -302,6 +308,38 @@ function checkExport(
       }
     }
   }
+  const macList = (key: string): number[] | undefined => {
+    const value = table[key];
+    if (value === undefined) return undefined;
+    if (!Array.isArray(value)) {
+      fail(key, 'must be a list of MACs, e.g. ["52:54:00:00:00:01"]');
+      return undefined;
+    }
+    const macs: number[] = [];
+    for (const item of value) {
+      const mac = typeof item === "string" ? parseMac(item) : NaN;
+      if (Number.isNaN(mac)) fail(key, `not a MAC address: ${JSON.stringify(item)}`);
+      else macs.push(mac);
+    }
+    return macs;
+  };
+  const extensions: ExtensionPolicy = {};
+  if (table.extensions !== undefined) extensions.enabled = boolean("extensions");
+  if (table.crc !== undefined) {
+    const crc = table.crc;
+    if (
+      !Array.isArray(crc) || !crc.every((kind) => CRC_KINDS.includes(kind as CrcKind))
+    ) fail("crc", `must be a list of ${CRC_KINDS.map((k) => `"${k}"`).join(", ")} (or [])`);
+    else extensions.crc = crc as CrcKind[];
+  }
+  const forceRx = macList("track_rx");
+  if (forceRx) extensions.forceRx = forceRx;
+  const forceWrite = macList("track_write");
+  if (forceWrite) extensions.forceWrite = forceWrite;
+  const shadow = table.shadow;
+  if (shadow !== undefined && (typeof shadow !== "string" || shadow === "")) {
+    fail("shadow", "must be a file name");
+  }
   const spec: ExportSpec = {
     shelf: shelf ?? 0,
     slot: slot ?? 0,
@@ -314,7 +352,9 @@ function checkExport(
     masks,
     offset: integer("offset", 0, Number.MAX_SAFE_INTEGER) ?? 0,
     length: integer("length", 1, Number.MAX_SAFE_INTEGER),
+    extensions,
   };
   if (spec.length === undefined) delete spec.length;
+  if (typeof shadow === "string" && shadow !== "") spec.shadow = shadow;
   return bad ? undefined : spec;
 }

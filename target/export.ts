@@ -41,6 +41,9 @@ import {
 } from "../wire/mod.ts";
 import { executeAta } from "./ata.ts";
 import type { BackingStore } from "./backing.ts";
+import { type ExtensionPolicy, ExtensionTable, Screen } from "./extensions.ts";
+import { type FreezeState, ShadowStore } from "./shadow.ts";
+import { ExportTraffic } from "./counters.ts";
 
 /** vblade's mask list holds 32 entries (aoe-protocol.md §6). */
 export const MAX_MASKS = 32;
@@ -82,6 +85,8 @@ export interface ExportOptions {
   interfaces?: readonly string[];
   /** Initial config string (kept across restarts by the service's state directory). */
   config?: Uint8Array;
+  /** What the AoEx extensions allow and force (docs/extensions.md). */
+  extensions?: ExtensionPolicy;
 }
 
 /** One AoE shelf.slot served by a target. */
@@ -108,6 +113,10 @@ export class Export {
     configSilent: 0,
     ataErrors: 0,
   };
+  /** Declarations, tag tracking and CRC of initiators that asked for them (docs/extensions.md). */
+  readonly extensions: ExtensionTable;
+  /** Requests by kind, bytes, errors by kind, retransmissions, outstanding (target/counters.ts). */
+  readonly traffic = new ExportTraffic();
   #config = new Uint8Array(MAX_CONFIG_LENGTH);
   #configLength = 0;
 
@@ -120,6 +129,7 @@ export class Export {
     this.interfaces = options.interfaces;
     this.masks = [...(options.masks ?? [])].slice(0, MAX_MASKS);
     if (options.config) this.#setConfig(options.config.subarray(0, MAX_CONFIG_LENGTH));
+    this.extensions = new ExtensionTable(options.extensions);
     encodeIdentify(this.identify, {
       sectors: this.store.sectors,
       model: "aoe target (Deno)",
@@ -129,6 +139,30 @@ export class Export {
       trim: this.store.canTrim,
       trimReadsZeros: this.store.canTrim,
     });
+  }
+
+  /**
+   * Freezes the image onto the shadow file (-f; docs/extensions.md §5):
+   * resolves when frozen, rejects without a shadow file.
+   */
+  freeze(): Promise<void> {
+    if (!(this.store instanceof ShadowStore)) {
+      return Promise.reject(new Error(`${this.name} has no shadow file (-f)`));
+    }
+    return this.store.freeze();
+  }
+
+  /** Unfreezes: resolves when the shadow is merged back into the image and removed. */
+  unfreeze(): Promise<void> {
+    if (!(this.store instanceof ShadowStore)) {
+      return Promise.reject(new Error(`${this.name} has no shadow file (-f)`));
+    }
+    return this.store.unfreeze();
+  }
+
+  /** normal, frozen or merging ("normal" without a shadow file). */
+  get freezeState(): FreezeState {
+    return this.store instanceof ShadowStore ? this.store.state : "normal";
   }
 
   /** The device name, e.g. "e9.0". */
@@ -171,6 +205,7 @@ export class Export {
         this.#reserve(request, length, link);
         return;
       default: {
+        if (this.extensions.handleCommand(request, length, link, this.#identity(link))) return;
         // Unrecognized command: echo the frame with E and error 1, as vblade does.
         this.counters.unknownCommand++;
         const reply = link.txSlot();
@@ -206,11 +241,26 @@ export class Export {
       link.commit(ATA_HEADER_LENGTH);
       return;
     }
+    const session = this.extensions.active
+      ? this.extensions.session(readMac(request, 6), link)
+      : undefined;
+    if (session) {
+      const verdict = this.extensions.screenAta(session, request, length, reply);
+      if (verdict === Screen.drop) return;
+      if (verdict === Screen.replied) {
+        this.counters.ataErrors++;
+        this.traffic.ata(request, reply, ATA_HEADER_LENGTH, readMac(request, 6));
+        link.commit(ATA_HEADER_LENGTH);
+        return;
+      }
+    }
     if (command === AtaOp.writeSectors || command === AtaOp.writeSectorsExt) this.counters.writes++;
     else if (command === AtaOp.readSectors || command === AtaOp.readSectorsExt) {
       this.counters.reads++;
     }
-    const n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
+    let n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
+    if (session) n = this.extensions.finishAta(session, request, reply, n);
+    this.traffic.ata(request, reply, n, readMac(request, 6));
     if (reply[27] & 0x01 || reply[14] & Flag.error) this.counters.ataErrors++;
     link.commit(n);
   }

@@ -5,7 +5,7 @@
  */
 
 import { type FrameLink, type LinkKind, openLink } from "../link/mod.ts";
-import { FileStore } from "./backing.ts";
+import { openExportStore } from "./open_store.ts";
 import { Export } from "./export.ts";
 import type { ExportSpec } from "./options.ts";
 import { TargetServer } from "./server.ts";
@@ -22,6 +22,10 @@ export {
   UsageError,
 } from "./options.ts";
 export { executeAta } from "./ata.ts";
+export { type FreezeState, ShadowStore } from "./shadow.ts";
+export { openExportStore } from "./open_store.ts";
+export { type ExtensionPolicy, ExtensionTable } from "./extensions.ts";
+export { SignalSequence } from "./signals.ts";
 
 /** A running target: its server, and how to stop it. */
 export interface RunningTarget {
@@ -42,13 +46,7 @@ export function startTarget(
   const links = new Map<string, FrameLink>();
   try {
     for (const spec of specs) {
-      const store = new FileStore(spec.file, {
-        readOnly: spec.readOnly,
-        direct: spec.direct,
-        sync: spec.sync,
-        offsetSectors: spec.offset,
-        lengthSectors: spec.length,
-      });
+      const store = openExportStore(spec);
       exports.push(
         new Export({
           shelf: spec.shelf,
@@ -57,6 +55,7 @@ export function startTarget(
           bufferCount: spec.bufferCount,
           masks: spec.masks,
           interfaces: spec.interfaces,
+          extensions: spec.extensions,
         }),
       );
       for (const name of spec.interfaces) {

@@ -6,7 +6,8 @@
  */
 
 import type { LinkKind } from "../link/mod.ts";
-import { parseMac } from "../wire/mod.ts";
+import { type CrcKind, parseMac } from "../wire/mod.ts";
+import type { ExtensionPolicy } from "./extensions.ts";
 
 /** One export as given on the command line. */
 export interface ExportSpec {
@@ -28,6 +29,10 @@ export interface ExportSpec {
   offset: number;
   /** -l, sectors */
   length?: number;
+  /** -f: AoEde's shadow file, where writes go while the export is frozen. */
+  shadow?: string;
+  /** --no-extensions, --crc, --track-rx, --track-write (docs/extensions.md). */
+  extensions: ExtensionPolicy;
 }
 
 /** The whole `aoe target` invocation. */
@@ -56,7 +61,7 @@ export const DEFAULT_BUFFER_COUNT = 64;
 
 /** The usage line, vblade's with this program's additions. */
 export const TARGET_USAGE =
-  "usage: aoe target [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] shelf slot netif [netif...] filename [--and ...]";
+  "usage: aoe target [-b bufcnt] [-o offset] [-l length] [-d] [-s] [-r] [-m mac[,mac...]] [-f shadow] shelf slot netif [netif...] filename [--and ...]";
 
 /** The --help text. */
 export const TARGET_HELP = `${TARGET_USAGE}
@@ -73,6 +78,16 @@ Exports a file or block device as AoE shelf.slot on one or more interfaces
   -m macs     allow only these initiator MACs (comma separated, colons optional)
   -o offset   skip this many 512-byte sectors at the start of the file
   -l length   export only this many sectors
+  -f shadow   shadow file for freeze (AoEde): SIGUSR1 SIGUSR2 freezes, SIGUSR1
+              SIGUSR1 SIGUSR2 unfreezes (a lone SIGUSR1 still logs the counters)
+  --crc K     checksums granted to initiators that ask (docs/extensions.md):
+              crc32c,crc8x4 (default), one of them, or none
+  --track-rx M    track the tags of these initiator MACs (drop duplicates)
+                  without a declaration, as AoEde's option; only for
+                  initiators whose tags are a monotonic counter
+  --track-write M also refuse writes older than one applied to the same sectors
+                  (implies --track-rx; corrupts data with other initiators)
+  --no-extensions answer the extension command as vblade does (unrecognized)
   --and ...   another export served by the same process (its own options and positionals)
   --stats F   write JSON counters to F every second and at exit (SIGUSR1 logs them too)
   --link K    frame I/O: ring (TPACKET_V2 mmap rings), packet (AF_PACKET with
@@ -94,6 +109,24 @@ function parseInteger(text: string, what: string): number {
   return value;
 }
 
+function parseMacList(text: string, what: string): number[] {
+  return text.split(",").map((item) => {
+    const mac = parseMac(item);
+    if (Number.isNaN(mac)) throw new UsageError(`${what}: not a MAC address: ${item}`);
+    return mac;
+  });
+}
+
+function parseCrcList(text: string): CrcKind[] {
+  if (text === "none") return [];
+  return text.split(",").map((item) => {
+    if (item !== "crc32c" && item !== "crc8x4") {
+      throw new UsageError(`--crc: expected crc32c, crc8x4 or none, not ${item}`);
+    }
+    return item;
+  });
+}
+
 function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
   const spec: Partial<ExportSpec> = {
     bufferCount: DEFAULT_BUFFER_COUNT,
@@ -102,6 +135,7 @@ function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
     readOnly: false,
     masks: [],
     offset: 0,
+    extensions: {},
   };
   const positionals: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -117,13 +151,17 @@ function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
     if (arg === "--help" || arg === "-h") command.help = true;
     else if (arg === "--daemon") command.daemon = true;
     else if (arg === "--stats") command.statsFile = value();
+    else if (arg === "--no-extensions") spec.extensions!.enabled = false;
+    else if (arg === "--crc") spec.extensions!.crc = parseCrcList(value());
+    else if (arg === "--track-rx") spec.extensions!.forceRx = parseMacList(value(), arg);
+    else if (arg === "--track-write") spec.extensions!.forceWrite = parseMacList(value(), arg);
     else if (arg === "--link") {
       const kind = value();
       if (kind !== "packet" && kind !== "pcap" && kind !== "ring") {
         throw new UsageError(`--link must be ring, packet or pcap, not ${kind}`);
       }
       command.link = kind;
-    } else if (/^-[bdsrmol]/.test(arg)) {
+    } else if (/^-[bdsrmolf]/.test(arg)) {
       // Clustered short options, as getopt allows: -rs, -b16, -m mac.
       for (let j = 1; j < arg.length; j++) {
         const letter = arg[j];
@@ -132,18 +170,13 @@ function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
         if (letter === "d") spec.direct = true;
         else if (letter === "s") spec.sync = true;
         else if (letter === "r") spec.readOnly = true;
-        else if ("bmol".includes(letter)) {
+        else if ("bmolf".includes(letter)) {
           const text = optionValue();
+          if (letter === "f") spec.shadow = text;
           if (letter === "b") spec.bufferCount = parseInteger(text, "-b");
           if (letter === "o") spec.offset = parseInteger(text, "-o");
           if (letter === "l") spec.length = parseInteger(text, "-l");
-          if (letter === "m") {
-            for (const item of text.split(",")) {
-              const mac = parseMac(item);
-              if (Number.isNaN(mac)) throw new UsageError(`-m: not a MAC address: ${item}`);
-              spec.masks!.push(mac);
-            }
-          }
+          if (letter === "m") spec.masks!.push(...parseMacList(text, "-m"));
           break;
         } else throw new UsageError(`unknown option -${letter}`);
       }

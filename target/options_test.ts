@@ -82,3 +82,39 @@ Deno.test("options: mistakes are UsageErrors with one-line messages", () => {
   }
   assert.equal(parseTargetArgs(["--help"]).help, true);
 });
+
+Deno.test("options: AoEde's -f shadow and the extension options, per export", () => {
+  const c = parseTargetArgs([
+    "-f",
+    "/var/shadow.img",
+    "--crc",
+    "crc8x4",
+    "--track-write",
+    "52:54:00:00:00:01",
+    "9",
+    "0",
+    "eth0",
+    "a.img",
+    "--and",
+    "--no-extensions",
+    "--track-rx",
+    "525400000002,525400000003",
+    "9",
+    "1",
+    "eth0",
+    "b.img",
+  ]);
+  assert.equal(c.exports[0].shadow, "/var/shadow.img");
+  assert.deepEqual(c.exports[0].extensions, { crc: ["crc8x4"], forceWrite: [0x525400000001] });
+  assert.equal(c.exports[1].shadow, undefined);
+  assert.deepEqual(c.exports[1].extensions, {
+    enabled: false,
+    forceRx: [0x525400000002, 0x525400000003],
+  });
+  assert.deepEqual(parseTargetArgs(["--crc", "none", "1", "0", "e", "f"]).exports[0].extensions, {
+    crc: [],
+  });
+  assert.throws(() => parseTargetArgs(["--crc", "md5", "1", "0", "e", "f"]), /--crc: expected/);
+  assert.throws(() => parseTargetArgs(["--track-rx", "zz", "1", "0", "e", "f"]), /not a MAC/);
+  assert.throws(() => parseTargetArgs(["-f"]), UsageError);
+});

@@ -25,6 +25,16 @@ export interface DispatchCounters {
   notForUs: number;
 }
 
+/** Dispatch counters of one interface, and the largest batch it received. */
+export interface InterfaceCounters {
+  malformed: number;
+  responses: number;
+  badVersion: number;
+  notForUs: number;
+  /** Most frames one receive brought: the peak of requests outstanding on this interface. */
+  peakBatch: number;
+}
+
 /** Serves a set of exports on a set of links. */
 export class TargetServer {
   readonly counters: DispatchCounters = {
@@ -34,6 +44,9 @@ export class TargetServer {
     badVersion: 0,
     notForUs: 0,
   };
+  /** Per interface (ggaoed's view): frames dropped by reason, peak batch. */
+  readonly interfaceCounters = new Map<FrameLink, InterfaceCounters>();
+  #batch = 0;
   /** Replies sent per group while a received batch is processed. */
   flushEvery = 8;
   #running = false;
@@ -54,16 +67,20 @@ export class TargetServer {
   /** Handles one received frame. */
   dispatch(frame: Uint8Array, length: number, link: FrameLink): void {
     this.counters.received++;
+    const perLink = this.#interface(link);
     if (length < HEADER_LENGTH || (frame[12] << 8 | frame[13]) !== AOE_ETHERTYPE) {
       this.counters.malformed++;
+      perLink.malformed++;
       return;
     }
     if (frame[14] & Flag.response) {
       this.counters.responses++;
+      perLink.responses++;
       return;
     }
     if (frame[14] >> 4 !== AOE_VERSION) {
       this.counters.badVersion++;
+      perLink.badVersion++;
       return;
     }
     const shelf = frame[16] << 8 | frame[17];
@@ -71,10 +88,23 @@ export class TargetServer {
     let answered = false;
     for (const device of this.exports) {
       if (!device.matches(shelf, slot) || !device.servesOn(link.name)) continue;
+      device.traffic.arrived(this.#batch);
       device.handle(frame, length, link);
       answered = true;
     }
-    if (!answered) this.counters.notForUs++;
+    if (!answered) {
+      this.counters.notForUs++;
+      perLink.notForUs++;
+    }
+  }
+
+  #interface(link: FrameLink): InterfaceCounters {
+    let c = this.interfaceCounters.get(link);
+    if (!c) {
+      c = { malformed: 0, responses: 0, badVersion: 0, notForUs: 0, peakBatch: 0 };
+      this.interfaceCounters.set(link, c);
+    }
+    return c;
   }
 
   /**
@@ -86,6 +116,11 @@ export class TargetServer {
     const block = this.links.length === 1;
     for (const link of this.links) {
       const n = link.receive(block);
+      this.#batch++;
+      if (n > 0) {
+        const perLink = this.#interface(link);
+        if (n > perLink.peakBatch) perLink.peakBatch = n;
+      }
       for (let i = 0; i < n; i++) {
         this.dispatch(link.rx[i], link.rxLength[i], link);
         // Send replies in small groups: the initiator gets work back while the rest of the
@@ -93,6 +128,7 @@ export class TargetServer {
         if ((i + 1) % this.flushEvery === 0) link.flush();
       }
       link.flush();
+      if (n > 0) { for (const device of this.exports) device.traffic.batchDone(); }
       total += n;
     }
     return total;
@@ -141,8 +177,18 @@ export class TargetServer {
     return {
       dispatch: { ...this.counters },
       links: Object.fromEntries(this.links.map((link) => [link.name, { ...link.counters }])),
+      interfaces: Object.fromEntries(
+        this.links.map((link) => [link.name, { ...this.#interface(link) }]),
+      ),
       exports: Object.fromEntries(
-        this.exports.map((device) => [device.name, { ...device.counters }]),
+        this.exports.map((
+          device,
+        ) => [device.name, {
+          ...device.counters,
+          freeze: device.freezeState,
+          traffic: structuredClone(device.traffic.counters),
+          extensions: device.extensions.stats(),
+        }]),
       ),
     };
   }

@@ -12,6 +12,7 @@
 
 import { type FrameLink, type LinkKind, openLink } from "../link/mod.ts";
 import { FileStore } from "./backing.ts";
+import { openExportStore } from "./open_store.ts";
 import type { ServiceConfig } from "./config_file.ts";
 import { Export } from "./export.ts";
 import type { ExportSpec } from "./options.ts";
@@ -52,13 +53,6 @@ export interface TargetServiceOptions {
 interface Entry {
   spec: ExportSpec;
   device: Export;
-}
-
-/** An export's freeze interface, when the export has one (issue 11). */
-interface Freezable {
-  freeze(): unknown;
-  unfreeze(): unknown;
-  frozen?: boolean;
 }
 
 /** Serves the exports of a config file; reloads, resizes and keeps state. */
@@ -117,13 +111,7 @@ export class TargetService {
     try {
       for (const spec of specs) {
         const name = `e${spec.shelf}.${spec.slot}`;
-        const store = new FileStore(spec.file, {
-          readOnly: spec.readOnly,
-          direct: spec.direct,
-          sync: spec.sync,
-          offsetSectors: spec.offset,
-          lengthSectors: spec.length,
-        });
+        const store = openExportStore(spec);
         const { config, masks, reservations } = this.#initialState(name, spec, carried.get(name));
         const device = new Export({
           shelf: spec.shelf,
@@ -133,6 +121,7 @@ export class TargetService {
           masks,
           interfaces: spec.interfaces,
           config,
+          extensions: spec.extensions,
         });
         device.reservations = reservations;
         entries.push({ spec, device });
@@ -285,13 +274,14 @@ export class TargetService {
     return { before, after: this.#entries.get(name)!.device.store.sectors };
   }
 
-  /** Calls the export's freeze or unfreeze (issue 11); throws "not supported" without one. */
-  freeze(name: string, freeze: boolean): void {
-    const device = this.#entries.get(name)?.device as unknown as Partial<Freezable> | undefined;
+  /**
+   * Freezes an export onto its shadow file, or unfreezes it; resolves when the
+   * freeze is in place or the merge is complete (docs/extensions.md §5).
+   */
+  async freeze(name: string, freeze: boolean): Promise<void> {
+    const device = this.#entries.get(name)?.device;
     if (!device) throw new Error(`no export ${name}`);
-    const call = freeze ? device.freeze : device.unfreeze;
-    if (typeof call !== "function") throw new Error("not supported by this target");
-    call.call(device);
+    await (freeze ? device.freeze() : device.unfreeze());
   }
 
   /** Every export with its state. */
@@ -302,7 +292,7 @@ export class TargetService {
       interfaces: spec.interfaces,
       sectors: device.store.sectors,
       readOnly: device.store.readOnly,
-      state: (device as unknown as Partial<Freezable>).frozen ? "frozen" : "serving",
+      state: device.freezeState === "normal" ? "serving" : device.freezeState,
       config: new TextDecoder().decode(device.config),
       masks: device.masks.length,
     }));

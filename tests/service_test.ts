@@ -491,7 +491,8 @@ Deno.test(
       assert.equal(root.code, 0);
       assert.match(root.stdout, /^e4\.0 +serving/m);
       const freeze = await ctl(dir, "freeze", "e4.0");
-      assert.ok(freeze.code === 0 || /not supported/.test(freeze.stderr), freeze.stderr);
+      assert.equal(freeze.code, 1);
+      assert.match(freeze.stderr, /e4\.0 has no shadow file/);
       const bad = await ctl(dir, "resize", "e9.9");
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /no export e9\.9/);
@@ -668,6 +669,49 @@ Deno.test(
       const stop = await daemons[0].stop();
       assert.equal(stop.code, 0, daemons[0].stderr);
       assert.doesNotMatch(daemons[0].stderr, /went away/);
+    });
+  },
+);
+
+Deno.test(
+  "service: target-ctl freeze waits until writes go to the shadow; unfreeze waits for the merge",
+  opts,
+  async () => {
+    await withNet({}, async (net, dir, daemons) => {
+      writePatternFile(`${dir}/a.img`, 64);
+      const config = `${dir}/targets.conf`;
+      Deno.writeTextFileSync(
+        config,
+        configText(dir, [{
+          shelf: 4,
+          slot: 1,
+          file: `${dir}/a.img`,
+          extra: [`shadow = "${dir}/a.shadow"`],
+        }]),
+      );
+      daemons.push(await startService(net, config, 1));
+      const client = clientIn(net, 1, "i0");
+      const freeze = await ctl(dir, "freeze", "e4.1");
+      assert.equal(freeze.code, 0, freeze.stderr);
+      assert.match((await ctl(dir, "list")).stdout, /^e4\.1 +frozen/m);
+      const data = new Uint8Array(1024).fill(0x5a);
+      const write = await client.ata(4, 1, {
+        command: AtaOp.writeSectorsExt,
+        lba: 3,
+        count: 2,
+        data,
+      });
+      assert.ok(write && (write[14] & 0x04) === 0, "write answered");
+      // The image is unchanged while frozen; the shadow holds the write.
+      const image = Deno.readFileSync(`${dir}/a.img`);
+      assert.deepEqual(image.subarray(3 * 512, 5 * 512), patternSectors(3, 2));
+      assert.ok(Deno.statSync(`${dir}/a.shadow`).isFile);
+      const unfreeze = await ctl(dir, "unfreeze", "e4.1");
+      assert.equal(unfreeze.code, 0, unfreeze.stderr);
+      // Merged by the time the command returns, and the shadow removed.
+      assert.deepEqual(Deno.readFileSync(`${dir}/a.img`).subarray(3 * 512, 5 * 512), data);
+      assert.throws(() => Deno.statSync(`${dir}/a.shadow`), Deno.errors.NotFound);
+      assert.match((await ctl(dir, "list")).stdout, /^e4\.1 +serving/m);
     });
   },
 );

@@ -109,6 +109,64 @@ for (const mtu of [1500, 9000]) {
 }
 
 Deno.test(
+  "kernel aoe driver against aoe target with every extension on (docs/extensions.md): it declares nothing, nothing changes; frozen while it writes, merged while it makes a file system",
+  opts,
+  async () => {
+    const dir = tempDir();
+    try {
+      const disk = `${dir.path}/disk.img`;
+      const shadow = `${dir.path}/shadow.img`;
+      const want = await image(disk, 64 << 20);
+      const target = aoeCommand(
+        "target",
+        "-f",
+        shadow,
+        "--crc",
+        "crc32c,crc8x4",
+        "9",
+        "0",
+        "aoevm1",
+        disk,
+      )
+        .join(" ");
+      const hostLog = `${dir.path}/out/host-0.log`;
+      const guestLog = `${dir.path}/out/guest.log`;
+      // Freeze once the target runs (AoEde's signals, a moment apart); unfreeze after the guest's first write.
+      const host =
+        `${target} & p=$!; until grep -q "^pid .*e9.0" ${hostLog}; do sleep 0.1; done; ` +
+        `kill -USR1 $p; sleep 0.3; kill -USR2 $p; ` +
+        `until grep -q "^RESULT write ok" ${guestLog} 2>/dev/null; do sleep 0.2; done; ` +
+        `kill -USR1 $p; sleep 0.3; kill -USR1 $p; sleep 0.3; kill -USR2 $p; wait $p`;
+      const log = await bootGuest(`${dir.path}/out`, guestScript("aoe_kernel_initiator.sh"), host);
+      const attr = (name: string) => log.match(new RegExp(`^ATTR ${name}=(.*)$`, "m"))?.[1];
+      assert.equal(attr("state"), "up");
+      assert.equal(attr("payload"), "1024");
+      assert.equal(log.match(/^MD5 (\w+)$/m)?.[1], want, "the guest read the host file's bytes");
+      assert.match(log, /^RESULT write ok$/m);
+      assert.match(log, /^RESULT fs ok$/m);
+      const targetLog = Deno.readTextFileSync(hostLog);
+      assert.match(targetLog, /e9\.0: frozen/, targetLog);
+      assert.match(targetLog, /e9\.0: merged and unfrozen/, targetLog);
+      assert.doesNotMatch(targetLog, /declares/, "the kernel declares nothing");
+      assert.throws(
+        () => Deno.statSync(shadow),
+        /No such file/,
+        "the shadow is merged and removed",
+      );
+      const bytes = Deno.readFileSync(disk);
+      assert.equal(
+        new TextDecoder().decode(bytes.subarray(bytes.length - 512, bytes.length - 485)),
+        "written by the guest kernel",
+        "the write made while frozen reached the image",
+      );
+      await assertHooray(disk);
+    } finally {
+      dir.remove();
+    }
+  },
+);
+
+Deno.test(
   "kernel aoe driver: e9.0 and e10.1 from one aoe target on two ports, target restarted while the guest reads; the data stays right",
   opts,
   async () => {

@@ -14,3 +14,5 @@ export * from "./config.ts";
 export * from "./mask.ts";
 export * from "./reserve.ts";
 export * from "./identify.ts";
+export * from "./crc.ts";
+export * from "./extension.ts";

@@ -1,0 +1,365 @@
+/**
+ * The target's side of the AoEx extensions (docs/extensions.md): the
+ * declarations initiators make with the vendor command 0xF0, kept per
+ * initiator MAC and receiving interface (a path), with a lease; RX and WRITE
+ * tag tracking for initiators that declared monotonic tags (or that the
+ * command line names); CRC checks on write data and CRCs on read replies.
+ * An initiator that declared nothing is never tracked and never gets a CRC.
+ *
+ * @module
+ */
+
+import type { FrameLink } from "../link/types.ts";
+import {
+  ALL_CAPABILITIES,
+  AoeError,
+  appendCrc,
+  ATA_HEADER_LENGTH,
+  AtaOp,
+  AtaStatus,
+  Capability,
+  checkCrc,
+  CRC_LENGTH,
+  type CrcKind,
+  decodeExtension,
+  effectiveLba,
+  encodeExtension,
+  EXTENSION_LENGTH,
+  ExtensionOp,
+  formatMac,
+  HEADER_LENGTH,
+  isExtensionFrame,
+  makeResponseHeader,
+  readLba,
+  readMac,
+  readTag,
+  SECTOR_SIZE,
+  setAoeError,
+} from "../wire/mod.ts";
+import { RxTagTracker, WriteTagTracker } from "./tag_tracking.ts";
+
+/** Seconds a declaration holds unless renewed; the initiator renews it well before. */
+export const LEASE_SECONDS = 60;
+/** ATA error register bit ICRC: interface CRC error (ATA8-ACS), sent with ABRT. */
+export const ATA_ERROR_ICRC = 0x80;
+
+/** What the command line allows and forces. */
+export interface ExtensionPolicy {
+  /** Answer the extension command at all (false: "unrecognized command", as vblade). Default true. */
+  enabled?: boolean;
+  /** CRC kinds granted, preferred first (default CRC32C then CRC8x4). */
+  crc?: readonly CrcKind[];
+  /** Grant WRITE tag tracking when asked (default true). */
+  writeOrder?: boolean;
+  /** Initiator MACs whose tags are tracked (RX) without a declaration, as AoEde's option. */
+  forceRx?: readonly number[];
+  /** Initiator MACs whose writes are tag-ordered (WRITE) without a declaration. */
+  forceWrite?: readonly number[];
+}
+
+/** Counters of one initiator path, and summed per export. */
+export interface ExtensionCounters {
+  declarations: number;
+  /** Requests dropped because their tag was already answered (RX tracking). */
+  duplicatesDropped: number;
+  /** Writes not applied because a newer write reached the same sectors (WRITE tracking). */
+  staleWritesRefused: number;
+  /** Writes whose data did not match their CRC: not applied, answered with ICRC. */
+  crcWriteErrors: number;
+  /** Read replies sent with a CRC. */
+  crcReads: number;
+  /** Writes checked and applied. */
+  crcWrites: number;
+}
+
+function zeroCounters(): ExtensionCounters {
+  return {
+    declarations: 0,
+    duplicatesDropped: 0,
+    staleWritesRefused: 0,
+    crcWriteErrors: 0,
+    crcReads: 0,
+    crcWrites: 0,
+  };
+}
+
+/** One initiator path's declaration and tracking state. */
+export class Session {
+  readonly rx = new RxTagTracker();
+  readonly writes = new WriteTagTracker();
+  readonly counters = zeroCounters();
+  capabilities = 0;
+  id = 0;
+  /** performance.now() after which an unrenewed declaration lapses; Infinity when forced. */
+  expires = 0;
+  crc: CrcKind | undefined;
+  /** Declared or forced. */
+  trackRx = false;
+  trackWrite = false;
+
+  /** @param mac the initiator's MAC @param link the interface it reaches us on */
+  constructor(readonly mac: number, readonly link: FrameLink) {}
+}
+
+/** What {@link ExtensionTable.screenAta} decided. */
+export const Screen = { pass: 0, drop: 1, replied: 2 } as const;
+
+/** The extension state of one export. */
+export class ExtensionTable {
+  /** Per export: the sums over every session, past ones included. */
+  readonly counters = zeroCounters();
+  readonly policy: Required<ExtensionPolicy>;
+  #byLink = new Map<FrameLink, Map<number, Session>>();
+  #count = 0;
+  #forced: Set<number>;
+  #logged = 0;
+  #logWindow = 0;
+
+  /** @param policy options @param log where diagnostics go (the target's log) */
+  constructor(
+    policy: ExtensionPolicy = {},
+    readonly log: (line: string) => void = (line) => console.error(`aoe target: ${line}`),
+  ) {
+    this.policy = {
+      enabled: policy.enabled ?? true,
+      crc: policy.crc ?? ["crc32c", "crc8x4"],
+      writeOrder: policy.writeOrder ?? true,
+      forceRx: policy.forceRx ?? [],
+      forceWrite: policy.forceWrite ?? [],
+    };
+    this.#forced = new Set([...this.policy.forceRx, ...this.policy.forceWrite]);
+  }
+
+  /** Whether any session may exist: the fast path skips everything when not. */
+  get active(): boolean {
+    return this.#count > 0 || this.#forced.size > 0;
+  }
+
+  /** The live session of `mac` on `link`, creating a forced one; undefined if none. */
+  session(mac: number, link: FrameLink): Session | undefined {
+    let s = this.#byLink.get(link)?.get(mac);
+    if (s && s.expires < performance.now()) {
+      this.#remove(s);
+      s = undefined;
+    }
+    if (!s && this.#forced.has(mac)) {
+      s = this.#add(mac, link);
+      s.expires = Infinity;
+      s.trackRx = this.policy.forceRx.includes(mac) || this.policy.forceWrite.includes(mac);
+      s.trackWrite = this.policy.forceWrite.includes(mac);
+    }
+    return s;
+  }
+
+  /** Every session, for the counters. */
+  sessions(): Session[] {
+    const all: Session[] = [];
+    for (const map of this.#byLink.values()) all.push(...map.values());
+    return all;
+  }
+
+  #add(mac: number, link: FrameLink): Session {
+    let map = this.#byLink.get(link);
+    if (!map) this.#byLink.set(link, map = new Map());
+    const s = new Session(mac, link);
+    map.set(mac, s);
+    this.#count++;
+    return s;
+  }
+
+  #remove(s: Session): void {
+    if (this.#byLink.get(s.link)?.delete(s.mac)) this.#count--;
+  }
+
+  /**
+   * Handles the extension command; false if the frame is not ours (no magic,
+   * or extensions disabled) so the caller answers "unrecognized command".
+   */
+  handleCommand(
+    request: Uint8Array,
+    length: number,
+    link: FrameLink,
+    identity: { mac: number; shelf: number; slot: number },
+  ): boolean {
+    if (!this.policy.enabled || !isExtensionFrame(request, length)) return false;
+    const arg = decodeExtension(request, length);
+    const mac = readMac(request, 6);
+    const reply = link.txSlot();
+    reply.set(request.subarray(0, HEADER_LENGTH));
+    makeResponseHeader(reply, identity);
+    const supported = this.#supported();
+    let granted = 0;
+    let lease = 0;
+    if (arg.op === ExtensionOp.declare && arg.session !== 0) {
+      granted = this.#grant(arg.capabilities);
+      let s = this.#byLink.get(link)?.get(mac);
+      if (!s) s = this.#add(mac, link);
+      if (s.id !== arg.session || s.capabilities !== granted) {
+        // A new session (initiator restarted, or other capabilities): forget the tag history.
+        s.rx.reset();
+        s.writes.reset();
+        s.counters.declarations++;
+        this.counters.declarations++;
+        this.log(`${formatMac(mac)}@${link.name} declares ${describe(granted)}`);
+      }
+      s.id = arg.session;
+      s.capabilities = granted;
+      s.expires = performance.now() + LEASE_SECONDS * 1000;
+      s.trackRx = (granted & Capability.monotonicTags) !== 0;
+      s.trackWrite = (granted & Capability.writeOrder) !== 0;
+      s.crc = granted & Capability.crc32c
+        ? "crc32c"
+        : granted & Capability.crc8x4
+        ? "crc8x4"
+        : undefined;
+      if (this.#forced.has(mac)) {
+        s.trackRx ||= this.policy.forceRx.includes(mac) || this.policy.forceWrite.includes(mac);
+        s.trackWrite ||= this.policy.forceWrite.includes(mac);
+      }
+      lease = LEASE_SECONDS;
+    } else if (arg.op === ExtensionOp.query) {
+      const s = this.session(mac, link);
+      granted = s?.capabilities ?? 0;
+    } else if (arg.op === ExtensionOp.withdraw) {
+      const s = this.#byLink.get(link)?.get(mac);
+      if (s && s.id === arg.session) {
+        this.#remove(s);
+        this.log(`${formatMac(mac)}@${link.name} withdraws its declaration`);
+      }
+    } else {
+      setAoeError(reply, AoeError.badArgument);
+    }
+    encodeExtension(reply, {
+      op: arg.op,
+      leaseSeconds: lease,
+      session: arg.session,
+      capabilities: granted,
+      supported,
+    });
+    link.commit(EXTENSION_LENGTH);
+    return true;
+  }
+
+  #supported(): number {
+    let bits = Capability.monotonicTags;
+    if (this.policy.writeOrder) bits |= Capability.writeOrder;
+    if (this.policy.crc.includes("crc32c")) bits |= Capability.crc32c;
+    if (this.policy.crc.includes("crc8x4")) bits |= Capability.crc8x4;
+    return bits;
+  }
+
+  #grant(asked: number): number {
+    let bits = asked & ALL_CAPABILITIES & this.#supported();
+    if (!(bits & Capability.monotonicTags)) bits &= ~Capability.writeOrder;
+    // One checksum per path: the first of the policy's order that was asked for.
+    const crcBits = bits & (Capability.crc32c | Capability.crc8x4);
+    bits &= ~(Capability.crc32c | Capability.crc8x4);
+    for (const kind of this.policy.crc) {
+      const bit = kind === "crc32c" ? Capability.crc32c : Capability.crc8x4;
+      if (crcBits & bit) {
+        bits |= bit;
+        break;
+      }
+    }
+    return bits;
+  }
+
+  /**
+   * Screens an ATA request of a session before it is executed: RX and WRITE
+   * tag tracking, and the write CRC. On a CRC mismatch the reply (already
+   * holding the response header) is filled with ATA ERR and ICRC|ABRT and
+   * committed. Returns a {@link Screen} value.
+   */
+  screenAta(s: Session, request: Uint8Array, length: number, reply: Uint8Array): number {
+    const tag = readTag(request);
+    if (s.trackRx && !s.rx.admit(tag)) {
+      s.counters.duplicatesDropped++;
+      this.counters.duplicatesDropped++;
+      return Screen.drop;
+    }
+    const command = request[27];
+    const isWrite = command === AtaOp.writeSectors || command === AtaOp.writeSectorsExt;
+    if (!isWrite) return Screen.pass;
+    const count = request[26];
+    if (s.crc && count > 0) {
+      const end = ATA_HEADER_LENGTH + count * SECTOR_SIZE;
+      if (!checkCrc(s.crc, request, { start: ATA_HEADER_LENGTH, end, length })) {
+        s.counters.crcWriteErrors++;
+        this.counters.crcWriteErrors++;
+        const lba = effectiveLba({ aflags: request[24], lba: readLba(request) });
+        this.#rateLimitedLog(
+          `${s.crc} mismatch in write of ${count} sectors at ${lba} tag ${tag.toString(16)} from ${
+            formatMac(s.mac)
+          }@${s.link.name}: not applied`,
+        );
+        reply[25] = ATA_ERROR_ICRC | 0x04;
+        reply[26] = count;
+        reply[27] = AtaStatus.ready | AtaStatus.error;
+        return Screen.replied;
+      }
+      s.counters.crcWrites++;
+      this.counters.crcWrites++;
+    }
+    if (s.trackWrite && count > 0) {
+      const lba = effectiveLba({ aflags: request[24], lba: readLba(request) });
+      if (!s.writes.admit(tag, lba, count)) {
+        s.counters.staleWritesRefused++;
+        this.counters.staleWritesRefused++;
+        return Screen.drop;
+      }
+    }
+    return Screen.pass;
+  }
+
+  /** Appends the session's CRC to a good read reply of `n` bytes; returns the new length. */
+  finishAta(s: Session, request: Uint8Array, reply: Uint8Array, n: number): number {
+    if (!s.crc) return n;
+    const command = request[27];
+    if (command !== AtaOp.readSectors && command !== AtaOp.readSectorsExt) return n;
+    if (reply[27] & AtaStatus.error || n !== ATA_HEADER_LENGTH + request[26] * SECTOR_SIZE) {
+      return n;
+    }
+    if (n + CRC_LENGTH > reply.length) return n;
+    s.counters.crcReads++;
+    this.counters.crcReads++;
+    return appendCrc(s.crc, reply, ATA_HEADER_LENGTH, n);
+  }
+
+  #rateLimitedLog(line: string): void {
+    const second = Math.floor(performance.now() / 1000);
+    if (second !== this.#logWindow) {
+      this.#logWindow = second;
+      this.#logged = 0;
+    }
+    if (this.#logged++ < 10) this.log(line);
+  }
+
+  /** Counters per export and per initiator path, for stats(). */
+  stats(): Record<string, unknown> {
+    return {
+      ...this.counters,
+      initiators: Object.fromEntries(
+        this.sessions().map((s) => [
+          `${formatMac(s.mac)}@${s.link.name}`,
+          {
+            capabilities: describe(s.capabilities),
+            trackRx: s.trackRx,
+            trackWrite: s.trackWrite,
+            crc: s.crc ?? "none",
+            ...s.counters,
+          },
+        ]),
+      ),
+    };
+  }
+}
+
+/** The capability bits as words, e.g. "tags+write-order+crc32c". */
+export function describe(bits: number): string {
+  const words: string[] = [];
+  if (bits & Capability.monotonicTags) words.push("tags");
+  if (bits & Capability.writeOrder) words.push("write-order");
+  if (bits & Capability.crc8x4) words.push("crc8x4");
+  if (bits & Capability.crc32c) words.push("crc32c");
+  return words.length > 0 ? words.join("+") : "nothing";
+}
