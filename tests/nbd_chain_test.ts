@@ -10,9 +10,10 @@ import { sparseFile, startTarget, withNet } from "./helpers/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
-async function run(argv: string[], stdin?: string) {
+async function run(argv: string[], stdin?: string, cwd?: string) {
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
+    cwd,
     stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -112,7 +113,8 @@ Deno.test(
             uri("e9.0")
           }\nrw=randwrite\nbs=4k\nsize=8m\niodepth=16\nverify=crc32c\ndo_verify=1\n`,
         );
-        const fio = await run(["fio", "--output-format=json", `${dir}/fio.job`]);
+        // fio writes its verify state file into the working directory: keep it in the test's own.
+        const fio = await run(["fio", "--output-format=json", `${dir}/fio.job`], undefined, dir);
         assert.equal(fio.code, 0, fio.stderr);
         const job = JSON.parse(fio.stdout.slice(fio.stdout.indexOf("{"))).jobs[0];
         assert.equal(job.error, 0);
