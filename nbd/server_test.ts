@@ -9,11 +9,17 @@ import {
   Reply,
   TransmissionFlag,
 } from "./protocol.ts";
-import { exportFlags, HANDSHAKE_TIMEOUT_MS, type NbdExport, NbdServer } from "./server.ts";
+import { exportFlags, type NbdExport } from "./export.ts";
+import { NbdServer, type NbdServerOptions } from "./server.ts";
 
-class MemoryExport implements NbdExport {
+/** An export in memory; `trimFails` makes TRIM reject as a store that cannot punch holes. */
+export class MemoryExport implements NbdExport {
   readonly data: Uint8Array;
   flushes = 0;
+  trims = 0;
+  trimFails = false;
+  readonly canFua = true;
+  readonly canMultiConn = true;
   constructor(
     readonly name: string,
     size: number,
@@ -37,24 +43,29 @@ class MemoryExport implements NbdExport {
     return Promise.resolve();
   }
   trim(offset: number, length: number) {
+    this.trims++;
+    if (this.trimFails) return Promise.reject(new Error("fallocate: operation not supported"));
     this.data.fill(0, offset, offset + length);
     return Promise.resolve();
   }
 }
 
-async function withServer(
+/** Runs `fn` with a server on a Unix socket in a fresh directory, serving two memory exports. */
+export async function withServer(
   fn: (socket: string, exports: MemoryExport[], server: NbdServer) => Promise<void>,
+  options: NbdServerOptions = {},
 ) {
   const dir = Deno.makeTempDirSync();
   const exports = [
     new MemoryExport("e9.0", 1 << 20),
     new MemoryExport("e9.1", 2 << 20, false, false),
   ];
+  const log: string[] = [];
   const server = new NbdServer({
     names: () => exports.map((e) => e.name),
     get: (n) => exports.find((e) => e.name === n),
-  });
-  server.listenUnix(`${dir}/nbd.sock`);
+  }, { log: (line) => log.push(line), ...options });
+  server.listenUnix({ path: `${dir}/nbd.sock` });
   try {
     await fn(`${dir}/nbd.sock`, exports, server);
   } finally {
@@ -63,9 +74,18 @@ async function withServer(
   }
 }
 
-/** A raw client: connects, negotiates GO for `name`, and gives request/reply helpers. */
-async function rawClient(socket: string, name?: string) {
-  const conn = await Deno.connect({ transport: "unix", path: socket });
+/**
+ * A raw client: connects, upgrades to TLS after STARTTLS when `tls` is given,
+ * negotiates GO for `name`, and gives request/reply helpers.
+ */
+export async function rawClient(
+  socket: string | Deno.TcpConn,
+  name?: string,
+  tls?: Deno.StartTlsOptions,
+) {
+  let conn: Deno.Conn = typeof socket === "string"
+    ? await Deno.connect({ transport: "unix", path: socket })
+    : socket;
   const buffer: number[] = [];
   const readN = async (n: number) => {
     while (buffer.length < n) {
@@ -76,7 +96,9 @@ async function rawClient(socket: string, name?: string) {
     }
     return new Uint8Array(buffer.splice(0, n));
   };
-  const write = (bytes: Uint8Array) => conn.write(bytes);
+  const write = async (bytes: Uint8Array) => {
+    for (let done = 0; done < bytes.length;) done += await conn.write(bytes.subarray(done));
+  };
   const hello = (await readN(18))!;
   assert.equal(new DataView(hello.buffer).getUint16(16), 3, "FIXED_NEWSTYLE | NO_ZEROES");
   await write(new Uint8Array([0, 0, 0, 3]));
@@ -95,6 +117,12 @@ async function rawClient(socket: string, name?: string) {
     const length = v.getUint32(16);
     return { option: v.getUint32(8), type: v.getUint32(12), data: (await readN(length))! };
   };
+  if (tls) {
+    await option(Option.startTls);
+    const r = await optionReply();
+    if (r.type !== Reply.ack) throw new Error(`STARTTLS refused: ${r.type.toString(16)}`);
+    conn = await Deno.startTls(conn as Deno.TcpConn, tls);
+  }
   if (name !== undefined) {
     const n = new TextEncoder().encode(name);
     const data = new Uint8Array(4 + n.length + 2);
@@ -126,7 +154,7 @@ async function rawClient(socket: string, name?: string) {
     const data = error === 0 && dataLength > 0 ? await readN(dataLength) : undefined;
     return { magic: v.getUint32(0), error, cookie: v.getBigUint64(8), data };
   };
-  return { conn, option, optionReply, request, reply, readN, write };
+  return { conn: () => conn, option, optionReply, request, reply, readN, write };
 }
 
 Deno.test("nbd: LIST, INFO with sizes and flags, unknown options get ERR_UNSUP, STARTTLS refused by policy", async () => {
@@ -170,7 +198,7 @@ Deno.test("nbd: LIST, INFO with sizes and flags, unknown options get ERR_UNSUP, 
     let r;
     do r = await c.optionReply(); while (r.type === Reply.info);
     assert.equal(r.type, Reply.errUnknown);
-    c.conn.close();
+    c.conn().close();
   });
 });
 
@@ -212,7 +240,7 @@ Deno.test("nbd: requests in flight, errors for bad ranges and commands, FUA and 
   });
 });
 
-Deno.test("nbd: bad magic and oversized requests close only that connection; a silent client times out; others are served", async () => {
+Deno.test("nbd: bad magic and oversized requests close only that connection; others are served", async () => {
   await withServer(async (socket, _exports, server) => {
     const good = await rawClient(socket, "e9.0");
     const bad = await rawClient(socket, "e9.0");
@@ -221,21 +249,107 @@ Deno.test("nbd: bad magic and oversized requests close only that connection; a s
     const huge = await rawClient(socket, "e9.0");
     await huge.request(Cmd.write, 0, 0xffffffff, 1n);
     assert.equal(await huge.readN(1), undefined, "absurd write length: connection closed");
-    const silent = await Deno.connect({ transport: "unix", path: socket });
     await good.request(Cmd.read, 0, 512, 5n);
     assert.equal((await good.reply(512))!.error, 0, "the good client is still served");
     assert.ok(server.counters.dropped >= 2);
-    assert.ok(HANDSHAKE_TIMEOUT_MS > 0);
-    silent.close();
-    good.conn.close();
+    good.conn().close();
   });
 });
 
-Deno.test("nbd: flags advertised truthfully", () => {
+/** Resolves with `promise`'s value, or `timedOut` after `ms`. */
+async function within<T, U>(promise: Promise<T>, ms: number, timedOut: U): Promise<T | U> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<U>((resolve) => timer = setTimeout(() => resolve(timedOut), ms));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("nbd: a silent client is disconnected when the handshake times out", async () => {
+  await withServer(async (socket, _exports, server) => {
+    const silent = await Deno.connect({ transport: "unix", path: socket });
+    try {
+      const hello = new Uint8Array(18);
+      let got = 0;
+      while (got < 18) got += (await silent.read(hello.subarray(got)))!;
+      const started = Date.now();
+      // Nothing sent: the server must close its end (end of stream) after ~300 ms.
+      const end = await within(silent.read(new Uint8Array(1)), 3000, "still open");
+      assert.equal(end, null, "the server closed the silent connection");
+      assert.ok(Date.now() - started >= 250, "not before the timeout");
+      assert.equal(server.counters.dropped, 1);
+    } finally {
+      silent.close();
+    }
+  }, { handshakeTimeoutMs: 300 });
+});
+
+Deno.test("nbd: flags come from the export's capabilities", () => {
   const trim = exportFlags(new MemoryExport("a", 512, true));
   const noTrim = exportFlags(new MemoryExport("b", 512, false));
   assert.ok(trim & TransmissionFlag.sendTrim);
   assert.equal(noTrim & TransmissionFlag.sendTrim, 0);
   assert.equal(noTrim & TransmissionFlag.readOnly, 0);
-  assert.ok(noTrim & TransmissionFlag.hasFlags);
+  assert.ok(noTrim & TransmissionFlag.hasFlags && noTrim & TransmissionFlag.sendWriteZeroes);
+  assert.ok(trim & TransmissionFlag.sendFua && trim & TransmissionFlag.canMultiConn);
+  const plain: NbdExport = {
+    name: "c",
+    size: 512,
+    canTrim: false,
+    trimReadsZeros: false,
+    read: () => Promise.resolve(new Uint8Array(0)),
+    write: () => Promise.resolve(),
+    flush: () => Promise.resolve(),
+    trim: () => Promise.resolve(),
+  };
+  const flags = exportFlags(plain);
+  assert.equal(flags & TransmissionFlag.sendFua, 0, "no FUA unless the export says so");
+  assert.equal(flags & TransmissionFlag.canMultiConn, 0, "no MULTI_CONN unless the export says so");
+  assert.ok(exportFlags(plain, { readOnly: true }) & TransmissionFlag.readOnly);
+});
+
+Deno.test("nbd: WRITE_ZEROES writes zeros when the trim fails, and never trims with NO_HOLE", async () => {
+  await withServer(async (socket, exports) => {
+    const c = await rawClient(socket, "e9.0");
+    const exp = exports[0];
+    exp.data.fill(0xbb, 0, 1 << 19);
+    exp.trimFails = true;
+    await c.request(Cmd.writeZeroes, 0, 65536, 1n);
+    assert.equal((await c.reply())!.error, 0, "WRITE_ZEROES succeeds although TRIM fails");
+    assert.ok(exp.data.subarray(0, 65536).every((b) => b === 0), "zeros written");
+    assert.equal(exp.trims, 1, "the trim was tried first");
+    exp.trimFails = false;
+    await c.request(Cmd.writeZeroes, 65536, 65536, 2n, CmdFlag.noHole);
+    assert.equal((await c.reply())!.error, 0);
+    assert.equal(exp.trims, 1, "NO_HOLE: no trim");
+    assert.ok(exp.data.subarray(65536, 131072).every((b) => b === 0));
+    await c.request(Cmd.writeZeroes, 131072, (1 << 19) - 131072, 3n);
+    assert.equal((await c.reply())!.error, 0);
+    assert.equal(exp.trims, 2, "holes allowed and the trim works: trimmed");
+    assert.ok(exp.data.subarray(131072, 1 << 19).every((b) => b === 0));
+    c.conn().close();
+  });
+});
+
+Deno.test("nbd: a write larger than the maximum block size is refused with EOVERFLOW before it is buffered", async () => {
+  await withServer(async (socket, exports, server) => {
+    const c = await rawClient(socket, "e9.1");
+    const big = 8 << 20; // twice the advertised maximum, within the export
+    exports[1].data.fill(0);
+    const sending = c.request(Cmd.write, 0, 1 << 20, 1n, 0, new Uint8Array(1 << 20).fill(1));
+    await sending;
+    assert.equal((await c.reply())!.error, 0);
+    const before = server.bytesInFlight;
+    const payload = new Uint8Array(big).fill(7);
+    await c.request(Cmd.write, 0, big, 2n, 0, payload);
+    assert.equal((await c.reply())!.error, Errno.EOVERFLOW);
+    assert.equal(before, 0);
+    assert.equal(server.bytesInFlight, 0);
+    assert.ok(exports[1].data.subarray(0, 1 << 20).every((b) => b === 1), "nothing written");
+    await c.request(Cmd.read, 0, 512, 3n);
+    assert.equal((await c.reply(512))!.error, 0, "the connection goes on");
+    c.conn().close();
+  }, { maxBytes: 4 << 20 });
 });
