@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Cmd, CmdFlag, Errno, Option, Reply, TransmissionFlag } from "./protocol.ts";
 import { exportFlags, type NbdExport } from "./export.ts";
+import { NbdServer } from "./server.ts";
 import { MemoryExport, rawClient, withServer } from "./testdata/client.ts";
 
 Deno.test("nbd: LIST, INFO with sizes and flags, unknown options get ERR_UNSUP, STARTTLS refused by policy", async () => {
@@ -198,4 +199,20 @@ Deno.test("nbd: a write larger than the maximum block size is refused with EOVER
     assert.equal((await c.reply(512))!.error, 0, "the connection goes on");
     c.conn().close();
   }, { maxBytes: 4 << 20 });
+});
+
+Deno.test("nbd: the Unix socket is root only by default, whatever the umask; a mode can be given", async () => {
+  await withServer((socket) => {
+    assert.equal(Deno.statSync(socket).mode! & 0o777, 0o600);
+    return Promise.resolve();
+  });
+  const dir = Deno.makeTempDirSync();
+  const server = new NbdServer({ names: () => [], get: () => undefined }, { log: () => {} });
+  try {
+    server.listenUnix({ path: `${dir}/group.sock`, mode: 0o660 });
+    assert.equal(Deno.statSync(`${dir}/group.sock`).mode! & 0o777, 0o660);
+  } finally {
+    server.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
