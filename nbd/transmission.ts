@@ -187,11 +187,12 @@ class Transmission {
         }
         let payload: Uint8Array | undefined;
         if (request.type === Cmd.write) {
-          payload = await reader.read(request.length);
-          if (!payload) {
-            this.#release(held);
-            return;
+          try {
+            payload = await reader.read(request.length);
+          } finally {
+            if (!payload) this.#release(held); // end of stream, or the read failed
           }
+          if (!payload) return;
         }
         this.#inFlight++;
         this.#execute(request, payload).then(() => this.#done(held));

@@ -4,6 +4,7 @@
  * nbdcopy, qemu-img, qemu-io, fio's nbd engine, nbdsh.
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { randomBytes, sha256, TestInitiator } from "./helpers/initiator.ts";
 import { Daemon } from "./helpers/procs.ts";
 import { sparseFile, startTarget, withNet } from "./helpers/target.ts";
@@ -183,6 +184,7 @@ Deno.test(
         const script = `
 import time
 for i in range(200): h.pread(65536, i * 4096)
+open("${dir}/ready", "w").close()
 input()
 t = time.time()
 try:
@@ -197,7 +199,11 @@ except nbd.Error as e:
           stdout: "piped",
           stderr: "piped",
         }).spawn();
-        await new Promise((r) => setTimeout(r, 1500));
+        // The reads before the outage must be done first (a loaded machine may take seconds).
+        for (let i = 0; i < 600 && !existsSync(`${dir}/ready`); i++) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.ok(existsSync(`${dir}/ready`), "the reads before the outage finished");
         await target.stop();
         const w = child.stdin.getWriter();
         await w.write(new TextEncoder().encode("\n"));
