@@ -164,18 +164,15 @@ class Transmission {
         if (request.type === Cmd.disc) return;
         const refused = validateRequest(request, exp, this.readOnly);
         if (refused) {
-          // A refused write's payload is still on the wire: read past it without keeping it.
-          if (request.type === Cmd.write) {
-            if (request.length > DISCARD_LIMIT) {
-              counters.dropped++;
-              session.log(
-                `nbd: ${exp.name}: write of ${request.length} bytes, connection dropped`,
-              );
-              return;
-            }
-            if (!await reader.skip(request.length)) return;
+          if (request.type === Cmd.write && request.length > DISCARD_LIMIT) {
+            counters.dropped++;
+            session.log(`nbd: ${exp.name}: write of ${request.length} bytes, connection dropped`);
+            return;
           }
+          // Answered at once; a refused write's payload, still on the wire, is then read
+          // past without being kept.
           this.#fail(request, refused);
+          if (request.type === Cmd.write && !await reader.skip(request.length)) return;
           continue;
         }
         const held = bytesHeld(request);
