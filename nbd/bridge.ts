@@ -51,7 +51,10 @@ export class NbdBridge implements DaemonExtension {
   /** The kernel attachments, where the kernel has nbd. */
   kernel?: KernelNbd;
 
-  /** @param options where to listen, whether to attach */
+  /**
+   * A bridge, started with the daemon.
+   * @param options where to listen, whether to attach
+   */
   constructor(readonly options: BridgeOptions) {}
 
   /** Starts serving the driver's devices. */

@@ -11,7 +11,10 @@ export class ByteBudget {
   #free: number;
   #waiters: { bytes: number; resolve: () => void }[] = [];
 
-  /** @param limit the most bytes held at once */
+  /**
+   * A budget with everything free.
+   * @param limit the most bytes held at once
+   */
   constructor(readonly limit: number) {
     this.#free = limit;
   }

@@ -44,9 +44,13 @@ export interface HandshakeOptions {
 
 /** A finished handshake: the export chosen and how to talk about it. */
 export interface Negotiated {
+  /** Reads the connection (the TLS session after STARTTLS). */
   reader: ExactReader;
+  /** Writes the connection (the TLS session after STARTTLS). */
   writer: OrderedWriter;
+  /** The export chosen by GO or EXPORT_NAME. */
   export: NbdExport;
+  /** Structured replies were negotiated. */
   structured: boolean;
 }
 

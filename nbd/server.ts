@@ -149,7 +149,11 @@ export class NbdServer {
   #clients = 0;
   #closed = false;
 
-  /** @param provider where exports come from @param options limits, log and where sockets wait */
+  /**
+   * A server with no listener yet.
+   * @param provider where exports come from
+   * @param options limits, log and where sockets wait
+   */
   constructor(readonly provider: ExportProvider, options: NbdServerOptions = {}) {
     this.reactor = options.reactor ?? sharedReactor();
     this.limits = {

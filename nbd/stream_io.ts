@@ -16,7 +16,11 @@ export class ExactReader {
   #start = 0;
   #end = 0;
 
-  /** @param conn the stream @param pool where large payload buffers come from */
+  /**
+   * A reader with an empty buffer.
+   * @param conn the stream
+   * @param pool where large payload buffers come from
+   */
   constructor(readonly conn: ByteStream, readonly pool?: BufferPool) {}
 
   /** Bytes received but not yet read (nothing may be pending when a connection switches to TLS). */
@@ -128,7 +132,10 @@ export class OrderedWriter {
   #flushing: Promise<void> = Promise.resolve();
   #failed = false;
 
-  /** @param conn the stream written to */
+  /**
+   * A writer with nothing queued.
+   * @param conn the stream written to
+   */
   constructor(readonly conn: ByteStream) {}
 
   /** A write failed (the peer is gone); later writes are dropped. */

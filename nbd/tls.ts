@@ -52,7 +52,10 @@ export class TlsServer {
   readonly #context: tls.SecureContext;
   readonly #verifyPeer: boolean;
 
-  /** @param credentials certificate, key and optionally the authority clients must come from */
+  /**
+   * Prepares the context once for every connection.
+   * @param credentials certificate, key and optionally the authority clients must come from
+   */
   constructor(credentials: TlsCredentials) {
     this.#context = tls.createSecureContext({
       cert: credentials.cert,

@@ -39,7 +39,9 @@ export interface TransmissionOptions {
 
 /** Why a request is refused: its errno and a message for structured replies. */
 export interface Rejection {
+  /** The errno of the reply. */
   readonly errno: number;
+  /** Said in a structured error chunk. */
   readonly message: string;
 }
 
