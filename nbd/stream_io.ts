@@ -31,7 +31,8 @@ export class ExactReader {
   /** Resolves with exactly `n` bytes, or undefined at end of stream. */
   async read(n: number): Promise<Uint8Array | undefined> {
     if (n > this.#buffer.length) return await this.#readLarge(n);
-    if (!await this.#fill(n)) return undefined;
+    // Already buffered (pipelined requests): no wait, no extra promise.
+    if (this.#end - this.#start < n && !await this.#fill(n)) return undefined;
     const out = this.#buffer.slice(this.#start, this.#start + n);
     this.#start += n;
     return out;
