@@ -46,7 +46,14 @@ Deno.test(
         );
         daemons.push(vblade);
         await vblade.waitFor(/sectors/);
-        await initiator.modprobe("--nbd-tcp", "10809");
+        // TCP read-only and for loopback only; the Unix socket (root's) stays read-write.
+        await initiator.modprobe(
+          "--nbd-tcp",
+          "10809",
+          "--nbd-read-only",
+          "--nbd-allow",
+          "127.0.0.0/8",
+        );
         await initiator.waitUp(["e9.0", "e9.1"]);
         const sock = `${initiator.runDir}/nbd.sock`;
         const uri = (name: string) => `nbd+unix:///${name}?socket=${sock}`;
@@ -61,6 +68,27 @@ Deno.test(
           JSON.parse(tcp.stdout).exports[0]["export-size"],
           32 << 20,
           "TCP on the namespace's loopback",
+        );
+        const readOnly = await net.run(1, [
+          "/usr/bin/python3",
+          "-m",
+          "nbd",
+          "-u",
+          "nbd://127.0.0.1:10809/e9.0",
+          "-c",
+          `
+print(h.is_read_only())
+try:
+    h.pwrite(b"x" * 512, 0)
+    print("written")
+except nbd.Error as e:
+    print("refused", e.errno)
+`,
+        ]);
+        assert.equal(
+          readOnly.stdout.trim(),
+          "True\nrefused EPERM",
+          `--nbd-read-only: ${readOnly.stderr}`,
         );
 
         for (
