@@ -214,7 +214,7 @@ try {
       },
     };
   };
-  server.listenUnix(`${dir}/bridge.sock`);
+  server.listenUnix({ path: `${dir}/bridge.sock` });
   // Interleaved rounds, so that load elsewhere on the machine falls on both alike.
   for (let r = 0; r < ROUNDS; r++) {
     record("initiator alone", {

@@ -9,7 +9,8 @@
 import { parseArgs } from "node:util";
 import { type AccessPolicy, MODES, resolveGroup } from "../driver/access.ts";
 import { runDaemon } from "../driver/daemon.ts";
-import { NbdBridge } from "../nbd/bridge.ts";
+import { type BridgeOptions, NbdBridge } from "../nbd/bridge.ts";
+import { bridgeOptions, NBD_OPTIONS, type NbdValues } from "./nbd_options.ts";
 import { resolveParams } from "../driver/params.ts";
 import { driverPaths } from "../driver/paths.ts";
 import type { LinkKind } from "../link/mod.ts";
@@ -23,9 +24,7 @@ export const DAEMON_OPTIONS = {
   devdir: { type: "string" },
   link: { type: "string" },
   group: { type: "string" },
-  "nbd-tcp": { type: "string" },
-  "nbd-host": { type: "string" },
-  "nbd-attach": { type: "string" },
+  ...NBD_OPTIONS,
 } as const;
 
 /** What the shared options mean, checked. */
@@ -35,27 +34,25 @@ export interface DaemonSettings {
   tcpPort?: number;
   tcpHost?: string;
   attach: "auto" | "yes" | "no";
+  /** The bridge's TCP exposure and limits (all but the Unix socket's path, mode and group). */
+  nbd: Omit<BridgeOptions, "socketPath" | "socketMode" | "socketGid">;
 }
 
 /** Checks the shared options; throws a {@link UsageError} naming the first bad one. */
-export function daemonSettings(values: {
-  link?: string;
-  group?: string;
-  "nbd-tcp"?: string;
-  "nbd-host"?: string;
-  "nbd-attach"?: string;
-}): DaemonSettings {
+export function daemonSettings(
+  values: { link?: string; group?: string } & NbdValues,
+): DaemonSettings {
   const link = values.link;
   if (link !== undefined && !["ring", "packet", "pcap"].includes(link)) {
     throw new UsageError(`--link must be ring, packet or pcap, not "${link}"`);
   }
-  const attach = values["nbd-attach"] ?? "auto";
+  const attach = (values["nbd-attach"] as string | undefined) ?? "auto";
   if (!["auto", "yes", "no"].includes(attach)) {
     throw new UsageError("--nbd-attach must be auto, yes or no");
   }
   let tcpPort: number | undefined;
   if (values["nbd-tcp"] !== undefined) {
-    const text = values["nbd-tcp"];
+    const text = values["nbd-tcp"] as string;
     tcpPort = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
     if (!(tcpPort >= 1 && tcpPort <= 65535)) {
       throw new UsageError(`--nbd-tcp: not a TCP port (1-65535): "${text}"`);
@@ -72,12 +69,19 @@ export function daemonSettings(values: {
     }
     access.groupName = values.group;
   }
+  let nbd: DaemonSettings["nbd"];
+  try {
+    nbd = bridgeOptions(values, "");
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
   return {
     link: link as LinkKind | undefined,
     access,
     tcpPort,
-    tcpHost: values["nbd-host"],
+    tcpHost: values["nbd-host"] as string | undefined,
     attach: attach as DaemonSettings["attach"],
+    nbd,
   };
 }
 
@@ -115,12 +119,10 @@ export async function daemonCommand(args: string[]): Promise<number> {
     const paths = driverPaths({ runDir: values.rundir, devDir: values.devdir });
     const { access } = settings;
     const bridge = new NbdBridge({
+      ...settings.nbd,
       socketPath: paths.nbdSocket,
       socketMode: access.gid === undefined ? 0o600 : MODES.socket,
       socketGid: access.gid,
-      tcpPort: settings.tcpPort,
-      tcpHost: settings.tcpHost,
-      attach: settings.attach,
     });
     run = () => runDaemon(params, paths, { link: settings.link, extensions: [bridge], access });
   } catch (error) {

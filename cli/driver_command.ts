@@ -16,6 +16,7 @@ import { decodeBase64, encodeBase64 } from "../driver/base64.ts";
 import { interfaceExists } from "../link/mod.ts";
 import { sdNotify } from "./sd_notify.ts";
 import { selfCommand } from "./self.ts";
+import { NBD_OPTIONS } from "./nbd_options.ts";
 import {
   checkTcpListen,
   conciseMessage,
@@ -88,8 +89,10 @@ async function modprobe(args: string[]): Promise<number> {
     `--rundir=${paths.runDir}`,
     `--devdir=${paths.devDir}`,
   ];
-  for (const option of ["link", "group", "nbd-tcp", "nbd-host", "nbd-attach"] as const) {
-    if (values[option] !== undefined) daemonArgs.push(`--${option}=${values[option]}`);
+  for (const option of ["link", "group", ...Object.keys(NBD_OPTIONS)] as const) {
+    const value = values[option as keyof typeof values];
+    if (value === true) daemonArgs.push(`--${option}`);
+    else if (typeof value === "string") daemonArgs.push(`--${option}=${value}`);
   }
   if (values.foreground) {
     const { daemonCommand } = await import("./daemon_command.ts");

@@ -44,9 +44,20 @@ initiator (the Linux aoe driver and aoetools, in userspace):
   read eX.Y OFFSET LENGTH / write eX.Y OFFSET   block I/O through the driver
 
   modprobe also starts the NBD bridge: every device that is up is an NBD export
-  named like it on $AOE_RUNDIR/nbd.sock (--nbd-tcp PORT [--nbd-host ADDR] adds
-  TCP, loopback by default), attached to /dev/nbdN where the kernel has nbd
-  (--nbd-attach auto|yes|no).
+  named like it on $AOE_RUNDIR/nbd.sock (mode 0600: root only), attached to
+  /dev/nbdN where the kernel has nbd (--nbd-attach auto|yes|no).
+    --nbd-tcp PORT [--nbd-host ADDR]   also serve on TCP (127.0.0.1 unless ADDR)
+      WARNING: TCP has no file permissions: every device, read and write, is
+      open to anyone who can connect (on 127.0.0.1: every local user). Limit it:
+    --nbd-allow ADDR[,CIDR...]   only these client addresses (e.g. 10.0.0.0/8)
+    --nbd-read-only              TCP clients may only read
+    --nbd-tls DIR [--nbd-tls-verify]   require TLS (NBD STARTTLS) with
+                                 DIR/server-cert.pem and server-key.pem; with
+                                 --nbd-tls-verify clients need a certificate
+                                 signed by DIR/ca-cert.pem
+    --nbd-max-connections N      client connections at once (default 64)
+    --nbd-max-buffer MIB         request data held in memory (default 256 MiB;
+                                 32 MiB a connection); past it, reading waits
 
   AOE_DEVDIR (default /dev/etherd) and AOE_RUNDIR (default /run/aoe) move the
   control files and the run-time tree; --devdir and --rundir do the same.

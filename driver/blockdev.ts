@@ -88,6 +88,19 @@ export class BlockDevice {
     return this.device.identity?.trimReadsZeros ?? false;
   }
 
+  /** A write with `fua` is on the target's disk before it resolves (WRITE FUA, or a FLUSH after it). */
+  get canFua(): boolean {
+    return true;
+  }
+
+  /**
+   * Every handle on the device goes through the same initiator, and FLUSH
+   * reaches the target's disk: what one user completed, every user sees.
+   */
+  get canMultiConn(): boolean {
+    return true;
+  }
+
   /**
    * Deallocates a range with DATA SET MANAGEMENT / TRIM: 512-byte blocks of
    * 8-byte entries (48-bit LBA, 16-bit count), 64 entries a block (ACS-2 7.10).

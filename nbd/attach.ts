@@ -18,7 +18,8 @@ import {
   parseMessages,
   resizeMessage,
 } from "./netlink.ts";
-import { exportFlags, type NbdExport, type NbdServer } from "./server.ts";
+import { exportFlags, type NbdExport } from "./export.ts";
+import type { NbdServer } from "./server.ts";
 import { socketPair } from "../reactor/mod.ts";
 
 /** A synchronous generic netlink conversation. */

@@ -2,53 +2,17 @@
  * The bridge: every initiator device that is up becomes an NBD export named
  * like the device, served on `$AOE_RUNDIR/nbd.sock` (TCP only when asked), and,
  * where the kernel has nbd, attached to a real /dev/nbdN with the device name
- * as its backend identifier.
+ * as its backend identifier. The initiator's {@link BlockDevice} is the export
+ * itself: it declares what it can do (trim, FUA, multi-connection).
  *
  * @module
  */
 
 import type { DaemonExtension } from "../driver/daemon.ts";
 import type { Driver } from "../driver/driver.ts";
-import type { BlockDevice } from "../driver/blockdev.ts";
-import { type ExportProvider, type NbdExport, NbdServer } from "./server.ts";
+import type { ExportProvider } from "./export.ts";
+import { NbdServer, type NbdServerOptions, type TcpListenOptions } from "./server.ts";
 import { KernelNbd } from "./attach.ts";
-
-/** An initiator device seen as an NBD export. */
-export class DeviceExport implements NbdExport {
-  /** @param device the initiator's block device */
-  constructor(readonly device: BlockDevice) {}
-
-  get name(): string {
-    return this.device.name;
-  }
-  get size(): number {
-    return this.device.size;
-  }
-  get canTrim(): boolean {
-    return this.device.canTrim;
-  }
-  get trimReadsZeros(): boolean {
-    return this.device.trimReadsZeros;
-  }
-  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
-    return this.device.read(offset, length, into);
-  }
-  write(offset: number, data: Uint8Array, options: { fua?: boolean }): Promise<void> {
-    return this.device.write(offset, data, options);
-  }
-  flush(): Promise<void> {
-    return this.device.flush();
-  }
-  trim(offset: number, length: number): Promise<void> {
-    return this.device.trim(offset, length);
-  }
-  open(): void {
-    this.device.open();
-  }
-  close(): void {
-    this.device.close();
-  }
-}
 
 /** The driver's devices as exports. */
 export function driverExports(driver: Driver): ExportProvider {
@@ -56,7 +20,7 @@ export function driverExports(driver: Driver): ExportProvider {
     names: () => driver.initiator.devices.list().filter((d) => d.up).map((d) => d.name),
     get: (name) => {
       const device = driver.blockDevice(name);
-      return device && device.up ? new DeviceExport(device) : undefined;
+      return device && device.up ? device : undefined;
     },
   };
 }
@@ -65,43 +29,61 @@ export function driverExports(driver: Driver): ExportProvider {
 export interface BridgeOptions {
   /** Unix socket path. */
   socketPath: string;
-  /** Mode of the Unix socket, set right after it is bound (default: as created). */
+  /** The Unix socket's mode (default 0o600, root only). */
   socketMode?: number;
-  /** Group of the Unix socket (default: unchanged). */
+  /** The Unix socket's group (default: unchanged). */
   socketGid?: number;
-  /** TCP port, and address (default loopback). */
-  tcpPort?: number;
-  tcpHost?: string;
+  /** Also listen on TCP: port, address (default loopback), allow-list, TLS, read-only. */
+  tcp?: TcpListenOptions;
+  /** Connection and memory limits of the server. */
+  limits?: Pick<
+    NbdServerOptions,
+    "maxConnections" | "maxBytes" | "maxBytesPerConnection" | "maxRequestsPerConnection"
+  >;
   /** Attach devices to the kernel's nbd driver: "auto" (when it is there), "yes", "no". */
   attach?: "auto" | "yes" | "no";
 }
 
 /** The NBD bridge as a daemon extension. */
 export class NbdBridge implements DaemonExtension {
+  /** The server, once started. */
   server?: NbdServer;
+  /** The kernel attachments, where the kernel has nbd. */
   kernel?: KernelNbd;
 
-  /** @param options where to listen, whether to attach */
+  /**
+   * A bridge, started with the daemon.
+   * @param options where to listen, whether to attach
+   */
   constructor(readonly options: BridgeOptions) {}
 
+  /** Starts serving the driver's devices. */
   start(driver: Driver): void {
     const provider = driverExports(driver);
     // The driver's loop polls the bridge's sockets together with its frames.
-    this.server = new NbdServer(provider, { reactor: driver.reactor });
-    this.server.listenUnix(this.options.socketPath);
-    if (this.options.socketGid !== undefined) {
-      Deno.chownSync(this.options.socketPath, null, this.options.socketGid);
-    }
-    if (this.options.socketMode !== undefined) {
-      Deno.chmodSync(this.options.socketPath, this.options.socketMode);
-    }
-    if (this.options.tcpPort !== undefined) {
-      const where = `${this.options.tcpHost ?? "127.0.0.1"}:${this.options.tcpPort}`;
+    this.server = new NbdServer(provider, {
+      ...this.options.limits,
+      reactor: driver.reactor,
+      // Into the driver's messages (as the kernel's log) and the daemon's log file.
+      log: (line) => {
+        driver.initiator.hooks.log(`aoe: ${line}`);
+        console.error(`aoe: ${line}`);
+      },
+    });
+    this.server.listenUnix({
+      path: this.options.socketPath,
+      mode: this.options.socketMode,
+      gid: this.options.socketGid,
+    });
+    const tcp = this.options.tcp;
+    if (tcp) {
       try {
-        this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
+        this.server.listenTcp(tcp);
       } catch (error) {
         throw new Error(
-          `cannot listen on ${where}: ${error instanceof Error ? error.message : error}`,
+          `cannot listen on ${tcp.hostname ?? "127.0.0.1"}:${tcp.port}: ${
+            error instanceof Error ? error.message : error
+          }`,
         );
       }
     }
@@ -113,9 +95,8 @@ export class NbdBridge implements DaemonExtension {
         previous?.(device);
         const block = driver.blockDevice(device.name);
         if (device.up && block) {
-          const exp = new DeviceExport(block);
           // Attached already: a revalidated size reaches /dev/nbdN (NBD_CMD_RECONFIGURE).
-          this.kernel!.attach(exp).then(() => this.kernel!.resize(exp)).catch((error) =>
+          this.kernel!.attach(block).then(() => this.kernel!.resize(block)).catch((error) =>
             driver.messages.push(`aoe: nbd attach ${device.name}: ${error.message}`)
           );
         } else this.kernel!.detach(device.name);
@@ -123,6 +104,7 @@ export class NbdBridge implements DaemonExtension {
     }
   }
 
+  /** Detaches from the kernel and closes the server. */
   async stop(): Promise<void> {
     await this.kernel?.detachAll();
     this.server?.close();

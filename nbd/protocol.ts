@@ -37,6 +37,7 @@ export const Reply = {
   errUnsup: 0x80000001,
   errPolicy: 0x80000002,
   errInvalid: 0x80000003,
+  errTlsReqd: 0x80000005,
   errUnknown: 0x80000006,
   errTooBig: 0x80000009,
 } as const;

@@ -1,577 +1,374 @@
 /**
- * An NBD server: fixed newstyle handshake with option haggling, then the
- * transmission phase with many requests in flight per connection and many
- * connections at once. Bad input gets the protocol's error or a closed
- * connection; other clients are unaffected.
+ * An NBD server: listeners and their connections. Each connection runs the
+ * handshake (handshake.ts), then the transmission phase (transmission.ts)
+ * against an export (export.ts). Bad input gets the protocol's error or a
+ * closed connection; other clients are unaffected; a failing accept is
+ * retried after a short pause. Connections and the bytes in flight are
+ * bounded (see {@link NbdServerOptions}).
  *
  * @module
  */
 
+import { BlockList, isIP } from "node:net";
 import {
-  Chunk,
-  Cmd,
-  CmdFlag,
-  decodeInfoRequest,
-  decodeRequest,
-  encodeChunkHeader,
-  encodeErrorChunk,
-  encodeInfoBlockSize,
-  encodeInfoExport,
-  encodeInfoText,
-  encodeOptionReply,
-  encodeServerEntry,
-  encodeServerHello,
-  encodeSimpleReply,
-  Errno,
-  HandshakeFlag,
-  IHAVEOPT,
-  Info,
-  Option,
-  Reply,
-  REQUEST_MAGIC,
-  TransmissionFlag,
-} from "./protocol.ts";
-import { type ByteStream, type Reactor, sharedReactor, UnixListener } from "../reactor/mod.ts";
+  type ByteStream,
+  type Reactor,
+  sharedReactor,
+  type SocketStream,
+  UnixListener,
+} from "../reactor/mod.ts";
 import { BufferPool } from "./buffer_pool.ts";
+import { ByteBudget } from "./byte_budget.ts";
+import type { ExportProvider, NbdExport } from "./export.ts";
+import { negotiate } from "./handshake.ts";
+import type { NbdCounters, NbdLimits, NbdSession } from "./session.ts";
+import { ExactReader, OrderedWriter } from "./stream_io.ts";
+import { type TlsCredentials, TlsServer } from "./tls.ts";
+import { serveTransmission } from "./transmission.ts";
 
-/** What the server serves. */
-export interface NbdExport {
-  readonly name: string;
-  /** Bytes; 0 when the device behind it is gone. */
-  readonly size: number;
-  readonly canTrim: boolean;
-  /** Trimmed ranges read back as zeros, so WRITE_ZEROES may trim. */
-  readonly trimReadsZeros: boolean;
-  /** Reads `length` bytes at `offset`, into `into` where the export can (it may return its own buffer). */
-  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
-  write(offset: number, data: Uint8Array, options: { fua?: boolean }): Promise<void>;
-  flush(): Promise<void>;
-  trim(offset: number, length: number): Promise<void>;
-  /** Called when a client starts using the export, and when it stops. */
-  open?(): void;
-  close?(): void;
-}
+export type { NbdCounters, NbdLimits } from "./session.ts";
 
-/** Finds exports by name. */
-export interface ExportProvider {
-  names(): string[];
-  get(name: string): NbdExport | undefined;
-}
-
-/** Minimum, preferred and maximum request sizes advertised (NBD_INFO_BLOCK_SIZE). */
-export const BLOCK_SIZES = { minimum: 512, preferred: 4096, maximum: 4 << 20 } as const;
-/** Option data larger than this is refused. */
-const MAX_OPTION_LENGTH = 16 * 1024;
-/** A handshake must finish within this time. */
+/** The default {@link NbdServerOptions.handshakeTimeoutMs}. */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
-/** Requests one connection may have in flight before the server stops reading. */
-const MAX_IN_FLIGHT = 64;
-
-/** The transmission flags an export earns. */
-export function exportFlags(exp: NbdExport): number {
-  let flags = TransmissionFlag.hasFlags | TransmissionFlag.sendFlush | TransmissionFlag.sendFua |
-    TransmissionFlag.sendWriteZeroes | TransmissionFlag.sendCache |
-    // Every connection goes through the same initiator, and FLUSH reaches the target's disk.
-    TransmissionFlag.canMultiConn;
-  if (exp.canTrim) flags |= TransmissionFlag.sendTrim;
-  return flags;
-}
-
-/** Buffered exact reads from a stream connection. */
-class ExactReader {
-  #buffer = new Uint8Array(64 * 1024);
-  #start = 0;
-  #end = 0;
-
-  /** @param conn the stream @param pool where large payload buffers come from */
-  constructor(readonly conn: ByteStream, readonly pool?: BufferPool) {}
-
-  /** Resolves with exactly `n` bytes, or undefined at end of stream. */
-  async read(n: number): Promise<Uint8Array | undefined> {
-    if (n > this.#buffer.length) return await this.#readLarge(n);
-    while (this.#end - this.#start < n) {
-      if (this.#start > 0 && this.#buffer.length - this.#end < n) {
-        this.#buffer.copyWithin(0, this.#start, this.#end);
-        this.#end -= this.#start;
-        this.#start = 0;
-      }
-      const got = await this.conn.read(this.#buffer.subarray(this.#end));
-      if (got === null) return undefined;
-      this.#end += got;
-    }
-    const out = this.#buffer.slice(this.#start, this.#start + n);
-    this.#start += n;
-    return out;
-  }
-
-  /** A payload larger than the buffer: what is buffered, then straight from the socket (no second copy). */
-  async #readLarge(n: number): Promise<Uint8Array | undefined> {
-    const out = this.pool ? this.pool.take(n) : new Uint8Array(n);
-    let have = Math.min(n, this.#end - this.#start);
-    out.set(this.#buffer.subarray(this.#start, this.#start + have));
-    this.#start += have;
-    while (have < n) {
-      const got = await this.conn.read(out.subarray(have));
-      if (got === null) return undefined;
-      have += got;
-    }
-    return out;
-  }
-}
-
-/** Parts this large are written as they are; smaller neighbours are joined into one write. */
-const JOIN_LIMIT = 64 * 1024;
-
-/** Buffers to write, in order: small parts joined (fewer syscalls), large ones not copied. */
-function coalesce(parts: Uint8Array[], total: number): Uint8Array[] {
-  if (parts.length === 1) return parts;
-  if (total <= JOIN_LIMIT) return [join(parts, total)];
-  const out: Uint8Array[] = [];
-  let run: Uint8Array[] = [];
-  let runBytes = 0;
-  const endRun = () => {
-    if (run.length > 0) out.push(run.length === 1 ? run[0] : join(run, runBytes));
-    run = [];
-    runBytes = 0;
-  };
-  for (const part of parts) {
-    if (part.length >= JOIN_LIMIT) {
-      endRun();
-      out.push(part);
-    } else {
-      run.push(part);
-      runBytes += part.length;
-    }
-  }
-  endRun();
-  return out;
-}
-
-function join(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-/**
- * Writes whole buffers in order on one connection, coalescing what queued up
- * while the previous write was in progress into one write (fewer syscalls for
- * many small replies).
- */
-class OrderedWriter {
-  #queue: Uint8Array[] = [];
-  #queued = 0;
-  #draining = false;
-  #flushing: Promise<void> = Promise.resolve();
-  #failed = false;
-
-  constructor(readonly conn: ByteStream) {}
-
-  /** Queues buffers to go out together, after everything queued before. */
-  write(...parts: Uint8Array[]): Promise<void> {
-    for (const part of parts) {
-      this.#queue.push(part);
-      this.#queued += part.length;
-    }
-    if (!this.#draining) {
-      this.#draining = true;
-      this.#flushing = this.#drain();
-    }
-    return this.#flushing;
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const parts = this.#queue;
-      const total = this.#queued;
-      this.#queue = [];
-      this.#queued = 0;
-      if (this.#failed) continue;
-      try {
-        for (const out of coalesce(parts, total)) {
-          for (let done = 0; done < out.length;) done += await this.conn.write(out.subarray(done));
-        }
-      } catch {
-        this.#failed = true;
-      }
-    }
-    // Cleared with no await after the last emptiness check: a write queued at any
-    // moment is either taken by this loop or starts a new one.
-    this.#draining = false;
-  }
-}
-
-/** Counters across all connections. */
-export interface NbdCounters {
-  connections: number;
-  requests: number;
-  errors: number;
-  /** Connections closed for protocol violations (bad magic, oversized, slow handshake). */
-  dropped: number;
-}
+/** The default {@link NbdServerOptions.maxConnections}. */
+export const MAX_CONNECTIONS = 64;
+/** The default {@link NbdServerOptions.maxBytesPerConnection}: 32 MiB. */
+export const MAX_BYTES_PER_CONNECTION = 32 << 20;
+/** The default {@link NbdServerOptions.maxBytes}: 256 MiB. */
+export const MAX_BYTES = 256 << 20;
+/** The default {@link NbdServerOptions.maxRequestsPerConnection}. */
+export const MAX_REQUESTS_PER_CONNECTION = 64;
 
 /** Options for {@link NbdServer}. */
 export interface NbdServerOptions {
   /** Polls the server's Unix sockets (the initiator's, so one loop serves frames and sockets). */
   reactor?: Reactor;
+  /** Where the server's log lines go (default: standard error). */
+  log?: (line: string) => void;
+  /** Client connections open at once, over all listeners; more are closed at accept. Default 64. */
+  maxConnections?: number;
+  /**
+   * Write payload and read reply bytes in flight on one connection; past it the
+   * server stops reading that client until replies go out. Default 32 MiB
+   * (never less than the 4 MiB maximum request).
+   */
+  maxBytesPerConnection?: number;
+  /** The same over all connections together. Default 256 MiB (at least 4 MiB). */
+  maxBytes?: number;
+  /** Requests in flight on one connection. Default 64. */
+  maxRequestsPerConnection?: number;
+  /** A handshake must finish within this time, or the connection is closed. Default 30 s. */
+  handshakeTimeoutMs?: number;
 }
+
+/** Options shared by both kinds of listener. */
+export interface ListenOptions {
+  /** Exports are read-only for clients of this listener (NBD_FLAG_READ_ONLY, writes get EPERM). */
+  readOnly?: boolean;
+}
+
+/** Options for {@link NbdServer.listenUnix}. */
+export interface UnixListenOptions extends ListenOptions {
+  /** The socket's path (an old socket there is replaced). */
+  path: string;
+  /** The socket file's mode. Default 0o600: root only. */
+  mode?: number;
+  /** The socket file's group (default: unchanged). */
+  gid?: number;
+}
+
+/** Options for {@link NbdServer.listenTcp}. */
+export interface TcpListenOptions extends ListenOptions {
+  /** The port (0: any free one). */
+  port: number;
+  /** The address to bind. Default 127.0.0.1: loopback only. */
+  hostname?: string;
+  /**
+   * Client addresses allowed to connect: IP addresses and CIDR prefixes
+   * ("10.0.0.0/8", "fd00::/8"). Absent: any client that can reach the address.
+   */
+  allow?: string[];
+  /** Require TLS (NBD_OPT_STARTTLS) with these credentials before any export is offered. */
+  tls?: TlsCredentials;
+}
+
+/** Options for {@link NbdServer.serve}. */
+export interface ServeOptions extends ListenOptions {
+  /** Skip the handshake and serve this export (the kernel's attachment: it does not count as open). */
+  transmissionOnly?: NbdExport;
+}
+
+/** An address allow-list from IP addresses and CIDR prefixes; throws a RangeError on a bad entry. */
+export function allowList(entries: string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, prefix, extra] = entry.split("/");
+    const family = isIP(address);
+    const bits = prefix === undefined ? undefined : Number(prefix);
+    const maxBits = family === 6 ? 128 : 32;
+    if (
+      family === 0 || extra !== undefined ||
+      (bits !== undefined && (!Number.isInteger(bits) || bits < 0 || bits > maxBits))
+    ) {
+      throw new RangeError(`not an IP address or CIDR prefix: "${entry}"`);
+    }
+    const type = family === 6 ? "ipv6" : "ipv4";
+    if (bits === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, bits, type);
+  }
+  return list;
+}
+
+/** Something that hands out connections until it is closed. */
+interface Acceptor<C> {
+  accept(): Promise<C | undefined>;
+  close(): void;
+}
+
+/** Pauses between retries of a failing accept: doubling from 10 ms up to 1 s. */
+const ACCEPT_BACKOFF_MS = { first: 10, last: 1000 } as const;
 
 /** Serves exports over any number of connections. */
 export class NbdServer {
-  readonly counters: NbdCounters = { connections: 0, requests: 0, errors: 0, dropped: 0 };
+  /** Counters across all connections. */
+  readonly counters: NbdCounters = {
+    connections: 0,
+    refused: 0,
+    requests: 0,
+    errors: 0,
+    dropped: 0,
+    zeroFallbacks: 0,
+  };
+  /** Where the server's Unix sockets wait. */
   readonly reactor: Reactor;
-  #pool = new BufferPool();
+  /** The limits applied (from the options). */
+  readonly limits: NbdLimits & { readonly maxConnections: number };
+  readonly #session: NbdSession;
   #listeners: { close(): void }[] = [];
   #connections = new Set<ByteStream>();
+  #clients = 0;
+  #closed = false;
 
-  /** @param provider where exports come from @param options where sockets wait */
+  /**
+   * A server with no listener yet.
+   * @param provider where exports come from
+   * @param options limits, log and where sockets wait
+   */
   constructor(readonly provider: ExportProvider, options: NbdServerOptions = {}) {
     this.reactor = options.reactor ?? sharedReactor();
+    this.limits = {
+      maxConnections: options.maxConnections ?? MAX_CONNECTIONS,
+      requestsPerConnection: options.maxRequestsPerConnection ?? MAX_REQUESTS_PER_CONNECTION,
+      bytesPerConnection: options.maxBytesPerConnection ?? MAX_BYTES_PER_CONNECTION,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+    };
+    const log = options.log ?? ((line: string) => console.error(`aoe: ${line}`));
+    this.#session = {
+      provider,
+      counters: this.counters,
+      pool: new BufferPool(),
+      budget: new ByteBudget(Math.max(options.maxBytes ?? MAX_BYTES, 4 << 20)),
+      limits: this.limits,
+      log,
+    };
+  }
+
+  /** Payload and reply bytes in flight now, over all connections. */
+  get bytesInFlight(): number {
+    return this.#session.budget.used;
+  }
+
+  /** Client connections open now (the kernel's attachments not counted). */
+  get clients(): number {
+    return this.#clients;
   }
 
   /** Listens on a Unix socket path. */
-  listenUnix(path: string): void {
-    this.#accept(new UnixListener(path, this.reactor));
-  }
-
-  /** Listens on TCP (loopback unless an address is given). */
-  listenTcp(port: number, hostname = "127.0.0.1"): Deno.NetAddr {
-    const listener = Deno.listen({ port, hostname });
-    this.#accept(listener);
-    return listener.addr as Deno.NetAddr;
-  }
-
-  #accept(listener: AsyncIterable<ByteStream> & { close(): void }): void {
+  listenUnix(options: UnixListenOptions): void {
+    const listener = new UnixListener(options.path, this.reactor);
+    try {
+      if (options.gid !== undefined) Deno.chownSync(options.path, null, options.gid);
+      Deno.chmodSync(options.path, options.mode ?? 0o600);
+    } catch (error) {
+      listener.close();
+      throw error;
+    }
     this.#listeners.push(listener);
-    (async () => {
-      try {
-        for await (const conn of listener) this.serve(conn);
-      } catch { /* closed */ }
-    })();
+    this.#acceptLoop(`unix:${options.path}`, listener, (conn: SocketStream) => {
+      this.#serveClient(conn, conn, options);
+    });
   }
 
-  /** Serves one connection from the handshake on; never throws. */
-  serve(conn: ByteStream, options: { transmissionOnly?: NbdExport } = {}): Promise<void> {
-    this.counters.connections++;
-    this.#connections.add(conn);
-    // The kernel's attachment is the block device itself, not a user of it: it does not count as open.
-    const done = (options.transmissionOnly
-      ? this.#transmission(
-        conn,
-        new ExactReader(conn, this.#pool),
-        new OrderedWriter(conn),
-        options.transmissionOnly,
-        false,
-        false,
-      )
-      : this.#handshake(conn))
-      .catch(() => {})
-      .finally(() => {
-        this.#connections.delete(conn);
+  /** Listens on TCP; resolves nothing, returns the bound address. Throws when it cannot bind. */
+  listenTcp(options: TcpListenOptions): Deno.NetAddr {
+    const allowed = options.allow ? allowList(options.allow) : undefined;
+    const tls = options.tls ? new TlsServer(options.tls) : undefined;
+    const listener = Deno.listen({ port: options.port, hostname: options.hostname ?? "127.0.0.1" });
+    this.#listeners.push(listener);
+    const addr = listener.addr as Deno.NetAddr;
+    const acceptor: Acceptor<Deno.TcpConn> = {
+      accept: async () => {
         try {
-          conn.close();
-        } catch { /* closed */ }
+          return await listener.accept();
+        } catch (error) {
+          if (this.#closed || error instanceof Deno.errors.BadResource) return undefined;
+          throw error;
+        }
+      },
+      close: () => listener.close(),
+    };
+    this.#acceptLoop(`tcp:${addr.hostname}:${addr.port}`, acceptor, (conn) => {
+      const peer = (conn.remoteAddr as Deno.NetAddr).hostname;
+      if (allowed && !allowed.check(peer, isIP(peer) === 6 ? "ipv6" : "ipv4")) {
+        this.counters.refused++;
+        this.#session.log(`nbd: ${peer} is not on the allow-list, connection refused`);
+        closeQuietly(conn);
+        return;
+      }
+      this.#serveClient(conn, conn, {
+        readOnly: options.readOnly,
+        startTls: tls ? () => tls.accept(conn) : undefined,
       });
-    return done;
+    });
+    return addr;
   }
 
-  /** Closes listeners and every connection. */
-  close(): void {
-    for (const listener of this.#listeners) {
+  /** Accepts until the listener closes; an accept error is logged once and retried after a pause. */
+  async #acceptLoop<C extends { close(): void }>(
+    name: string,
+    listener: Acceptor<C>,
+    handle: (conn: C) => void,
+  ): Promise<void> {
+    let pause = 0;
+    while (!this.#closed) {
+      let conn: C | undefined;
       try {
-        listener.close();
-      } catch { /* closed */ }
-    }
-    this.#listeners = [];
-    for (const conn of this.#connections) {
-      try {
-        conn.close();
-      } catch { /* closed */ }
+        conn = await listener.accept();
+      } catch (error) {
+        if (this.#closed) return;
+        if (pause === 0) {
+          this.#session.log(
+            `nbd: accept on ${name}: ${
+              error instanceof Error ? error.message : String(error)
+            } (retrying)`,
+          );
+        }
+        pause = Math.min(Math.max(pause * 2, ACCEPT_BACKOFF_MS.first), ACCEPT_BACKOFF_MS.last);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        continue;
+      }
+      if (!conn) return;
+      if (pause !== 0) this.#session.log(`nbd: accept on ${name} works again`);
+      pause = 0;
+      if (this.#clients >= this.limits.maxConnections) {
+        this.counters.refused++;
+        if (this.counters.refused === 1 || this.counters.refused % 1000 === 0) {
+          this.#session.log(
+            `nbd: ${this.#clients} connections open (the limit), connection refused`,
+          );
+        }
+        closeQuietly(conn);
+        continue;
+      }
+      handle(conn);
     }
   }
 
-  async #handshake(conn: ByteStream): Promise<void> {
-    const reader = new ExactReader(conn, this.#pool);
-    const writer = new OrderedWriter(conn);
+  #serveClient(
+    stream: ByteStream,
+    raw: { close(): void },
+    options: { readOnly?: boolean; startTls?: () => Promise<ByteStream> },
+  ): void {
+    this.#clients++;
+    this.#track(stream, this.#handshakeThenTransmit(stream, raw, options)).finally(() =>
+      this.#clients--
+    );
+  }
+
+  async #handshakeThenTransmit(
+    stream: ByteStream,
+    raw: { close(): void },
+    options: { readOnly?: boolean; startTls?: () => Promise<ByteStream> },
+  ): Promise<void> {
     let finished = false;
     const timer = setTimeout(() => {
-      if (!finished) {
-        this.counters.dropped++;
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
-    }, HANDSHAKE_TIMEOUT_MS);
+      if (finished) return;
+      this.counters.dropped++;
+      this.#session.log("nbd: handshake timed out, connection closed");
+      closeQuietly(raw);
+    }, this.limits.handshakeTimeoutMs);
+    let negotiated;
+    let upgraded: ByteStream | undefined;
     try {
-      await writer.write(encodeServerHello());
-      const clientFlagBytes = await reader.read(4);
-      if (!clientFlagBytes) return;
-      const clientFlags = new DataView(clientFlagBytes.buffer).getUint32(0);
-      if (clientFlags & ~(HandshakeFlag.fixedNewstyle | HandshakeFlag.noZeroes)) {
-        this.counters.dropped++;
-        return; // unknown client flags: the spec says drop the connection
-      }
-      const noZeroes = (clientFlags & HandshakeFlag.noZeroes) !== 0;
-      let structured = false;
-      for (;;) {
-        const header = await reader.read(16);
-        if (!header) return;
-        const view = new DataView(header.buffer);
-        if (view.getBigUint64(0) !== IHAVEOPT) {
-          this.counters.dropped++;
-          return;
-        }
-        const option = view.getUint32(8);
-        const length = view.getUint32(12);
-        if (length > MAX_OPTION_LENGTH) {
-          this.counters.dropped++;
-          return; // cannot skip it safely without reading it all
-        }
-        const data = length > 0 ? await reader.read(length) : new Uint8Array(0);
-        if (!data) return;
-        switch (option) {
-          case Option.exportName: {
-            const exp = this.#lookup(new TextDecoder().decode(data));
-            if (!exp) return; // no error path for EXPORT_NAME: close
-            const reply = new Uint8Array(noZeroes ? 10 : 134);
-            const rv = new DataView(reply.buffer);
-            rv.setBigUint64(0, BigInt(exp.size));
-            rv.setUint16(8, exportFlags(exp));
-            await writer.write(reply);
-            finished = true;
-            clearTimeout(timer);
-            return await this.#transmission(conn, reader, writer, exp, structured);
-          }
-          case Option.abort:
-            await writer.write(encodeOptionReply(option, Reply.ack));
-            return;
-          case Option.list:
-            if (length !== 0) {
-              await writer.write(encodeOptionReply(option, Reply.errInvalid));
-              break;
-            }
-            for (const name of this.provider.names()) {
-              await writer.write(encodeOptionReply(option, Reply.server, encodeServerEntry(name)));
-            }
-            await writer.write(encodeOptionReply(option, Reply.ack));
-            break;
-          case Option.startTls:
-            await writer.write(encodeOptionReply(option, Reply.errPolicy));
-            break;
-          case Option.info:
-          case Option.go: {
-            const request = decodeInfoRequest(data);
-            if (!request) {
-              await writer.write(encodeOptionReply(option, Reply.errInvalid));
-              break;
-            }
-            const exp = this.#lookup(request.name);
-            if (!exp) {
-              await writer.write(
-                encodeOptionReply(
-                  option,
-                  Reply.errUnknown,
-                  new TextEncoder().encode(`no export "${request.name}"`),
-                ),
-              );
-              break;
-            }
-            await writer.write(
-              encodeOptionReply(option, Reply.info, encodeInfoExport(exp.size, exportFlags(exp))),
-            );
-            await writer.write(
-              encodeOptionReply(
-                option,
-                Reply.info,
-                encodeInfoBlockSize(
-                  BLOCK_SIZES.minimum,
-                  BLOCK_SIZES.preferred,
-                  BLOCK_SIZES.maximum,
-                ),
-              ),
-            );
-            if (request.requests.includes(Info.name)) {
-              await writer.write(
-                encodeOptionReply(option, Reply.info, encodeInfoText(Info.name, exp.name)),
-              );
-            }
-            if (request.requests.includes(Info.description)) {
-              await writer.write(
-                encodeOptionReply(
-                  option,
-                  Reply.info,
-                  encodeInfoText(Info.description, `AoE device ${exp.name}`),
-                ),
-              );
-            }
-            await writer.write(encodeOptionReply(option, Reply.ack));
-            if (option === Option.go) {
-              finished = true;
-              clearTimeout(timer);
-              return await this.#transmission(conn, reader, writer, exp, structured);
-            }
-            break;
-          }
-          case Option.structuredReply:
-            if (length !== 0) {
-              await writer.write(encodeOptionReply(option, Reply.errInvalid));
-              break;
-            }
-            structured = true;
-            await writer.write(encodeOptionReply(option, Reply.ack));
-            break;
-          default:
-            await writer.write(encodeOptionReply(option, Reply.errUnsup));
-        }
-      }
+      const startTls = options.startTls;
+      negotiated = await negotiate(this.#session, stream, {
+        readOnly: options.readOnly,
+        startTls: startTls && (async () => upgraded = await startTls()),
+      });
     } finally {
       finished = true;
       clearTimeout(timer);
     }
-  }
-
-  #lookup(name: string): NbdExport | undefined {
-    if (name === "") {
-      const names = this.provider.names();
-      return names.length > 0 ? this.provider.get(names[0]) : undefined;
+    if (!negotiated) {
+      if (upgraded) closeQuietly(upgraded);
+      return;
     }
-    const exp = this.provider.get(name);
-    return exp && exp.size > 0 ? exp : undefined;
-  }
-
-  async #transmission(
-    conn: ByteStream,
-    reader: ExactReader,
-    writer: OrderedWriter,
-    exp: NbdExport,
-    structured: boolean,
-    countsAsOpen = true,
-  ): Promise<void> {
-    if (countsAsOpen) exp.open?.();
-    const inFlight = new Set<Promise<void>>();
+    if (upgraded) this.#connections.add(upgraded);
     try {
-      for (;;) {
-        const headerBytes = await reader.read(28);
-        if (!headerBytes) return;
-        const request = decodeRequest(headerBytes);
-        if (request.magic !== REQUEST_MAGIC) {
-          this.counters.dropped++;
-          return; // out of sync: nothing else can be trusted
-        }
-        this.counters.requests++;
-        let payload: Uint8Array | undefined;
-        if (request.type === Cmd.write) {
-          if (request.length > BLOCK_SIZES.maximum * 4) {
-            this.counters.dropped++;
-            return; // far past what we advertised: do not buffer it
-          }
-          payload = await reader.read(request.length);
-          if (!payload) return;
-        }
-        if (request.type === Cmd.disc) {
-          await Promise.all(inFlight);
-          return;
-        }
-        const work = this.#execute(exp, request, payload, writer, structured).catch(() => {});
-        inFlight.add(work);
-        work.finally(() => inFlight.delete(work));
-        if (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight);
-      }
+      await serveTransmission(this.#session, negotiated, {
+        structured: negotiated.structured,
+        readOnly: options.readOnly,
+      });
     } finally {
-      await Promise.all(inFlight);
-      if (countsAsOpen) exp.close?.();
-      void conn;
+      if (upgraded) {
+        this.#connections.delete(upgraded);
+        closeQuietly(upgraded);
+      }
     }
   }
 
-  async #execute(
-    exp: NbdExport,
-    request: ReturnType<typeof decodeRequest>,
-    payload: Uint8Array | undefined,
-    writer: OrderedWriter,
-    structured: boolean,
-  ): Promise<void> {
-    const { type, offset, length, flags, cookie } = request;
-    const size = exp.size;
-    const fail = (error: number, message: string) => {
-      this.counters.errors++;
-      if (structured && type === Cmd.read) {
-        const body = encodeErrorChunk(error, message);
-        return writer.write(
-          encodeChunkHeader(cookie, Chunk.flagDone, Chunk.error, body.length),
-          body,
-        );
-      }
-      return writer.write(encodeSimpleReply(cookie, error));
-    };
-    const aligned = offset % 512 === 0 && length % 512 === 0;
-    try {
-      switch (type) {
-        case Cmd.read: {
-          if (offset + length > size) return await fail(Errno.EINVAL, "read past the end");
-          if (length > BLOCK_SIZES.maximum) return await fail(Errno.EOVERFLOW, "read too large");
-          if (!aligned) return await fail(Errno.EINVAL, "unaligned read");
-          // The reply's buffer is reused once the reply is written (the socket has copied it).
-          const buffer = this.#pool.take(length);
-          try {
-            const data = length > 0 ? await exp.read(offset, length, buffer) : buffer;
-            if (structured) {
-              const offsetBytes = new Uint8Array(8);
-              new DataView(offsetBytes.buffer).setBigUint64(0, BigInt(offset));
-              return await writer.write(
-                encodeChunkHeader(cookie, Chunk.flagDone, Chunk.offsetData, 8 + data.length),
-                offsetBytes,
-                data,
-              );
-            }
-            return await writer.write(encodeSimpleReply(cookie, 0), data);
-          } finally {
-            this.#pool.give(buffer);
-          }
-        }
-        case Cmd.write:
-          if (offset + length > size) return await fail(Errno.ENOSPC, "write past the end");
-          if (length > BLOCK_SIZES.maximum) return await fail(Errno.EOVERFLOW, "write too large");
-          if (!aligned) return await fail(Errno.EINVAL, "unaligned write");
-          await exp.write(offset, payload!, { fua: (flags & CmdFlag.fua) !== 0 });
-          // Acknowledged by the target: the initiator holds no frame of it any more.
-          this.#pool.give(payload as Uint8Array<ArrayBuffer>);
-          return await writer.write(encodeSimpleReply(cookie, 0));
-        case Cmd.flush:
-          await exp.flush();
-          return await writer.write(encodeSimpleReply(cookie, 0));
-        case Cmd.trim:
-          if (!exp.canTrim) return await fail(Errno.EINVAL, "trim not supported");
-          if (offset + length > size || !aligned) return await fail(Errno.EINVAL, "bad trim range");
-          await exp.trim(offset, length);
-          if (flags & CmdFlag.fua) await exp.flush();
-          return await writer.write(encodeSimpleReply(cookie, 0));
-        case Cmd.writeZeroes: {
-          if (offset + length > size) return await fail(Errno.ENOSPC, "write zeroes past the end");
-          if (!aligned) return await fail(Errno.EINVAL, "unaligned write zeroes");
-          if (exp.canTrim && exp.trimReadsZeros && !(flags & CmdFlag.noHole)) {
-            await exp.trim(offset, length);
-          } else {
-            const chunk = new Uint8Array(Math.min(length, 1 << 20));
-            for (let at = 0; at < length; at += chunk.length) {
-              const n = Math.min(chunk.length, length - at);
-              await exp.write(offset + at, chunk.subarray(0, n), {});
-            }
-          }
-          if (flags & CmdFlag.fua) await exp.flush();
-          return await writer.write(encodeSimpleReply(cookie, 0));
-        }
-        case Cmd.cache:
-          return await writer.write(encodeSimpleReply(cookie, 0));
-        default:
-          return await fail(Errno.EINVAL, `unknown command ${type}`);
-      }
-    } catch (error) {
-      return await fail(Errno.EIO, error instanceof Error ? error.message : String(error));
-    }
+  /** Serves one connection from the handshake on (or only its transmission phase); never rejects. */
+  serve(conn: ByteStream, options: ServeOptions = {}): Promise<void> {
+    const exp = options.transmissionOnly;
+    return this.#track(
+      conn,
+      exp
+        ? serveTransmission(this.#session, {
+          reader: new ExactReader(conn, this.#session.pool),
+          writer: new OrderedWriter(conn),
+          export: exp,
+        }, { readOnly: options.readOnly, countsAsOpen: false })
+        : this.#handshakeThenTransmit(conn, conn, options),
+    );
   }
+
+  /** Keeps `conn` until `work` ends, then closes it; logs what went wrong instead of rejecting. */
+  #track(conn: ByteStream, work: Promise<void>): Promise<void> {
+    this.counters.connections++;
+    this.#connections.add(conn);
+    return work
+      .catch((error) =>
+        this.#session.log(
+          `nbd: connection failed: ${error instanceof Error ? error.message : String(error)}`,
+        )
+      )
+      .finally(() => {
+        this.#connections.delete(conn);
+        closeQuietly(conn);
+      });
+  }
+
+  /** Closes listeners and every connection. */
+  close(): void {
+    this.#closed = true;
+    for (const listener of this.#listeners) closeQuietly(listener);
+    this.#listeners = [];
+    for (const conn of this.#connections) closeQuietly(conn);
+  }
+}
+
+function closeQuietly(thing: { close(): void }): void {
+  try {
+    thing.close();
+  } catch { /* already closed */ }
 }

@@ -1,133 +1,8 @@
 import assert from "node:assert/strict";
-import {
-  Cmd,
-  CmdFlag,
-  encodeRequest,
-  Errno,
-  IHAVEOPT,
-  Option,
-  Reply,
-  TransmissionFlag,
-} from "./protocol.ts";
-import { exportFlags, HANDSHAKE_TIMEOUT_MS, type NbdExport, NbdServer } from "./server.ts";
-
-class MemoryExport implements NbdExport {
-  readonly data: Uint8Array;
-  flushes = 0;
-  constructor(
-    readonly name: string,
-    size: number,
-    readonly canTrim = true,
-    readonly trimReadsZeros = true,
-  ) {
-    this.data = new Uint8Array(size);
-  }
-  get size() {
-    return this.data.length;
-  }
-  read(offset: number, length: number) {
-    return Promise.resolve(this.data.slice(offset, offset + length));
-  }
-  write(offset: number, data: Uint8Array) {
-    this.data.set(data, offset);
-    return Promise.resolve();
-  }
-  flush() {
-    this.flushes++;
-    return Promise.resolve();
-  }
-  trim(offset: number, length: number) {
-    this.data.fill(0, offset, offset + length);
-    return Promise.resolve();
-  }
-}
-
-async function withServer(
-  fn: (socket: string, exports: MemoryExport[], server: NbdServer) => Promise<void>,
-) {
-  const dir = Deno.makeTempDirSync();
-  const exports = [
-    new MemoryExport("e9.0", 1 << 20),
-    new MemoryExport("e9.1", 2 << 20, false, false),
-  ];
-  const server = new NbdServer({
-    names: () => exports.map((e) => e.name),
-    get: (n) => exports.find((e) => e.name === n),
-  });
-  server.listenUnix(`${dir}/nbd.sock`);
-  try {
-    await fn(`${dir}/nbd.sock`, exports, server);
-  } finally {
-    server.close();
-    Deno.removeSync(dir, { recursive: true });
-  }
-}
-
-/** A raw client: connects, negotiates GO for `name`, and gives request/reply helpers. */
-async function rawClient(socket: string, name?: string) {
-  const conn = await Deno.connect({ transport: "unix", path: socket });
-  const buffer: number[] = [];
-  const readN = async (n: number) => {
-    while (buffer.length < n) {
-      const chunk = new Uint8Array(65536);
-      const got = await conn.read(chunk);
-      if (got === null) return undefined;
-      buffer.push(...chunk.subarray(0, got));
-    }
-    return new Uint8Array(buffer.splice(0, n));
-  };
-  const write = (bytes: Uint8Array) => conn.write(bytes);
-  const hello = (await readN(18))!;
-  assert.equal(new DataView(hello.buffer).getUint16(16), 3, "FIXED_NEWSTYLE | NO_ZEROES");
-  await write(new Uint8Array([0, 0, 0, 3]));
-  const option = async (opt: number, data = new Uint8Array(0)) => {
-    const head = new Uint8Array(16);
-    const v = new DataView(head.buffer);
-    v.setBigUint64(0, IHAVEOPT);
-    v.setUint32(8, opt);
-    v.setUint32(12, data.length);
-    await write(head);
-    await write(data);
-  };
-  const optionReply = async () => {
-    const head = (await readN(20))!;
-    const v = new DataView(head.buffer);
-    const length = v.getUint32(16);
-    return { option: v.getUint32(8), type: v.getUint32(12), data: (await readN(length))! };
-  };
-  if (name !== undefined) {
-    const n = new TextEncoder().encode(name);
-    const data = new Uint8Array(4 + n.length + 2);
-    new DataView(data.buffer).setUint32(0, n.length);
-    data.set(n, 4);
-    await option(Option.go, data);
-    for (;;) {
-      const r = await optionReply();
-      if (r.type === Reply.ack) break;
-      if (r.type !== Reply.info) throw new Error(`GO refused: ${r.type.toString(16)}`);
-    }
-  }
-  const request = async (
-    type: number,
-    offset: number,
-    length: number,
-    cookie: bigint,
-    flags = 0,
-    payload?: Uint8Array,
-  ) => {
-    await write(encodeRequest({ flags, type, cookie, offset, length }));
-    if (payload) await write(payload);
-  };
-  const reply = async (dataLength = 0) => {
-    const head = await readN(16);
-    if (!head) return undefined;
-    const v = new DataView(head.buffer);
-    const error = v.getUint32(4);
-    const data = error === 0 && dataLength > 0 ? await readN(dataLength) : undefined;
-    return { magic: v.getUint32(0), error, cookie: v.getBigUint64(8), data };
-  };
-  return { conn, option, optionReply, request, reply, readN, write };
-}
+import { Cmd, CmdFlag, Errno, Option, Reply, TransmissionFlag } from "./protocol.ts";
+import { exportFlags, type NbdExport } from "./export.ts";
+import { NbdServer } from "./server.ts";
+import { MemoryExport, rawClient, withServer } from "./testdata/client.ts";
 
 Deno.test("nbd: LIST, INFO with sizes and flags, unknown options get ERR_UNSUP, STARTTLS refused by policy", async () => {
   await withServer(async (socket) => {
@@ -170,7 +45,7 @@ Deno.test("nbd: LIST, INFO with sizes and flags, unknown options get ERR_UNSUP, 
     let r;
     do r = await c.optionReply(); while (r.type === Reply.info);
     assert.equal(r.type, Reply.errUnknown);
-    c.conn.close();
+    c.conn().close();
   });
 });
 
@@ -212,7 +87,7 @@ Deno.test("nbd: requests in flight, errors for bad ranges and commands, FUA and 
   });
 });
 
-Deno.test("nbd: bad magic and oversized requests close only that connection; a silent client times out; others are served", async () => {
+Deno.test("nbd: bad magic and oversized requests close only that connection; others are served", async () => {
   await withServer(async (socket, _exports, server) => {
     const good = await rawClient(socket, "e9.0");
     const bad = await rawClient(socket, "e9.0");
@@ -221,21 +96,124 @@ Deno.test("nbd: bad magic and oversized requests close only that connection; a s
     const huge = await rawClient(socket, "e9.0");
     await huge.request(Cmd.write, 0, 0xffffffff, 1n);
     assert.equal(await huge.readN(1), undefined, "absurd write length: connection closed");
-    const silent = await Deno.connect({ transport: "unix", path: socket });
     await good.request(Cmd.read, 0, 512, 5n);
     assert.equal((await good.reply(512))!.error, 0, "the good client is still served");
     assert.ok(server.counters.dropped >= 2);
-    assert.ok(HANDSHAKE_TIMEOUT_MS > 0);
-    silent.close();
-    good.conn.close();
+    good.conn().close();
   });
 });
 
-Deno.test("nbd: flags advertised truthfully", () => {
+/** Resolves with `promise`'s value, or `timedOut` after `ms`. */
+async function within<T, U>(promise: Promise<T>, ms: number, timedOut: U): Promise<T | U> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<U>((resolve) => timer = setTimeout(() => resolve(timedOut), ms));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("nbd: a silent client is disconnected when the handshake times out", async () => {
+  await withServer(async (socket, _exports, server) => {
+    const silent = await Deno.connect({ transport: "unix", path: socket });
+    try {
+      const hello = new Uint8Array(18);
+      let got = 0;
+      while (got < 18) got += (await silent.read(hello.subarray(got)))!;
+      const started = Date.now();
+      // Nothing sent: the server must close its end (end of stream) after ~300 ms.
+      const end = await within(silent.read(new Uint8Array(1)), 3000, "still open");
+      assert.equal(end, null, "the server closed the silent connection");
+      assert.ok(Date.now() - started >= 250, "not before the timeout");
+      assert.equal(server.counters.dropped, 1);
+    } finally {
+      silent.close();
+    }
+  }, { handshakeTimeoutMs: 300 });
+});
+
+Deno.test("nbd: flags come from the export's capabilities", () => {
   const trim = exportFlags(new MemoryExport("a", 512, true));
   const noTrim = exportFlags(new MemoryExport("b", 512, false));
   assert.ok(trim & TransmissionFlag.sendTrim);
   assert.equal(noTrim & TransmissionFlag.sendTrim, 0);
   assert.equal(noTrim & TransmissionFlag.readOnly, 0);
-  assert.ok(noTrim & TransmissionFlag.hasFlags);
+  assert.ok(noTrim & TransmissionFlag.hasFlags && noTrim & TransmissionFlag.sendWriteZeroes);
+  assert.ok(trim & TransmissionFlag.sendFua && trim & TransmissionFlag.canMultiConn);
+  const plain: NbdExport = {
+    name: "c",
+    size: 512,
+    canTrim: false,
+    trimReadsZeros: false,
+    read: () => Promise.resolve(new Uint8Array(0)),
+    write: () => Promise.resolve(),
+    flush: () => Promise.resolve(),
+    trim: () => Promise.resolve(),
+  };
+  const flags = exportFlags(plain);
+  assert.equal(flags & TransmissionFlag.sendFua, 0, "no FUA unless the export says so");
+  assert.equal(flags & TransmissionFlag.canMultiConn, 0, "no MULTI_CONN unless the export says so");
+  assert.ok(exportFlags(plain, { readOnly: true }) & TransmissionFlag.readOnly);
+});
+
+Deno.test("nbd: WRITE_ZEROES writes zeros when the trim fails, and never trims with NO_HOLE", async () => {
+  await withServer(async (socket, exports) => {
+    const c = await rawClient(socket, "e9.0");
+    const exp = exports[0];
+    exp.data.fill(0xbb, 0, 1 << 19);
+    exp.trimFails = true;
+    await c.request(Cmd.writeZeroes, 0, 65536, 1n);
+    assert.equal((await c.reply())!.error, 0, "WRITE_ZEROES succeeds although TRIM fails");
+    assert.ok(exp.data.subarray(0, 65536).every((b) => b === 0), "zeros written");
+    assert.equal(exp.trims, 1, "the trim was tried first");
+    exp.trimFails = false;
+    await c.request(Cmd.writeZeroes, 65536, 65536, 2n, CmdFlag.noHole);
+    assert.equal((await c.reply())!.error, 0);
+    assert.equal(exp.trims, 1, "NO_HOLE: no trim");
+    assert.ok(exp.data.subarray(65536, 131072).every((b) => b === 0));
+    await c.request(Cmd.writeZeroes, 131072, (1 << 19) - 131072, 3n);
+    assert.equal((await c.reply())!.error, 0);
+    assert.equal(exp.trims, 2, "holes allowed and the trim works: trimmed");
+    assert.ok(exp.data.subarray(131072, 1 << 19).every((b) => b === 0));
+    c.conn().close();
+  });
+});
+
+Deno.test("nbd: a write larger than the maximum block size is refused with EOVERFLOW before it is buffered", async () => {
+  await withServer(async (socket, exports, server) => {
+    const c = await rawClient(socket, "e9.1");
+    const big = 8 << 20; // twice the advertised maximum, within the export
+    exports[1].data.fill(0);
+    const sending = c.request(Cmd.write, 0, 1 << 20, 1n, 0, new Uint8Array(1 << 20).fill(1));
+    await sending;
+    assert.equal((await c.reply())!.error, 0);
+    // Only the header and the first MiB: the refusal comes before the rest is even sent,
+    // so the server cannot have been collecting the payload.
+    await c.request(Cmd.write, 0, big, 2n, 0, new Uint8Array(1 << 20).fill(7));
+    const refused = await within(c.reply(), 3000, undefined);
+    assert.equal(refused?.error, Errno.EOVERFLOW, "refused before the payload arrived");
+    assert.equal(server.bytesInFlight, 0);
+    await c.write(new Uint8Array(big - (1 << 20)).fill(7)); // the rest, read past
+    assert.ok(exports[1].data.subarray(0, 1 << 20).every((b) => b === 1), "nothing written");
+    await c.request(Cmd.read, 0, 512, 3n);
+    assert.equal((await c.reply(512))!.error, 0, "the connection goes on");
+    c.conn().close();
+  }, { maxBytes: 4 << 20 });
+});
+
+Deno.test("nbd: the Unix socket is root only by default, whatever the umask; a mode can be given", async () => {
+  await withServer((socket) => {
+    assert.equal(Deno.statSync(socket).mode! & 0o777, 0o600);
+    return Promise.resolve();
+  });
+  const dir = Deno.makeTempDirSync();
+  const server = new NbdServer({ names: () => [], get: () => undefined }, { log: () => {} });
+  try {
+    server.listenUnix({ path: `${dir}/group.sock`, mode: 0o660 });
+    assert.equal(Deno.statSync(`${dir}/group.sock`).mode! & 0o777, 0o660);
+  } finally {
+    server.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

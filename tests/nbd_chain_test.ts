@@ -4,15 +4,17 @@
  * nbdcopy, qemu-img, qemu-io, fio's nbd engine, nbdsh.
  */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { randomBytes, sha256, TestInitiator } from "./helpers/initiator.ts";
 import { Daemon } from "./helpers/procs.ts";
 import { sparseFile, startTarget, withNet } from "./helpers/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
-async function run(argv: string[], stdin?: string) {
+async function run(argv: string[], stdin?: string, cwd?: string) {
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
+    cwd,
     stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -44,7 +46,14 @@ Deno.test(
         );
         daemons.push(vblade);
         await vblade.waitFor(/sectors/);
-        await initiator.modprobe("--nbd-tcp", "10809");
+        // TCP read-only and for loopback only; the Unix socket (root's) stays read-write.
+        await initiator.modprobe(
+          "--nbd-tcp",
+          "10809",
+          "--nbd-read-only",
+          "--nbd-allow",
+          "127.0.0.0/8",
+        );
         await initiator.waitUp(["e9.0", "e9.1"]);
         const sock = `${initiator.runDir}/nbd.sock`;
         const uri = (name: string) => `nbd+unix:///${name}?socket=${sock}`;
@@ -59,6 +68,27 @@ Deno.test(
           JSON.parse(tcp.stdout).exports[0]["export-size"],
           32 << 20,
           "TCP on the namespace's loopback",
+        );
+        const readOnly = await net.run(1, [
+          "/usr/bin/python3",
+          "-m",
+          "nbd",
+          "-u",
+          "nbd://127.0.0.1:10809/e9.0",
+          "-c",
+          `
+print(h.is_read_only())
+try:
+    h.pwrite(b"x" * 512, 0)
+    print("written")
+except nbd.Error as e:
+    print("refused", e.errno)
+`,
+        ]);
+        assert.equal(
+          readOnly.stdout.trim(),
+          "True\nrefused EPERM",
+          `--nbd-read-only: ${readOnly.stderr}`,
         );
 
         for (
@@ -112,7 +142,8 @@ Deno.test(
             uri("e9.0")
           }\nrw=randwrite\nbs=4k\nsize=8m\niodepth=16\nverify=crc32c\ndo_verify=1\n`,
         );
-        const fio = await run(["fio", "--output-format=json", `${dir}/fio.job`]);
+        // fio writes its verify state file into the working directory: keep it in the test's own.
+        const fio = await run(["fio", "--output-format=json", `${dir}/fio.job`], undefined, dir);
         assert.equal(fio.code, 0, fio.stderr);
         const job = JSON.parse(fio.stdout.slice(fio.stdout.indexOf("{"))).jobs[0];
         assert.equal(job.error, 0);
@@ -181,6 +212,7 @@ Deno.test(
         const script = `
 import time
 for i in range(200): h.pread(65536, i * 4096)
+open("${dir}/ready", "w").close()
 input()
 t = time.time()
 try:
@@ -195,7 +227,11 @@ except nbd.Error as e:
           stdout: "piped",
           stderr: "piped",
         }).spawn();
-        await new Promise((r) => setTimeout(r, 1500));
+        // The reads before the outage must be done first (a loaded machine may take seconds).
+        for (let i = 0; i < 600 && !existsSync(`${dir}/ready`); i++) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.ok(existsSync(`${dir}/ready`), "the reads before the outage finished");
         await target.stop();
         const w = child.stdin.getWriter();
         await w.write(new TextEncoder().encode("\n"));
