@@ -554,7 +554,7 @@ export class Initiator {
     const extended = f.command === AtaOp.readSectorsExt || f.command === AtaOp.writeSectorsExt;
     let lba = f.lba;
     if (f.command === AtaOp.readSectors || f.command === AtaOp.writeSectors) {
-      lba = (f.lba & 0x0fffffff) + 0xe0000000; // LBA28: device register in lba3 (aoe-protocol.md §4)
+      lba = (f.lba & 0x0fffffff) + 0xe0000000; // LBA28: device register in lba3 (docs/protocol.md §3)
     } else if (f.command === AtaOp.identifyDevice) {
       lba = 0xa0000000;
     }

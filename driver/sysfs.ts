@@ -1,7 +1,7 @@
 /**
  * The attribute tree, laid out like sysfs under the run directory:
  * `block/etherd!e9.0/{state,mac,netif,firmware-version,payload,size}` and
- * `module/aoe/parameters/aoe_*` (linux-aoe-driver.md §7). Files are written
+ * `module/aoe/parameters/aoe_*` (docs/driver.md §8). Files are written
  * only when their content changes.
  *
  * @module

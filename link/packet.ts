@@ -1,7 +1,7 @@
 /**
  * Linux's fast path: an AF_PACKET socket bound to the AoE ethertype, read and
  * written in batches with recvmmsg/sendmmsg (one FFI call per batch, nothing
- * allocated per frame; frame-io.md).
+ * allocated per frame; docs/frame-io.md §3).
  *
  * @module
  */
@@ -11,7 +11,7 @@ import { type InterfaceInfo, interfaceInfo } from "./netif.ts";
 import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
 import { pollFds, SYNC_WAIT_MS } from "./wait.ts";
 
-/** AoE's ethertype (aoe-protocol.md §1). */
+/** AoE's ethertype (docs/protocol.md §1). */
 export const AOE_ETHERTYPE = 0x88a2;
 
 const MMSGHDR_SIZE = 64; // struct mmsghdr on x86_64: msghdr (56) + msg_len (4) + padding

@@ -1,6 +1,6 @@
 /**
- * Waiting for frames without holding the JavaScript thread (frame-io.md "hybrid
- * wait"): a short synchronous poll catches frames that follow closely, then a
+ * Waiting for frames without holding the JavaScript thread (docs/frame-io.md §3, "the
+ * hybrid wait"): a short synchronous poll catches frames that follow closely, then a
  * nonblocking (thread-pool) poll frees the event loop while the link is idle.
  *
  * @module

@@ -1,6 +1,6 @@
 /**
  * Generic netlink messages for the kernel's nbd driver (include/uapi/linux/
- * nbd-netlink.h, genetlink.h; nbd-and-vblade.md §B), built and parsed as pure
+ * nbd-netlink.h, genetlink.h; docs/nbd.md §4), built and parsed as pure
  * functions in host byte order (x86_64: little-endian).
  *
  * @module

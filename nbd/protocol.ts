@@ -1,7 +1,7 @@
 /**
  * The NBD protocol's numbers and message layouts (fixed newstyle handshake,
  * transmission phase), as pure encoders and decoders. Big-endian throughout.
- * See nbd-and-vblade.md §A.
+ * See docs/nbd.md §2 and §3.
  *
  * @module
  */

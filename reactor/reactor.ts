@@ -3,7 +3,7 @@
  * asks for `readable(fd)` or `writable(fd)`; whoever runs the loop polls those
  * descriptors together with its own (the initiator's frame links) and
  * resolves the waiters. One poll for frames and for the NBD sockets means no
- * hop through Deno's thread pool per request while I/O flows (frame-io.md:
+ * hop through Deno's thread pool per request while I/O flows (docs/frame-io.md §3:
  * synchronous calls while frames flow, an asynchronous wait only when idle).
  *
  * A reactor that nobody hosts drives itself with asynchronous polls.

@@ -3,7 +3,7 @@
  * IDENTIFY DEVICE, FLUSH CACHE (EXT), CHECK POWER MODE and DATA SET MANAGEMENT
  * (TRIM); anything else is aborted. Failures go in the ATA status and error
  * registers, because the Linux driver drops E-flagged replies and retransmits
- * (aoe-protocol.md §2); only malformed arguments get the AoE error, as vblade does.
+ * (docs/protocol.md §2); only malformed arguments get the AoE error, as vblade does.
  *
  * @module
  */

@@ -42,7 +42,7 @@ import {
 import { executeAta } from "./ata.ts";
 import type { BackingStore } from "./backing.ts";
 
-/** vblade's mask list holds 32 entries (aoe-protocol.md §6). */
+/** vblade's mask list holds 32 entries (docs/protocol.md §6). */
 export const MAX_MASKS = 32;
 /** Firmware version this target reports in Query Config (vblade 25 reports 0x4019). */
 export const FIRMWARE_VERSION = 0x4100;
@@ -224,7 +224,7 @@ export class Export {
     const ccmd = request[29] & 0xf;
     const stringLength = request[30] << 8 | request[31];
     const given = request.subarray(CONFIG_HEADER_LENGTH, CONFIG_HEADER_LENGTH + stringLength);
-    // A read's length is not checked: aoeping sends 1024 filler bytes (aoe-protocol.md §5).
+    // A read's length is not checked: aoeping sends 1024 filler bytes (docs/protocol.md §5).
     if (
       ccmd !== ConfigCommand.read &&
       (stringLength > MAX_CONFIG_LENGTH || stringLength > length - CONFIG_HEADER_LENGTH)
@@ -327,7 +327,7 @@ export class Export {
           failure = MaskError.badDirective;
         }
         if (failure) {
-          // Stop at the failing directive and report its index in Dir Count (§6).
+          // Stop at the failing directive and report its index in Dir Count (docs/protocol.md §6).
           link.commit(encodeMask(reply, { mcmd, merror: failure, directives: [], dirCount: i }));
           return;
         }
@@ -372,7 +372,7 @@ export class Export {
 
   /**
    * The start-up advertisement: one Query Config response (R set, tag 0) to
-   * broadcast, or to each MAC on the mask list instead, as vblade does (§5).
+   * broadcast, or to each MAC on the mask list instead, as vblade does (docs/protocol.md §5).
    */
   announce(link: FrameLink): void {
     const destinations = this.masks.length > 0 ? this.masks : [BROADCAST_MAC];

@@ -2,7 +2,7 @@
  * The target's frame loop: receive batches on every interface, drop what is
  * not a request for one of our exports (counted), let each export answer, and
  * send the replies in batches. Synchronous while frames flow, a hybrid wait
- * when idle so timers and signals still run (frame-io.md).
+ * when idle so timers and signals still run (docs/frame-io.md §3).
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The Issue ATA Command argument (AoE r11 §3.1; aoe-protocol.md §4).
+ * The Issue ATA Command argument (AoE r11 §3.1; docs/protocol.md §3).
  *
  * @module
  */
@@ -107,13 +107,13 @@ export function encodeAta(
 
 /**
  * The LBA a target acts on: LBA28 commands carry the device register in lba3,
- * so only 28 bits address (aoe-protocol.md §4, "Targets must mask lba to 28 bits").
+ * so only 28 bits address (docs/protocol.md §3).
  */
 export function effectiveLba(arg: Pick<AtaArg, "aflags" | "lba">): number {
   return arg.aflags & AtaFlag.extended ? arg.lba : arg.lba % 0x10000000;
 }
 
-/** Sectors of data an MTU carries per frame: floor((MTU - 36) / 512) (§8). */
+/** Sectors of data an MTU carries per frame: floor((MTU - 36) / 512) (docs/protocol.md §8). */
 export function sectorsPerFrame(mtu: number): number {
   return Math.max(0, Math.floor((mtu - ATA_HEADER_LENGTH) / SECTOR_SIZE));
 }

@@ -1,5 +1,5 @@
 /**
- * Query Config Information (AoE r11 §3.2; aoe-protocol.md §5).
+ * Query Config Information (AoE r11 §3.2; docs/protocol.md §5).
  *
  * @module
  */
@@ -18,7 +18,7 @@ export const ConfigCommand = { read: 0, test: 1, testPrefix: 2, set: 3, forceSet
 export interface ConfigArg {
   bufferCount: number;
   firmwareVersion: number;
-  /** Max sectors per ATA command; 0 on the wire means 2 (§5), see {@link effectiveSectorCount}. */
+  /** Max sectors per ATA command; 0 on the wire means 2 (docs/protocol.md §5), see {@link effectiveSectorCount}. */
   sectorCount: number;
   aoeVersion: number;
   ccmd: number;
@@ -67,7 +67,7 @@ export function encodeConfig(
   return end;
 }
 
-/** Sectors per command a QC reply allows: 0 means 2 for backward compatibility (§5). */
+/** Sectors per command a QC reply allows: 0 means 2 for backward compatibility (docs/protocol.md §5). */
 export function effectiveSectorCount(sectorCount: number): number {
   return sectorCount === 0 ? 2 : sectorCount;
 }

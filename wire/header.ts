@@ -1,5 +1,5 @@
 /**
- * The Ethernet header and the AoE common header (AoE r11 §2; aoe-protocol.md §2).
+ * The Ethernet header and the AoE common header (AoE r11 §2; docs/protocol.md §2).
  *
  * @module
  */
@@ -21,7 +21,7 @@ export const BROADCAST_SLOT = 0xff;
 /** Flag bits in the low nibble of byte 14. */
 export const Flag = { response: 0x08, error: 0x04 } as const;
 
-/** AoE command codes (§3). */
+/** AoE command codes (docs/protocol.md §2). */
 export const Command = { ata: 0, config: 1, macMask: 2, reserve: 3 } as const;
 
 /** AoE error codes carried in byte 15 when the E flag is set. */
@@ -118,7 +118,7 @@ export function writeTag(frame: Uint8Array, tag: number): void {
 /**
  * Turns a request held in `reply` (a copy of the request's first bytes) into a
  * response header: swaps the MACs (source = `ownMac`), puts the target's real
- * shelf and slot (never the broadcast values, §2) and sets R, keeping the
+ * shelf and slot (never the broadcast values, docs/protocol.md §2) and sets R, keeping the
  * request's version nibble as vblade does.
  */
 export function makeResponseHeader(

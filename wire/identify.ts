@@ -1,5 +1,5 @@
 /**
- * ATA IDENTIFY DEVICE data: 256 little-endian words (aoe-protocol.md §4 table).
+ * ATA IDENTIFY DEVICE data: 256 little-endian words (docs/protocol.md §4).
  *
  * @module
  */

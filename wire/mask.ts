@@ -1,5 +1,5 @@
 /**
- * MAC Mask List (AoE r11 §3.3; aoe-protocol.md §6).
+ * MAC Mask List (AoE r11 §3.3; docs/protocol.md §6).
  *
  * @module
  */

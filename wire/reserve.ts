@@ -1,5 +1,5 @@
 /**
- * Reserve/Release (AoE r11 §3.4; aoe-protocol.md §7).
+ * Reserve/Release (AoE r11 §3.4; docs/protocol.md §7).
  *
  * @module
  */

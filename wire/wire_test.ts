@@ -110,7 +110,7 @@ Deno.test("ata: 48-bit LBA little-endian, LBA28 masked to 28 bits", () => {
   );
 });
 
-Deno.test("ata: sectors per frame from the MTU (aoe-protocol.md §8)", () => {
+Deno.test("ata: sectors per frame from the MTU (docs/protocol.md §8)", () => {
   assert.equal(sectorsPerFrame(1500), 2);
   assert.equal(sectorsPerFrame(4096), 7);
   assert.equal(sectorsPerFrame(9000), 17);
