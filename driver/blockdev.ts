@@ -11,9 +11,15 @@ import type { AoeDevice } from "./device.ts";
 
 /** A handle on one initiator device. */
 export class BlockDevice {
-  /** @param initiator the engine @param device the AoE device */
+  /**
+   * A handle on `device`, whose I/O `initiator` carries.
+   *
+   * @param initiator the engine
+   * @param device the AoE device
+   */
   constructor(readonly initiator: Initiator, readonly device: AoeDevice) {}
 
+  /** The device name, e.g. "e9.0". */
   get name(): string {
     return this.device.name;
   }
@@ -23,6 +29,7 @@ export class BlockDevice {
     return this.device.sectors * SECTOR_SIZE;
   }
 
+  /** Whether the device is up (I/O fails while it is down). */
   get up(): boolean {
     return this.device.up;
   }
@@ -33,6 +40,7 @@ export class BlockDevice {
     this.initiator.hooks.changed(this.device);
   }
 
+  /** Undoes one {@link open}. */
   close(): void {
     if (this.device.openCount > 0) this.device.openCount--;
     this.initiator.hooks.changed(this.device);

@@ -87,6 +87,7 @@ const ERROR_TEXT = [
 
 /** A block I/O request as the rest of the program submits it. */
 export interface BlockRequest {
+  /** What the request does. */
   kind: "read" | "write" | "flush" | "trim";
   /** First sector. */
   lba: number;
@@ -132,6 +133,7 @@ interface Frame {
 
 /** Counters for the administrator and the tests. */
 export interface InitiatorCounters {
+  /** Frames received on every link. */
   received: number;
   /** Shorter than a header, or not AoE. */
   malformed: number;
@@ -143,8 +145,11 @@ export interface InitiatorCounters {
   errorResponses: number;
   /** Responses with no matching frame, or from the wrong MAC. */
   unexpected: number;
+  /** ATA responses for a shelf.slot the driver does not know. */
   unknownDevice: number;
+  /** Frames sent again after a timeout. */
   retransmits: number;
+  /** Responses whose ATA status reported an error. */
   ataErrors: number;
   /** Query Config answers for a new address refused: the table was full or new devices came too fast. */
   refusedDevices: number;
@@ -162,7 +167,9 @@ export interface InitiatorHooks {
 
 /** The driver's command engine, independent of where frames come from. */
 export class Initiator {
+  /** The devices discovered, by shelf.slot. */
   readonly devices: DeviceTable;
+  /** Counters for the administrator and the tests. */
   readonly counters: InitiatorCounters = {
     received: 0,
     malformed: 0,
@@ -186,7 +193,12 @@ export class Initiator {
   #newDeviceTokens = NEW_DEVICE_BURST;
   #newDeviceRefill = performance.now();
 
-  /** @param params module parameters (read live) @param hooks outputs */
+  /**
+   * An engine with no links yet; set {@link links} before discovering.
+   *
+   * @param params module parameters (read live)
+   * @param hooks outputs
+   */
   constructor(readonly params: DriverParams, readonly hooks: InitiatorHooks) {
     this.devices = new DeviceTable(params.dyndevs);
   }

@@ -23,13 +23,17 @@ import { type SocketStream, UnixListener } from "../reactor/mod.ts";
 
 /** A request to the daemon. */
 export interface DaemonRequest {
+  /** The verb: ping, status, messages, discover, interfaces, revalidate, flush, open, read, write, rmmod. */
   cmd: string;
+  /** The verb's arguments (name, offset, length, data, list, arg, fua). */
   [key: string]: unknown;
 }
 
 /** Services living beside the driver in the daemon (the NBD bridge). */
 export interface DaemonExtension {
+  /** Called once the driver has started. */
   start(driver: Driver): Promise<void> | void;
+  /** Called before the driver stops. */
   stop(): Promise<void> | void;
 }
 

@@ -19,7 +19,9 @@ import { SysfsTree } from "./sysfs.ts";
 
 /** How to run a {@link Driver}. */
 export interface DriverOptions {
+  /** The module parameters (changed live by the control files). */
   params: DriverParams;
+  /** Where the files go. */
   paths: DriverPaths;
   /** Frame I/O kind (default: the link module's default). */
   link?: LinkKind;
@@ -35,9 +37,13 @@ export interface DriverOptions {
 
 /** The running driver. */
 export class Driver {
+  /** The command engine: devices, frames, retransmission. */
   readonly initiator: Initiator;
+  /** The sysfs-like attribute tree. */
   readonly sysfs: SysfsTree;
+  /** The control FIFOs. */
   readonly control: ControlFiles;
+  /** The open frame links by interface name. */
   readonly links = new Map<string, FrameLink>();
   /** Kernel-log lines (dmesg), newest last, at most 1000. */
   readonly messages: string[] = [];
@@ -54,7 +60,11 @@ export class Driver {
    */
   readonly reactor = new Reactor();
 
-  /** @param options parameters, paths and hooks */
+  /**
+   * A driver that does nothing until {@link start}.
+   *
+   * @param options parameters, paths and hooks
+   */
   constructor(readonly options: DriverOptions) {
     this.#files = options.files ?? true;
     this.sysfs = new SysfsTree(options.paths.sysDir, options.access);
@@ -72,6 +82,7 @@ export class Driver {
     });
   }
 
+  /** The module parameters in use. */
   get params(): DriverParams {
     return this.options.params;
   }

@@ -15,7 +15,7 @@ import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./
 export type Impairment = (frame: Uint8Array, from: MemoryLink) => number;
 
 /** An {@link Impairment} result: hold the frame back behind the next one. */
-export const HOLD = -1;
+export const HOLD: number = -1;
 
 /** Options for {@link MemorySegment}. */
 export interface MemorySegmentOptions {
@@ -31,14 +31,23 @@ export interface MemorySegmentOptions {
 
 /** A shared segment joining {@link MemoryLink} ports. */
 export class MemorySegment {
+  /** The ports attached, in order. */
   readonly ports: MemoryLink[] = [];
+  /** The MTU of every port. */
   readonly mtu: number;
+  /** Frames per receive batch. */
   readonly batch: number;
+  /** Per-frame impairment, changeable while running. */
   impair?: Impairment;
+  /** Delay of every frame in milliseconds, changeable while running. */
   delayMs: number;
   #held: { frame: Uint8Array; from: MemoryLink }[] = [];
 
-  /** @param options segment settings */
+  /**
+   * An empty segment.
+   *
+   * @param options segment settings
+   */
   constructor(options: MemorySegmentOptions = {}) {
     this.mtu = options.mtu ?? 1500;
     this.batch = options.batch ?? 32;
@@ -82,8 +91,10 @@ export class MemoryLink implements FrameLink {
   readonly frameCapacity: number;
   readonly rx: Uint8Array[];
   readonly rxLength: Uint32Array;
-  readonly pollFd = -1;
+  /** No descriptor: in-memory links are waited for with {@link wait}. */
+  readonly pollFd: number = -1;
   readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  /** Closed ports receive nothing. */
   closed = false;
   #queue: Uint8Array[] = [];
   #waiters: (() => void)[] = [];

@@ -97,6 +97,8 @@ export class KernelNbd {
   #attaching = new Map<string, Promise<number>>();
 
   /**
+   * Attaches exports whose sockets `server` serves.
+   *
    * @param server serves our end of each socket
    * @param log kernel-log style messages
    */
@@ -213,6 +215,7 @@ export class KernelNbd {
     }
   }
 
+  /** Detaches every attached export. */
   detachAll(): void {
     for (const name of [...this.#attached.keys()]) this.detach(name);
   }

@@ -15,15 +15,21 @@ import { KernelNbd } from "./attach.ts";
 
 /** An initiator device seen as an NBD export. */
 export class DeviceExport implements NbdExport {
-  /** @param device the initiator's block device */
+  /**
+   * The export of `device`.
+   *
+   * @param device the initiator's block device
+   */
   constructor(readonly device: BlockDevice) {}
 
+  /** The device name, which is the export name. */
   get name(): string {
     return this.device.name;
   }
   get size(): number {
     return this.device.size;
   }
+  /** Whether the target said in IDENTIFY that it trims. */
   get canTrim(): boolean {
     return this.device.canTrim;
   }
@@ -69,8 +75,9 @@ export interface BridgeOptions {
   socketMode?: number;
   /** Group of the Unix socket (default: unchanged). */
   socketGid?: number;
-  /** TCP port, and address (default loopback). */
+  /** TCP port to listen on as well (none by default). */
   tcpPort?: number;
+  /** TCP address (default 127.0.0.1). */
   tcpHost?: string;
   /** Attach devices to the kernel's nbd driver: "auto" (when it is there), "yes", "no". */
   attach?: "auto" | "yes" | "no";
@@ -78,12 +85,19 @@ export interface BridgeOptions {
 
 /** The NBD bridge as a daemon extension. */
 export class NbdBridge implements DaemonExtension {
+  /** The NBD server, once started. */
   server?: NbdServer;
+  /** The kernel attachment, when attaching. */
   kernel?: KernelNbd;
 
-  /** @param options where to listen, whether to attach */
+  /**
+   * A bridge that starts with the driver.
+   *
+   * @param options where to listen, whether to attach
+   */
   constructor(readonly options: BridgeOptions) {}
 
+  /** Starts serving the driver's devices and, if asked, attaching them. */
   start(driver: Driver): void {
     const provider = driverExports(driver);
     // The driver's loop polls the bridge's sockets together with its frames.
@@ -123,6 +137,7 @@ export class NbdBridge implements DaemonExtension {
     }
   }
 
+  /** Detaches every device, closes the server and removes its socket. */
   async stop(): Promise<void> {
     await this.kernel?.detachAll();
     this.server?.close();

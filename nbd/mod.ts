@@ -5,8 +5,15 @@
  * @module
  */
 
-export { DeviceExport, driverExports, NbdBridge } from "./bridge.ts";
+export { type BridgeOptions, DeviceExport, driverExports, NbdBridge } from "./bridge.ts";
 export { KernelNbd, nbdFamily } from "./attach.ts";
-export { exportFlags, type ExportProvider, type NbdExport, NbdServer } from "./server.ts";
+export {
+  exportFlags,
+  type ExportProvider,
+  type NbdCounters,
+  type NbdExport,
+  NbdServer,
+  type NbdServerOptions,
+} from "./server.ts";
 export * as nbdProtocol from "./protocol.ts";
 export * as nbdNetlink from "./netlink.ts";

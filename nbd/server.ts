@@ -36,25 +36,33 @@ import { BufferPool } from "./buffer_pool.ts";
 
 /** What the server serves. */
 export interface NbdExport {
+  /** The export name clients ask for. */
   readonly name: string;
   /** Bytes; 0 when the device behind it is gone. */
   readonly size: number;
+  /** Whether TRIM is offered. */
   readonly canTrim: boolean;
   /** Trimmed ranges read back as zeros, so WRITE_ZEROES may trim. */
   readonly trimReadsZeros: boolean;
   /** Reads `length` bytes at `offset`, into `into` where the export can (it may return its own buffer). */
   read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
+  /** Writes `data` at `offset`; with `fua` durable before it resolves. */
   write(offset: number, data: Uint8Array, options: { fua?: boolean }): Promise<void>;
+  /** Resolves once every earlier write is durable. */
   flush(): Promise<void>;
+  /** Deallocates a range. */
   trim(offset: number, length: number): Promise<void>;
   /** Called when a client starts using the export, and when it stops. */
   open?(): void;
+  /** Called when that client stops using the export. */
   close?(): void;
 }
 
 /** Finds exports by name. */
 export interface ExportProvider {
+  /** The names of the exports available now. */
   names(): string[];
+  /** The export of that name, if available. */
   get(name: string): NbdExport | undefined;
 }
 
@@ -207,8 +215,11 @@ class OrderedWriter {
 
 /** Counters across all connections. */
 export interface NbdCounters {
+  /** Connections served. */
   connections: number;
+  /** Transmission requests received. */
   requests: number;
+  /** Requests answered with an error. */
   errors: number;
   /** Connections closed for protocol violations (bad magic, oversized, slow handshake). */
   dropped: number;
@@ -222,13 +233,20 @@ export interface NbdServerOptions {
 
 /** Serves exports over any number of connections. */
 export class NbdServer {
+  /** Counters across all connections. */
   readonly counters: NbdCounters = { connections: 0, requests: 0, errors: 0, dropped: 0 };
+  /** Where the server's sockets wait for readiness. */
   readonly reactor: Reactor;
   #pool = new BufferPool();
   #listeners: { close(): void }[] = [];
   #connections = new Set<ByteStream>();
 
-  /** @param provider where exports come from @param options where sockets wait */
+  /**
+   * A server with no listeners yet.
+   *
+   * @param provider where exports come from
+   * @param options where sockets wait
+   */
   constructor(readonly provider: ExportProvider, options: NbdServerOptions = {}) {
     this.reactor = options.reactor ?? sharedReactor();
   }

@@ -49,6 +49,7 @@ export class EventLoopYield {
     });
   }
 
+  /** Releases the channel and resolves every waiting {@link next}. */
   close(): void {
     this.#channel.port1.close();
     this.#channel.port2.close();

@@ -25,6 +25,7 @@ import type { BackingStore } from "./backing.ts";
 
 /** What the ATA emulation needs from its export. */
 export interface AtaDevice {
+  /** Where the sectors are. */
   readonly store: BackingStore;
   /** 512 bytes of IDENTIFY data, kept current by the export. */
   readonly identify: Uint8Array;

@@ -49,12 +49,19 @@ export const FIRMWARE_VERSION = 0x4100;
 
 /** Counters one export keeps; the administrator reads them (SIGUSR1, --stats). */
 export interface ExportCounters {
+  /** ATA requests handled. */
   ata: number;
+  /** READ SECTORS (EXT) requests. */
   reads: number;
+  /** WRITE SECTORS (EXT) requests. */
   writes: number;
+  /** Query Config requests. */
   config: number;
+  /** MAC Mask List requests. */
   macMask: number;
+  /** Reserve/Release requests. */
   reserve: number;
+  /** Unknown commands, answered with error 1. */
   unknownCommand: number;
   /** Frames from a MAC not on a non-empty mask list, ignored. */
   masked: number;
@@ -64,6 +71,7 @@ export interface ExportCounters {
   malformed: number;
   /** QC requests answered with silence (test mismatch, bad length). */
   configSilent: number;
+  /** ATA replies with an error status or an AoE error. */
   ataErrors: number;
 }
 
@@ -86,14 +94,23 @@ export interface ExportOptions {
 
 /** One AoE shelf.slot served by a target. */
 export class Export {
+  /** Shelf (major). */
   readonly shelf: number;
+  /** Slot (minor). */
   readonly slot: number;
+  /** What is exported. */
   readonly store: BackingStore;
+  /** Buffer count advertised in Query Config. */
   readonly bufferCount: number;
+  /** Interfaces this export answers on; undefined: all its server's. */
   readonly interfaces: readonly string[] | undefined;
+  /** The IDENTIFY data sent. */
   readonly identify = new Uint8Array(512);
+  /** The MAC mask list; empty lets everyone in. */
   readonly masks: number[];
+  /** The reserve list; empty means not reserved. */
   reservations: number[] = [];
+  /** What this export counted. */
   readonly counters: ExportCounters = {
     ata: 0,
     reads: 0,
@@ -111,7 +128,11 @@ export class Export {
   #config = new Uint8Array(MAX_CONFIG_LENGTH);
   #configLength = 0;
 
-  /** @param options what to export and how */
+  /**
+   * An export with its IDENTIFY data built from the store.
+   *
+   * @param options what to export and how
+   */
   constructor(options: ExportOptions) {
     this.shelf = options.shelf;
     this.slot = options.slot;

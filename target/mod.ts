@@ -21,10 +21,11 @@ export {
   type TargetCommandLine,
   UsageError,
 } from "./options.ts";
-export { executeAta } from "./ata.ts";
+export { type AtaDevice, executeAta } from "./ata.ts";
 
 /** A running target: its server, and how to stop it. */
 export interface RunningTarget {
+  /** The frame loop serving the exports. */
   server: TargetServer;
   /** Stops the loop, flushes and closes every store and link. */
   close(): Promise<void>;

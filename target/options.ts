@@ -10,9 +10,13 @@ import { parseMac } from "../wire/mod.ts";
 
 /** One export as given on the command line. */
 export interface ExportSpec {
+  /** Shelf (major), 0-65534. */
   shelf: number;
+  /** Slot (minor), 0-254. */
   slot: number;
+  /** Interfaces to serve on. */
   interfaces: string[];
+  /** The file or block device exported. */
   file: string;
   /** -b */
   bufferCount: number;
@@ -32,7 +36,9 @@ export interface ExportSpec {
 
 /** The whole `aoe target` invocation. */
 export interface TargetCommandLine {
+  /** The exports, the first from the command line, the rest after each `--and`. */
   exports: ExportSpec[];
+  /** --help: print the help and exit. */
   help: boolean;
   /** --stats FILE: JSON counters written every second and at exit. */
   statsFile?: string;
@@ -44,7 +50,11 @@ export interface TargetCommandLine {
 
 /** A command-line mistake; the message is one line. */
 export class UsageError extends Error {
-  /** @param message what is wrong */
+  /**
+   * A usage error.
+   *
+   * @param message what is wrong
+   */
   constructor(message: string) {
     super(message);
     this.name = "UsageError";

@@ -14,6 +14,7 @@ import type { Export } from "./export.ts";
 
 /** Frames dropped before any export saw them. */
 export interface DispatchCounters {
+  /** Frames received on every link. */
   received: number;
   /** Shorter than the AoE header, or another ethertype. */
   malformed: number;
@@ -27,6 +28,7 @@ export interface DispatchCounters {
 
 /** Serves a set of exports on a set of links. */
 export class TargetServer {
+  /** Frames dropped before any export saw them. */
   readonly counters: DispatchCounters = {
     received: 0,
     malformed: 0,
@@ -41,7 +43,12 @@ export class TargetServer {
   failure?: Error;
   #stopped: Promise<void> | undefined;
 
-  /** @param exports the shelf.slots served @param links the interfaces */
+  /**
+   * A server that does nothing until {@link run}.
+   *
+   * @param exports the shelf.slots served
+   * @param links the interfaces
+   */
   constructor(readonly exports: readonly Export[], readonly links: readonly FrameLink[]) {}
 
   /** Sends every export's start-up advertisement on every link. */

@@ -38,15 +38,19 @@ export const ATA_FAILURE_MASK = 0xa9;
 
 /** The decoded ATA argument; data are at `dataOffset` for `dataLength` bytes. */
 export interface AtaArg {
+  /** AFlags ({@link AtaFlag}). */
   aflags: number;
   /** Features register in requests, error register in responses. */
   feature: number;
+  /** Sector count register. */
   sectorCount: number;
   /** Command opcode in requests, status register in responses. */
   command: number;
   /** The six LBA bytes as one number (little-endian on the wire). */
   lba: number;
+  /** Where the data start in the frame (36). */
   dataOffset: number;
+  /** Bytes of data after the argument. */
   dataLength: number;
 }
 

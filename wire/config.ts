@@ -16,11 +16,15 @@ export const ConfigCommand = { read: 0, test: 1, testPrefix: 2, set: 3, forceSet
 
 /** The decoded QC argument. `config` holds the bytes present in the frame (at most the length field says). */
 export interface ConfigArg {
+  /** Requests the target can hold. */
   bufferCount: number;
+  /** The target's firmware version. */
   firmwareVersion: number;
   /** Max sectors per ATA command; 0 on the wire means 2 (docs/protocol.md §5), see {@link effectiveSectorCount}. */
   sectorCount: number;
+  /** AoE protocol version (1). */
   aoeVersion: number;
+  /** Sub-command ({@link ConfigCommand}). */
   ccmd: number;
   /** The length field as sent. */
   configLength: number;

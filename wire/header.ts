@@ -36,15 +36,25 @@ export const AoeError = {
 
 /** The decoded common header. */
 export interface AoeHeader {
+  /** Destination MAC. */
   dst: number;
+  /** Source MAC. */
   src: number;
+  /** Protocol version (1). */
   version: number;
+  /** R flag: a response. */
   response: boolean;
+  /** E flag: an error response. */
   error: boolean;
+  /** Error code ({@link AoeError}), meaningful with `error`. */
   errorCode: number;
+  /** Shelf (major); 0xffff is broadcast. */
   shelf: number;
+  /** Slot (minor); 0xff is broadcast. */
   slot: number;
+  /** Command ({@link Command}). */
   command: number;
+  /** Tag, echoed by the target. */
   tag: number;
 }
 

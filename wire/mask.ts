@@ -21,13 +21,17 @@ export const MaskError = { none: 0, unspecified: 1, badDirective: 2, listFull: 3
 
 /** One directive. */
 export interface MaskDirective {
+  /** Directive command ({@link DirectiveCommand}). */
   dcmd: number;
+  /** The MAC it applies to. */
   mac: number;
 }
 
 /** The decoded MAC mask argument. */
 export interface MaskArg {
+  /** Mask command ({@link MaskCommand}). */
   mcmd: number;
+  /** Mask error ({@link MaskError}). */
   merror: number;
   /** Directives the count field announces and the frame holds. */
   directives: MaskDirective[];

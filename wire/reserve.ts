@@ -15,7 +15,9 @@ export const ReserveCommand = { read: 0, set: 1, forceSet: 2 } as const;
 
 /** The decoded reserve/release argument. */
 export interface ReserveArg {
+  /** Reserve command ({@link ReserveCommand}). */
   rcmd: number;
+  /** The reserve list. */
   macs: number[];
 }
 
