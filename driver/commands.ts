@@ -40,8 +40,8 @@ import {
   RTTDEV_INIT,
   RTTDSCALE,
   RTTSCALE,
-  Target,
   type TargetInterface,
+  TargetPath,
 } from "./device.ts";
 import type { DriverParams } from "./params.ts";
 
@@ -115,7 +115,7 @@ interface QueuedRequest extends BlockRequest {
 interface Frame {
   tag: number;
   device: AoeDevice;
-  target: Target;
+  target: TargetPath;
   ifc: TargetInterface;
   request?: QueuedRequest;
   command: number;
@@ -331,7 +331,7 @@ export class Initiator {
       target.nframes = bufferCount;
       if (bufferCount < target.maxout) target.resetWindow();
     } else {
-      target = new Target(src, bufferCount);
+      target = new TargetPath(src, bufferCount);
       device.targets.push(target);
     }
     let sectors = sectorsPerFrame(link.mtu);
@@ -419,7 +419,7 @@ export class Initiator {
   }
 
   /** Jacobson/Karels estimator and window growth (calc_rttavg). */
-  #rttSample(device: AoeDevice, target: Target | undefined, rttUs: number): void {
+  #rttSample(device: AoeDevice, target: TargetPath | undefined, rttUs: number): void {
     let n = Math.floor(rttUs) - Math.floor(device.rttavg / 2 ** RTTSCALE);
     device.rttavg += n;
     if (n < 0) n = -n;
@@ -499,12 +499,12 @@ export class Initiator {
     }
   }
 
-  #hasProbe(target: Target): boolean {
+  #hasProbe(target: TargetPath): boolean {
     for (const f of this.#frames.values()) if (f.target === target && f.probe) return true;
     return false;
   }
 
-  #identifyDone(device: AoeDevice, target: Target, frame: Uint8Array, length: number): void {
+  #identifyDone(device: AoeDevice, target: TargetPath, frame: Uint8Array, length: number): void {
     this.#identifyPending.delete(device);
     if (length - ATA_HEADER_LENGTH < IDENTIFY_LENGTH) {
       this.hooks.log(
@@ -594,7 +594,7 @@ export class Initiator {
 
   #newFrame(
     device: AoeDevice,
-    target: Target,
+    target: TargetPath,
     ifc: TargetInterface,
     fields: Partial<Frame> & { command: number },
   ): Frame {
@@ -634,7 +634,7 @@ export class Initiator {
   }
 
   /** A probe to a tainted target: a read of lba 0 padded with a full payload of zeros. */
-  #probe(device: AoeDevice, target: Target): void {
+  #probe(device: AoeDevice, target: TargetPath): void {
     const ifc = target.nextInterface();
     if (!ifc) return;
     const sectors = Math.max(1, (device.payload || DEFAULT_PAYLOAD) / SECTOR_SIZE);
@@ -649,7 +649,7 @@ export class Initiator {
   }
 
   /** A target with window and an interface, round robin, avoiding tainted ones while others serve (newframe). */
-  #pickTarget(device: AoeDevice): Target | undefined {
+  #pickTarget(device: AoeDevice): TargetPath | undefined {
     const n = device.targets.length;
     const avoidTainted = this.#untainted(device) > 0;
     for (let i = 0; i < n; i++) {
@@ -1006,7 +1006,7 @@ export class Initiator {
 }
 
 /** An aoetgt gathers demerits quickly; good answers redeem it slowly (scorn). */
-function scorn(t: Target): void {
+function scorn(t: TargetPath): void {
   const n = t.taint++;
   t.taint += t.taint * 2;
   if (n > t.taint) t.taint = n;

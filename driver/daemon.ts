@@ -20,6 +20,7 @@ import type { DriverParams } from "./params.ts";
 import { type DriverPaths } from "./paths.ts";
 import type { LinkKind } from "../link/mod.ts";
 import { type SocketStream, UnixListener } from "../reactor/mod.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** A request to the daemon. */
 export interface DaemonRequest {
@@ -224,7 +225,7 @@ async function handleConnection(
         try {
           reply = await answer(JSON.parse(line) as DaemonRequest, driver, stop, opened);
         } catch (error) {
-          reply = { ok: false, error: error instanceof Error ? error.message : String(error) };
+          reply = { ok: false, error: errorMessage(error) };
         }
         await writeAll(connection, encoder.encode(`${JSON.stringify(reply)}\n`));
       }

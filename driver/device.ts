@@ -26,8 +26,12 @@ export interface TargetInterface {
   lost: number;
 }
 
-/** One MAC address serving a device: a path family with its own window. */
-export class Target {
+/**
+ * One MAC address serving a device (the kernel's aoetgt): the initiator's path
+ * to one target, with its own window and interfaces. Not the target program
+ * (`TargetServer`).
+ */
+export class TargetPath {
   /** The local interfaces this target answers on (at most {@link MAX_TARGET_INTERFACES}). */
   readonly interfaces: TargetInterface[] = [];
   /** Buffer count advertised, capped by aoe_maxout. */
@@ -119,7 +123,7 @@ export interface DeviceIdentity extends IdentifyInfo {
 /** One AoE device e{shelf}.{slot}. */
 export class AoeDevice {
   /** The targets (one per MAC address) serving this device. */
-  readonly targets: Target[] = [];
+  readonly targets: TargetPath[] = [];
   /** Round-robin position over targets. */
   targetRotate = 0;
   /** Minor number of the block device. */
@@ -189,7 +193,7 @@ export class AoeDevice {
   }
 
   /** The target with this MAC address, if any. */
-  targetFor(mac: number): Target | undefined {
+  targetFor(mac: number): TargetPath | undefined {
     return this.targets.find((t) => t.mac === mac);
   }
 

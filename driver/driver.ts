@@ -16,6 +16,7 @@ import type { AoeDevice } from "./device.ts";
 import { type DriverParams, parseIflist } from "./params.ts";
 import type { DriverPaths } from "./paths.ts";
 import { SysfsTree } from "./sysfs.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** How to run a {@link Driver}. */
 export interface DriverOptions {
@@ -114,7 +115,7 @@ export class Driver {
         this.links.set(name, link);
       } catch (error) {
         this.messages.push(
-          `aoe: cannot use ${name}: ${error instanceof Error ? error.message : error}`,
+          `aoe: cannot use ${name}: ${errorMessage(error)}`,
         );
       }
     }
@@ -200,7 +201,7 @@ export class Driver {
         try {
           this.setInterfaces(text);
         } catch (error) {
-          this.messages.push(`aoe: ${error instanceof Error ? error.message : error}`);
+          this.messages.push(`aoe: ${errorMessage(error)}`);
         }
         return;
       case "revalidate": {
@@ -232,7 +233,7 @@ export class Driver {
     try {
       this.setInterfaces(text);
     } catch (error) {
-      this.messages.push(`aoe: ${error instanceof Error ? error.message : error}`);
+      this.messages.push(`aoe: ${errorMessage(error)}`);
     }
   }
 

@@ -16,8 +16,8 @@ export {
   AoeDevice,
   type DeviceIdentity,
   DeviceTable,
-  Target,
   type TargetInterface,
+  TargetPath,
 } from "./device.ts";
 export { Driver, type DriverOptions } from "./driver.ts";
 export { ask, type DaemonExtension, type DaemonRequest, runDaemon } from "./daemon.ts";

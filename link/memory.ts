@@ -5,7 +5,8 @@
  * @module
  */
 
-import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
+import { TransmitSlots } from "./tx_slots.ts";
+import { type FrameLink, type LinkCounters, slotSizeFor } from "./types.ts";
 
 /**
  * Decides the fate of one frame on the segment: how many copies to deliver
@@ -98,9 +99,7 @@ export class MemoryLink implements FrameLink {
   closed = false;
   #queue: Uint8Array[] = [];
   #waiters: (() => void)[] = [];
-  #tx: Uint8Array[] = [];
-  #txLength: number[] = [];
-  #txCount = 0;
+  #tx: TransmitSlots;
 
   /** Use {@link MemorySegment.attach}. */
   constructor(readonly segment: MemorySegment, readonly name: string, readonly mac: number) {
@@ -108,7 +107,7 @@ export class MemoryLink implements FrameLink {
     this.frameCapacity = slotSizeFor(this.mtu);
     this.rx = Array.from({ length: segment.batch }, () => new Uint8Array(this.frameCapacity));
     this.rxLength = new Uint32Array(segment.batch);
-    for (let i = 0; i < segment.batch; i++) this.#tx.push(new Uint8Array(this.frameCapacity));
+    this.#tx = new TransmitSlots(segment.batch, this.frameCapacity);
   }
 
   /** Puts a frame on this port's receive queue (used by the segment and tests). */
@@ -133,21 +132,21 @@ export class MemoryLink implements FrameLink {
   }
 
   txSlot(): Uint8Array {
-    if (this.#txCount === this.#tx.length) this.flush();
-    return this.#tx[this.#txCount];
+    if (this.#tx.full) this.flush();
+    return this.#tx.next();
   }
 
   commit(length: number): void {
-    this.#txLength[this.#txCount] = padToMinimum(this.#tx[this.#txCount], length);
-    this.#txCount++;
+    this.#tx.commit(length);
   }
 
   flush(): void {
-    for (let i = 0; i < this.#txCount; i++) {
-      this.segment.deliver(this.#tx[i].subarray(0, this.#txLength[i]), this);
+    const tx = this.#tx;
+    for (let i = 0; i < tx.count; i++) {
+      this.segment.deliver(tx.slots[i].subarray(0, tx.lengths[i]), this);
     }
-    this.counters.sent += this.#txCount;
-    this.#txCount = 0;
+    this.counters.sent += tx.count;
+    tx.clear();
   }
 
   wait(timeoutMs: number): Promise<void> {

@@ -20,6 +20,7 @@ import {
 } from "./netlink.ts";
 import { exportFlags, type NbdExport, type NbdServer } from "./server.ts";
 import { socketPair } from "../reactor/mod.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** A synchronous generic netlink conversation. */
 class Netlink {
@@ -210,7 +211,7 @@ export class KernelNbd {
       this.log(`aoe: ${name} detached from nbd${index}`);
     } catch (error) {
       this.log(
-        `aoe: detach ${name} from nbd${index}: ${error instanceof Error ? error.message : error}`,
+        `aoe: detach ${name} from nbd${index}: ${errorMessage(error)}`,
       );
     }
   }

@@ -12,6 +12,7 @@ import type { Driver } from "../driver/driver.ts";
 import type { BlockDevice } from "../driver/blockdev.ts";
 import { type ExportProvider, type NbdExport, NbdServer } from "./server.ts";
 import { KernelNbd } from "./attach.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** An initiator device seen as an NBD export. */
 export class DeviceExport implements NbdExport {
@@ -130,7 +131,7 @@ export class NbdBridge implements DaemonExtension {
           const exp = new DeviceExport(block);
           // Attached already: a revalidated size reaches /dev/nbdN (NBD_CMD_RECONFIGURE).
           this.kernel!.attach(exp).then(() => this.kernel!.resize(exp)).catch((error) =>
-            driver.messages.push(`aoe: nbd attach ${device.name}: ${error.message}`)
+            driver.messages.push(`aoe: nbd attach ${device.name}: ${errorMessage(error)}`)
           );
         } else this.kernel!.detach(device.name);
       };

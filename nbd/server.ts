@@ -33,6 +33,7 @@ import {
 } from "./protocol.ts";
 import { type ByteStream, type Reactor, sharedReactor, UnixListener } from "../reactor/mod.ts";
 import { BufferPool } from "./buffer_pool.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** What the server serves. */
 export interface NbdExport {
@@ -589,7 +590,7 @@ export class NbdServer {
           return await fail(Errno.EINVAL, `unknown command ${type}`);
       }
     } catch (error) {
-      return await fail(Errno.EIO, error instanceof Error ? error.message : String(error));
+      return await fail(Errno.EIO, errorMessage(error));
     }
   }
 }

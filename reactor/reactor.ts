@@ -11,7 +11,7 @@
  * @module
  */
 
-import { libc, linux, SystemError } from "../ffi/libc.ts";
+import { libc, linux, POLL_BROKEN, SystemError } from "../ffi/libc.ts";
 
 interface Waiters {
   read: (() => void)[];
@@ -25,8 +25,6 @@ export interface WaitResult {
   /** Of the caller's extra descriptors, those reporting an error or hang-up. */
   broken: number[];
 }
-
-const POLL_BROKEN = linux.POLLERR | linux.POLLHUP | linux.POLLNVAL;
 
 /**
  * A way to let every queued promise continuation run: a macrotask turn

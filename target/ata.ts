@@ -40,18 +40,27 @@ function setRegisters(reply: Uint8Array, status: number, error: number, sectorCo
 }
 
 /**
- * Executes the ATA command in `request` (of `length` bytes) and writes the
- * reply registers and data into `reply`, whose first 36 bytes already hold the
- * response header. `maxSectors` is what one frame on this interface carries.
- * Returns the reply length (before padding).
+ * One ATA request and where its reply goes. The caller may keep one and refill
+ * it for every frame, so nothing is allocated per request.
  */
-export function executeAta(
-  device: AtaDevice,
-  request: Uint8Array,
-  length: number,
-  reply: Uint8Array,
-  maxSectors: number,
-): number {
+export interface AtaExchange {
+  /** The request frame. */
+  request: Uint8Array;
+  /** Bytes of the request frame received. */
+  length: number;
+  /** The reply frame; its first 36 bytes already hold the response header. */
+  reply: Uint8Array;
+  /** Sectors one frame on this interface carries. */
+  maxSectors: number;
+}
+
+/**
+ * Executes the ATA command of `exchange.request` and writes the reply
+ * registers and data into `exchange.reply`. Returns the reply length (before
+ * padding).
+ */
+export function executeAta(device: AtaDevice, exchange: AtaExchange): number {
+  const { request, length, reply, maxSectors } = exchange;
   const command = request[27];
   const count = request[26];
   const store = device.store;

@@ -39,7 +39,7 @@ import {
   sectorsPerFrame,
   setAoeError,
 } from "../wire/mod.ts";
-import { executeAta } from "./ata.ts";
+import { type AtaExchange, executeAta } from "./ata.ts";
 import type { BackingStore } from "./backing.ts";
 
 /** vblade's mask list holds 32 entries (docs/protocol.md §6). */
@@ -124,6 +124,13 @@ export class Export {
     malformed: 0,
     configSilent: 0,
     ataErrors: 0,
+  };
+  /** Refilled for every ATA request: nothing allocated per frame. */
+  #exchange: AtaExchange = {
+    request: new Uint8Array(0),
+    length: 0,
+    reply: new Uint8Array(0),
+    maxSectors: 0,
   };
   #config = new Uint8Array(MAX_CONFIG_LENGTH);
   #configLength = 0;
@@ -231,7 +238,12 @@ export class Export {
     else if (command === AtaOp.readSectors || command === AtaOp.readSectorsExt) {
       this.counters.reads++;
     }
-    const n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
+    const exchange = this.#exchange;
+    exchange.request = request;
+    exchange.length = length;
+    exchange.reply = reply;
+    exchange.maxSectors = Math.min(255, sectorsPerFrame(link.mtu));
+    const n = executeAta(this, exchange);
     if (reply[27] & 0x01 || reply[14] & Flag.error) this.counters.ataErrors++;
     link.commit(n);
   }

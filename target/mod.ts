@@ -21,7 +21,7 @@ export {
   type TargetCommandLine,
   UsageError,
 } from "./options.ts";
-export { type AtaDevice, executeAta } from "./ata.ts";
+export { type AtaDevice, type AtaExchange, executeAta } from "./ata.ts";
 
 /** A running target: its server, and how to stop it. */
 export interface RunningTarget {
