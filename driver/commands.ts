@@ -9,7 +9,6 @@
 
 import type { FrameLink } from "../link/types.ts";
 import {
-  AOE_VERSION,
   ATA_FAILURE_MASK,
   ATA_HEADER_LENGTH,
   AtaFlag,
@@ -17,17 +16,27 @@ import {
   BROADCAST_MAC,
   BROADCAST_SHELF,
   BROADCAST_SLOT,
+  checkHeader,
   Command,
   CONFIG_HEADER_LENGTH,
   decodeIdentify,
   encodeAta,
   encodeRequestHeader,
-  Flag,
   formatMac,
   HEADER_LENGTH,
   IDENTIFY_LENGTH,
+  isError,
   LBA28_MAX_SECTORS,
-  readMac,
+  readAtaStatus,
+  readBufferCount,
+  readCommand,
+  readConfigSectorCount,
+  readDestination,
+  readErrorCode,
+  readFirmwareVersion,
+  readShelf,
+  readSlot,
+  readSource,
   readTag,
   SECTOR_SIZE,
   sectorsPerFrame,
@@ -45,7 +54,7 @@ import {
 } from "./device.ts";
 import type { DriverParams } from "./params.ts";
 
-/** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (aoe-protocol.md §4). */
+/** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (docs/protocol.md §3). */
 export const LBA48_MAX_SECTORS = 2 ** 48;
 
 /** The capacity a device's addressing can reach: a larger claim in IDENTIFY is cut to it. */
@@ -244,26 +253,27 @@ export class Initiator {
       this.counters.filtered++;
       return;
     }
-    if (length < HEADER_LENGTH || (frame[12] << 8 | frame[13]) !== 0x88a2) {
+    const problem = checkHeader(frame, length, true);
+    if (problem === "short" || problem === "ethertype") {
       this.counters.malformed++;
       return;
     }
     const tag = readTag(frame);
     // Requests from other initiators, and replies to userland tools (tag bit 31), are not ours.
-    if (!(frame[14] & Flag.response) || tag & 0x80000000) {
+    if (problem === "direction" || tag & 0x80000000) {
       this.counters.ignored++;
       return;
     }
-    if (frame[14] >> 4 !== AOE_VERSION) {
+    if (problem === "version") {
       this.counters.malformed++;
       return;
     }
-    const shelf = frame[16] << 8 | frame[17];
-    const slot = frame[18];
-    if (frame[14] & Flag.error) {
+    const shelf = readShelf(frame);
+    const slot = readSlot(frame);
+    if (isError(frame)) {
       // The kernel logs and drops these; the request stays outstanding and is retransmitted.
       this.counters.errorResponses++;
-      const code = frame[15];
+      const code = readErrorCode(frame);
       this.hooks.log(
         `aoe: error packet from ${shelf}.${slot}@${link.name}; ecode=${code} '${
           ERROR_TEXT[code] ?? ERROR_TEXT[0]
@@ -271,7 +281,8 @@ export class Initiator {
       );
       return;
     }
-    switch (frame[19]) {
+    const command = readCommand(frame);
+    switch (command) {
       case Command.ata:
         this.#ataResponse(frame, length, link, shelf, slot, tag);
         return;
@@ -279,9 +290,9 @@ export class Initiator {
         this.#configResponse(frame, length, link, shelf, slot);
         return;
       default:
-        if (frame[19] < 0xf0) {
+        if (command < 0xf0) {
           this.hooks.log(
-            `aoe: unknown AoE command type 0x${frame[19].toString(16).padStart(2, "0")}`,
+            `aoe: unknown AoE command type 0x${command.toString(16).padStart(2, "0")}`,
           );
         }
         this.counters.ignored++;
@@ -311,7 +322,7 @@ export class Initiator {
       this.hooks.log(`aoe: e${shelf}.${slot}: broadcast slot number invalid`);
       return;
     }
-    const bufferCount = Math.min(frame[24] << 8 | frame[25], this.params.maxout);
+    const bufferCount = Math.min(readBufferCount(frame), this.params.maxout);
     if (!this.devices.get(shelf, slot) && !this.#mayCreateDevice()) {
       if (this.counters.refusedDevices++ === 0) {
         this.hooks.log(
@@ -325,7 +336,7 @@ export class Initiator {
       this.hooks.log(`aoe: e${shelf}.${slot}: AoE minor address too large for aoe_dyndevs=0`);
       return;
     }
-    const src = readMac(frame, 6);
+    const src = readSource(frame);
     let target = device.targetFor(src);
     if (target) {
       target.nframes = bufferCount;
@@ -335,7 +346,7 @@ export class Initiator {
       device.targets.push(target);
     }
     let sectors = sectorsPerFrame(link.mtu);
-    if (sectors > frame[28]) sectors = frame[28];
+    if (sectors > readConfigSectorCount(frame)) sectors = readConfigSectorCount(frame);
     const payload = sectors ? sectors * SECTOR_SIZE : DEFAULT_PAYLOAD;
     if (!target.setInterface(link, payload)) {
       this.hooks.log("aoe: device setifbcnt failure; too many interfaces.");
@@ -345,7 +356,7 @@ export class Initiator {
     }
     // Size and firmware change only while nobody has the device open (revalidate excepted).
     if (device.openCount === 0) {
-      device.firmwareVersion = frame[26] << 8 | frame[27];
+      device.firmwareVersion = readFirmwareVersion(frame);
       this.#identify(device, target);
     }
     this.hooks.changed(device);
@@ -369,7 +380,7 @@ export class Initiator {
       this.counters.malformed++;
       return;
     }
-    const src = readMac(frame, 6);
+    const src = readSource(frame);
     let f = this.#frames.get(tag);
     if (f && (f.device !== device || f.target.mac !== src)) f = undefined; // forged or misdirected
     const now = performance.now();
@@ -387,7 +398,7 @@ export class Initiator {
         this.hooks.error(
           `${"unexpected rsp".padStart(15)} e${shelf}.${slot}    tag=${hex8(tag)}@${
             hex8(this.jiffies())
-          } s=${formatMac(src)} d=${formatMac(readMac(frame, 0))}`,
+          } s=${formatMac(src)} d=${formatMac(readDestination(frame))}`,
         );
         return;
       }
@@ -444,7 +455,7 @@ export class Initiator {
   #complete(f: Frame, frame: Uint8Array, length: number, link: FrameLink): void {
     const device = f.device;
     const request = f.request;
-    const status = frame[27];
+    const status = readAtaStatus(frame);
     if (!f.probe) {
       if (status & ATA_FAILURE_MASK) {
         this.counters.ataErrors++;

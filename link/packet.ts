@@ -7,13 +7,11 @@
  */
 
 import { check, errno, libc, linux, SystemError } from "../ffi/libc.ts";
+import { AOE_ETHERTYPE } from "../wire/header.ts";
 import { type InterfaceInfo, interfaceInfo } from "./netif.ts";
 import { TransmitSlots } from "./tx_slots.ts";
 import { type FrameLink, type LinkCounters, slotSizeFor } from "./types.ts";
 import { pollFds, SYNC_WAIT_MS } from "./wait.ts";
-
-/** AoE's ethertype (docs/protocol.md §1). */
-export const AOE_ETHERTYPE = 0x88a2;
 
 const MMSGHDR_SIZE = 64; // struct mmsghdr on x86_64: msghdr (56) + msg_len (4) + padding
 const IOVEC_SIZE = 16;

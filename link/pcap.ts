@@ -7,6 +7,7 @@
 
 import { cString } from "../ffi/libc.ts";
 import { BPF_PROGRAM_SIZE, pcap, PCAP_D_IN, pcapError, PKTHDR_CAPLEN_OFFSET } from "../ffi/pcap.ts";
+import { AOE_ETHERTYPE } from "../wire/header.ts";
 import { interfaceInfo } from "./netif.ts";
 import { TransmitSlots } from "./tx_slots.ts";
 import { type FrameLink, type LinkCounters, slotSizeFor } from "./types.ts";
@@ -60,7 +61,15 @@ export class PcapLink implements FrameLink {
       }
       p.pcap_setdirection(handle, PCAP_D_IN);
       const program = new Uint8Array(BPF_PROGRAM_SIZE);
-      if (p.pcap_compile(handle, program, cString("ether proto 0x88a2"), 1, 0xffffffff) < 0) {
+      if (
+        p.pcap_compile(
+          handle,
+          program,
+          cString(`ether proto 0x${AOE_ETHERTYPE.toString(16)}`),
+          1,
+          0xffffffff,
+        ) < 0
+      ) {
         throw new Error(`pcap_compile: ${pcapError(handle)}`);
       }
       const installed = p.pcap_setfilter(handle, program);

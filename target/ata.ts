@@ -15,11 +15,19 @@ import {
   AtaFlag,
   AtaOp,
   AtaStatus,
+  DSM_ENTRIES_PER_BLOCK,
   effectiveLba,
   IDENTIFY_LENGTH,
+  readAtaCommand,
+  readAtaFeature,
+  readAtaFlags,
+  readAtaSectorCount,
+  readDsmLba,
+  readDsmSectors,
   readLba,
   SECTOR_SIZE,
   setAoeError,
+  writeAtaRegisters,
 } from "../wire/mod.ts";
 import type { BackingStore } from "./backing.ts";
 
@@ -33,10 +41,14 @@ export interface AtaDevice {
 
 const FAILED = AtaStatus.ready | AtaStatus.error;
 
+/** Reused for every reply: nothing allocated per request. */
+const registers = { status: 0, error: 0, sectorCount: 0 };
+
 function setRegisters(reply: Uint8Array, status: number, error: number, sectorCount: number): void {
-  reply[25] = error;
-  reply[26] = sectorCount;
-  reply[27] = status;
+  registers.status = status;
+  registers.error = error;
+  registers.sectorCount = sectorCount;
+  writeAtaRegisters(reply, registers);
 }
 
 /**
@@ -61,8 +73,8 @@ export interface AtaExchange {
  */
 export function executeAta(device: AtaDevice, exchange: AtaExchange): number {
   const { request, length, reply, maxSectors } = exchange;
-  const command = request[27];
-  const count = request[26];
+  const command = readAtaCommand(request);
+  const count = readAtaSectorCount(request);
   const store = device.store;
   switch (command) {
     case AtaOp.readSectors:
@@ -75,7 +87,7 @@ export function executeAta(device: AtaDevice, exchange: AtaExchange): number {
         setAoeError(reply, AoeError.badArgument);
         return ATA_HEADER_LENGTH;
       }
-      const lba = effectiveLba({ aflags: request[24], lba: readLba(request) });
+      const lba = effectiveLba(readAtaFlags(request), readLba(request));
       if (lba + count > store.sectors) {
         setRegisters(reply, FAILED, AtaErrorBit.idNotFound, count);
         return ATA_HEADER_LENGTH;
@@ -116,9 +128,9 @@ export function executeAta(device: AtaDevice, exchange: AtaExchange): number {
 }
 
 /**
- * DATA SET MANAGEMENT with the TRIM bit (feature bit 0): the data are 8-byte
- * entries, a 48-bit LBA and a 16-bit sector count, little-endian; count 0 ends
- * nothing but is skipped (ACS-2 7.10).
+ * DATA SET MANAGEMENT with the TRIM bit (feature bit 0): the data are blocks
+ * of range entries (wire/dsm.ts, docs/protocol.md §3.1); an entry with count 0
+ * is skipped.
  */
 function trim(
   store: BackingStore,
@@ -127,17 +139,18 @@ function trim(
   reply: Uint8Array,
   count: number,
 ): number {
-  const isTrim = (request[25] & 1) === 1 && (request[24] & AtaFlag.write) !== 0;
+  const isTrim = (readAtaFeature(request) & 1) === 1 &&
+    (readAtaFlags(request) & AtaFlag.write) !== 0;
   const dataBytes = count * SECTOR_SIZE;
   if (!isTrim || !store.canTrim || count === 0 || length - ATA_HEADER_LENGTH < dataBytes) {
     setRegisters(reply, FAILED, AtaErrorBit.abort, count);
     return ATA_HEADER_LENGTH;
   }
-  const view = new DataView(request.buffer, request.byteOffset + ATA_HEADER_LENGTH, dataBytes);
-  for (let at = 0; at < dataBytes; at += 8) {
-    const sectors = view.getUint16(at + 6, true);
+  const ranges = request.subarray(ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + dataBytes);
+  for (let i = 0; i < count * DSM_ENTRIES_PER_BLOCK; i++) {
+    const sectors = readDsmSectors(ranges, i);
     if (sectors === 0) continue;
-    const lba = view.getUint32(at, true) + view.getUint16(at + 4, true) * 0x100000000;
+    const lba = readDsmLba(ranges, i);
     if (lba + sectors > store.sectors) {
       setRegisters(reply, FAILED, AtaErrorBit.idNotFound, count);
       return ATA_HEADER_LENGTH;

@@ -13,6 +13,7 @@ import {
   AoeError,
   ATA_HEADER_LENGTH,
   AtaOp,
+  AtaStatus,
   BROADCAST_MAC,
   Command,
   CONFIG_HEADER_LENGTH,
@@ -25,15 +26,25 @@ import {
   encodeIdentify,
   encodeMask,
   encodeReserve,
-  Flag,
   HEADER_LENGTH,
+  isError,
   makeResponseHeader,
   MASK_HEADER_LENGTH,
   MaskCommand,
   type MaskDirective,
   MaskError,
   MAX_CONFIG_LENGTH,
-  readMac,
+  readAtaCommand,
+  readAtaStatus,
+  readCommand,
+  readConfigCommand,
+  readConfigLength,
+  readDirectiveCommand,
+  readDirectiveCount,
+  readDirectiveMac,
+  readMaskCommand,
+  readReserveCommand,
+  readSource,
   RESERVE_HEADER_LENGTH,
   ReserveCommand,
   sectorsPerFrame,
@@ -181,11 +192,11 @@ export class Export {
 
   /** Handles one request frame already checked for ethertype, R flag, version and address. */
   handle(request: Uint8Array, length: number, link: FrameLink): void {
-    if (this.masks.length > 0 && !this.masks.includes(readMac(request, 6))) {
+    if (this.masks.length > 0 && !this.masks.includes(readSource(request))) {
       this.counters.masked++;
       return;
     }
-    switch (request[19]) {
+    switch (readCommand(request)) {
       case Command.ata:
         this.#ata(request, length, link);
         return;
@@ -224,10 +235,10 @@ export class Export {
     const reply = link.txSlot();
     reply.set(request.subarray(0, ATA_HEADER_LENGTH));
     makeResponseHeader(reply, this.#identity(link));
-    const command = request[27];
+    const command = readAtaCommand(request);
     if (
       command !== AtaOp.identifyDevice && this.reservations.length > 0 &&
-      !this.reservations.includes(readMac(request, 6))
+      !this.reservations.includes(readSource(request))
     ) {
       this.counters.reserved++;
       setAoeError(reply, AoeError.targetReserved);
@@ -244,7 +255,7 @@ export class Export {
     exchange.reply = reply;
     exchange.maxSectors = Math.min(255, sectorsPerFrame(link.mtu));
     const n = executeAta(this, exchange);
-    if (reply[27] & 0x01 || reply[14] & Flag.error) this.counters.ataErrors++;
+    if (readAtaStatus(reply) & AtaStatus.error || isError(reply)) this.counters.ataErrors++;
     link.commit(n);
   }
 
@@ -254,8 +265,8 @@ export class Export {
       return;
     }
     this.counters.config++;
-    const ccmd = request[29] & 0xf;
-    const stringLength = request[30] << 8 | request[31];
+    const ccmd = readConfigCommand(request);
+    const stringLength = readConfigLength(request);
     const given = request.subarray(CONFIG_HEADER_LENGTH, CONFIG_HEADER_LENGTH + stringLength);
     // A read's length is not checked: aoeping sends 1024 filler bytes (docs/protocol.md §5).
     if (
@@ -328,8 +339,8 @@ export class Export {
       return;
     }
     this.counters.macMask++;
-    const mcmd = request[25];
-    const count = request[27];
+    const mcmd = readMaskCommand(request);
+    const count = readDirectiveCount(request);
     if (mcmd === MaskCommand.edit && MASK_HEADER_LENGTH + count * DIRECTIVE_LENGTH > length) {
       this.counters.malformed++;
       return;
@@ -344,9 +355,8 @@ export class Export {
     }
     if (mcmd === MaskCommand.edit) {
       for (let i = 0; i < count; i++) {
-        const at = MASK_HEADER_LENGTH + i * DIRECTIVE_LENGTH;
-        const dcmd = request[at + 1];
-        const mac = readMac(request, at + 2);
+        const dcmd = readDirectiveCommand(request, i);
+        const mac = readDirectiveMac(request, i);
         let failure = 0;
         if (dcmd === DirectiveCommand.add) {
           if (!this.masks.includes(mac)) {
@@ -379,11 +389,11 @@ export class Export {
       return;
     }
     this.counters.reserve++;
-    const rcmd = request[24];
+    const rcmd = readReserveCommand(request);
     const reply = link.txSlot();
     reply.set(request.subarray(0, RESERVE_HEADER_LENGTH));
     makeResponseHeader(reply, this.#identity(link));
-    const source = readMac(request, 6);
+    const source = readSource(request);
     if (rcmd === ReserveCommand.set || rcmd === ReserveCommand.forceSet) {
       if (
         rcmd === ReserveCommand.set && this.reservations.length > 0 &&

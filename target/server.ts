@@ -9,7 +9,7 @@
 
 import type { FrameLink } from "../link/types.ts";
 import { waitForFrames } from "../link/wait.ts";
-import { AOE_ETHERTYPE, AOE_VERSION, Flag, HEADER_LENGTH } from "../wire/mod.ts";
+import { checkHeader, readShelf, readSlot } from "../wire/mod.ts";
 import type { Export } from "./export.ts";
 
 /** Frames dropped before any export saw them. */
@@ -61,20 +61,15 @@ export class TargetServer {
   /** Handles one received frame. */
   dispatch(frame: Uint8Array, length: number, link: FrameLink): void {
     this.counters.received++;
-    if (length < HEADER_LENGTH || (frame[12] << 8 | frame[13]) !== AOE_ETHERTYPE) {
-      this.counters.malformed++;
+    const problem = checkHeader(frame, length, false);
+    if (problem !== undefined) {
+      if (problem === "direction") this.counters.responses++;
+      else if (problem === "version") this.counters.badVersion++;
+      else this.counters.malformed++;
       return;
     }
-    if (frame[14] & Flag.response) {
-      this.counters.responses++;
-      return;
-    }
-    if (frame[14] >> 4 !== AOE_VERSION) {
-      this.counters.badVersion++;
-      return;
-    }
-    const shelf = frame[16] << 8 | frame[17];
-    const slot = frame[18];
+    const shelf = readShelf(frame);
+    const slot = readSlot(frame);
     let answered = false;
     for (const device of this.exports) {
       if (!device.matches(shelf, slot) || !device.servesOn(link.name)) continue;

@@ -75,3 +75,30 @@ export function encodeConfig(
 export function effectiveSectorCount(sectorCount: number): number {
   return sectorCount === 0 ? 2 : sectorCount;
 }
+
+// ---- Allocation-free accessors of the Query Config argument.
+
+/** Buffer count (bytes 24-25). */
+export function readBufferCount(frame: Uint8Array): number {
+  return frame[24] << 8 | frame[25];
+}
+
+/** Firmware version (bytes 26-27). */
+export function readFirmwareVersion(frame: Uint8Array): number {
+  return frame[26] << 8 | frame[27];
+}
+
+/** Sectors per ATA command as sent (byte 28; 0 means 2, see {@link effectiveSectorCount}). */
+export function readConfigSectorCount(frame: Uint8Array): number {
+  return frame[28];
+}
+
+/** The sub-command, CCmd (low nibble of byte 29). */
+export function readConfigCommand(frame: Uint8Array): number {
+  return frame[29] & 0xf;
+}
+
+/** The config string's length field (bytes 30-31). */
+export function readConfigLength(frame: Uint8Array): number {
+  return frame[30] << 8 | frame[31];
+}

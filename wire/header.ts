@@ -149,3 +149,80 @@ export function setAoeError(reply: Uint8Array, code: number): void {
   reply[14] |= Flag.error;
   reply[15] = code;
 }
+
+// ---- Allocation-free accessors: the hot paths read fields through these, never by offset.
+
+/** The ethertype at bytes 12-13. */
+export function readEthertype(frame: Uint8Array): number {
+  return frame[12] << 8 | frame[13];
+}
+
+/** The protocol version (high nibble of byte 14). */
+export function readVersion(frame: Uint8Array): number {
+  return frame[14] >> 4;
+}
+
+/** Whether the R flag is set: the frame is a response. */
+export function isResponse(frame: Uint8Array): boolean {
+  return (frame[14] & Flag.response) !== 0;
+}
+
+/** Whether the E flag is set: the frame is an error response. */
+export function isError(frame: Uint8Array): boolean {
+  return (frame[14] & Flag.error) !== 0;
+}
+
+/** The error code (byte 15), meaningful when the E flag is set. */
+export function readErrorCode(frame: Uint8Array): number {
+  return frame[15];
+}
+
+/** The shelf (bytes 16-17). */
+export function readShelf(frame: Uint8Array): number {
+  return frame[16] << 8 | frame[17];
+}
+
+/** The slot (byte 18). */
+export function readSlot(frame: Uint8Array): number {
+  return frame[18];
+}
+
+/** The AoE command (byte 19). */
+export function readCommand(frame: Uint8Array): number {
+  return frame[19];
+}
+
+/** The source MAC (bytes 6-11). */
+export function readSource(frame: Uint8Array): number {
+  return readMac(frame, 6);
+}
+
+/** The destination MAC (bytes 0-5). */
+export function readDestination(frame: Uint8Array): number {
+  return readMac(frame, 0);
+}
+
+/**
+ * Why a received frame cannot be taken as AoE in the direction expected, in
+ * the order checked: too short for the header, another ethertype, the wrong
+ * direction (a request where responses are expected, or the reverse), a
+ * version other than 1. Undefined when the header is fine.
+ */
+export type HeaderProblem = "short" | "ethertype" | "direction" | "version";
+
+/**
+ * The one header check of a received frame of `length` bytes; `response`
+ * says which direction is wanted (the target wants requests, the initiator
+ * responses). Allocates nothing.
+ */
+export function checkHeader(
+  frame: Uint8Array,
+  length: number,
+  response: boolean,
+): HeaderProblem | undefined {
+  if (length < HEADER_LENGTH || frame.length < HEADER_LENGTH) return "short";
+  if (readEthertype(frame) !== AOE_ETHERTYPE) return "ethertype";
+  if (isResponse(frame) !== response) return "direction";
+  if (readVersion(frame) !== AOE_VERSION) return "version";
+  return undefined;
+}

@@ -75,3 +75,25 @@ export function encodeMask(
   });
   return end;
 }
+
+// ---- Allocation-free accessors of the MAC mask argument.
+
+/** MCmd (byte 25). */
+export function readMaskCommand(frame: Uint8Array): number {
+  return frame[25];
+}
+
+/** Directive count (byte 27). */
+export function readDirectiveCount(frame: Uint8Array): number {
+  return frame[27];
+}
+
+/** DCmd of directive `index`. */
+export function readDirectiveCommand(frame: Uint8Array, index: number): number {
+  return frame[MASK_HEADER_LENGTH + index * DIRECTIVE_LENGTH + 1];
+}
+
+/** MAC of directive `index`. */
+export function readDirectiveMac(frame: Uint8Array, index: number): number {
+  return readMac(frame, MASK_HEADER_LENGTH + index * DIRECTIVE_LENGTH + 2);
+}

@@ -14,3 +14,4 @@ export * from "./config.ts";
 export * from "./mask.ts";
 export * from "./reserve.ts";
 export * from "./identify.ts";
+export * from "./dsm.ts";

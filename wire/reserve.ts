@@ -44,3 +44,8 @@ export function encodeReserve(frame: Uint8Array, arg: ReserveArg): number {
   arg.macs.forEach((mac, i) => writeMac(frame, RESERVE_HEADER_LENGTH + i * 6, mac));
   return end;
 }
+
+/** RCmd (byte 24), read without decoding the list. */
+export function readReserveCommand(frame: Uint8Array): number {
+  return frame[24];
+}
