@@ -53,6 +53,7 @@ import {
   TargetPath,
 } from "./device.ts";
 import type { DriverParams } from "./params.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (docs/protocol.md §3). */
 export const LBA48_MAX_SECTORS = 2 ** 48;
@@ -693,7 +694,7 @@ export class Initiator {
         const index = queue.indexOf(queued);
         if (index >= 0) queue.splice(index, 1);
         reject(error instanceof Error ? error : new Error(String(error)));
-      } else queued.failed = error instanceof Error ? error.message : String(error);
+      } else queued.failed = errorMessage(error);
     }
     this.#scheduleFlush();
     return promise;
@@ -732,7 +733,7 @@ export class Initiator {
           link.flush();
         } catch (error) {
           this.hooks.log(
-            `aoe: ${link.name}: send failed: ${error instanceof Error ? error.message : error}`,
+            `aoe: ${link.name}: send failed: ${errorMessage(error)}`,
           );
         }
       }

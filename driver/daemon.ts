@@ -40,7 +40,9 @@ export interface DaemonExtension {
 
 /** Options of {@link runDaemon}. */
 export interface DaemonOptions {
+  /** Frame I/O kind (default: the link module's default). */
   link?: LinkKind;
+  /** Services started with the driver and stopped before it (the NBD bridge). */
   extensions?: DaemonExtension[];
   /** The group granted access to the sockets and control files (default: root only). */
   access?: AccessPolicy;
@@ -133,7 +135,7 @@ function removeFiles(paths: DriverPaths): void {
  */
 export function installLastResort(driver: Driver): { remove(): void } {
   const report = (what: string, reason: unknown) => {
-    const text = reason instanceof Error ? reason.message : String(reason);
+    const text = errorMessage(reason);
     const line = `aoe: ${what}: ${text}`;
     driver.messages.push(line);
     console.error(line);

@@ -243,7 +243,7 @@ export class Driver {
   /** Counts and logs once an error no frame or tick may let end the loop. */
   #failed(what: "frame" | "timer", error: unknown): void {
     if (this.failures[what]++ > 0) return;
-    const text = error instanceof Error ? error.message : String(error);
+    const text = errorMessage(error);
     this.messages.push(`aoe: error handling a ${what} (counted, logged once): ${text}`);
   }
 

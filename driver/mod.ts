@@ -20,7 +20,14 @@ export {
   TargetPath,
 } from "./device.ts";
 export { Driver, type DriverOptions } from "./driver.ts";
-export { ask, type DaemonExtension, type DaemonRequest, runDaemon } from "./daemon.ts";
+export {
+  ask,
+  type DaemonExtension,
+  type DaemonOptions,
+  type DaemonRequest,
+  runDaemon,
+} from "./daemon.ts";
+export { type AccessPolicy } from "./access.ts";
 export { DRIVER_VERSION, SysfsTree } from "./sysfs.ts";
 export { DEFAULT_PARAMS, type DriverParams, parseIflist, resolveParams } from "./params.ts";
 export { type DriverPaths, driverPaths } from "./paths.ts";

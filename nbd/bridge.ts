@@ -116,7 +116,7 @@ export class NbdBridge implements DaemonExtension {
         this.server.listenTcp(this.options.tcpPort, this.options.tcpHost);
       } catch (error) {
         throw new Error(
-          `cannot listen on ${where}: ${error instanceof Error ? error.message : error}`,
+          `cannot listen on ${where}: ${errorMessage(error)}`,
         );
       }
     }

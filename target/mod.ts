@@ -92,7 +92,17 @@ export {
   type ServiceConfig,
   type ServiceSettings,
 } from "./config_file.ts";
-export { type ExportStatus, type ReloadResult, TargetService } from "./service.ts";
+export {
+  type ExportStatus,
+  type ReloadResult,
+  type ServiceEntry,
+  TargetService,
+} from "./service.ts";
 export { type ExportState, StateDir, writeFileAtomic } from "./state_dir.ts";
-export { controlRequest, ControlServer } from "./control.ts";
+export {
+  type ControlReply,
+  type ControlRequest,
+  controlRequest,
+  ControlServer,
+} from "./control.ts";
 export { prometheusText, writePrometheusFile } from "./prometheus.ts";
