@@ -10,6 +10,7 @@ export * from "./link/mod.ts";
 export * from "./target/mod.ts";
 export * from "./driver/mod.ts";
 export * from "./nbd/mod.ts";
+export * from "./reactor/mod.ts";
 export { main, VERSION } from "./cli/main.ts";
 
 import { main } from "./cli/main.ts";

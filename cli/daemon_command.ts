@@ -14,6 +14,7 @@ import { bridgeOptions, NBD_OPTIONS, type NbdValues } from "./nbd_options.ts";
 import { resolveParams } from "../driver/params.ts";
 import { driverPaths } from "../driver/paths.ts";
 import type { LinkKind } from "../link/mod.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** A bad option: one line on stderr, exit 1. */
 export class UsageError extends Error {}
@@ -65,7 +66,7 @@ export function daemonSettings(
     try {
       access.gid = resolveGroup(values.group);
     } catch (error) {
-      throw new UsageError(`--group: ${error instanceof Error ? error.message : error}`);
+      throw new UsageError(`--group: ${errorMessage(error)}`);
     }
     access.groupName = values.group;
   }
@@ -92,7 +93,7 @@ export function checkTcpListen(port: number, host = "127.0.0.1"): void {
     listener = Deno.listen({ port, hostname: host });
   } catch (error) {
     throw new UsageError(
-      `cannot listen on ${host}:${port}: ${error instanceof Error ? error.message : error}`,
+      `cannot listen on ${host}:${port}: ${errorMessage(error)}`,
     );
   }
   listener.close();
@@ -133,7 +134,7 @@ export async function daemonCommand(args: string[]): Promise<number> {
     return await run();
   } catch (error) {
     // The daemon removed what it had created; its reason is the last line of its log.
-    console.error(`aoe driver-daemon: ${error instanceof Error ? error.message : error}`);
+    console.error(`aoe driver-daemon: ${errorMessage(error)}`);
     return 1;
   }
 }

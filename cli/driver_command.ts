@@ -24,6 +24,7 @@ import {
   daemonSettings,
   UsageError,
 } from "./daemon_command.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** Thrown for a one-line error and exit status 1. */
 class CommandError extends Error {}
@@ -69,7 +70,7 @@ async function modprobe(args: string[]): Promise<number> {
   } catch (error) {
     if (values.config) {
       throw new CommandError(
-        `cannot read ${configPath}: ${error instanceof Error ? error.message : error}`,
+        `cannot read ${configPath}: ${errorMessage(error)}`,
       );
     }
   }
@@ -77,7 +78,7 @@ async function modprobe(args: string[]): Promise<number> {
   try {
     params = resolveParams(words, fileText);
   } catch (error) {
-    throw new CommandError(error instanceof Error ? error.message : String(error));
+    throw new CommandError(errorMessage(error));
   }
   // Every option is checked before anything starts.
   const settings = daemonSettings(values);

@@ -8,6 +8,7 @@ import { daemonCommand } from "./daemon_command.ts";
 import { DRIVER_VERBS, driverCommand } from "./driver_command.ts";
 import { targetCommand } from "./target_command.ts";
 import { targetCtlCommand } from "./target_ctl_command.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** The version of this program. */
 export const VERSION = "0.1.0";
@@ -72,7 +73,7 @@ export async function main(args: string[]): Promise<number> {
     return await dispatch(args);
   } catch (error) {
     // A bad command line, or a failure no verb foresaw: one line, never a stack trace.
-    console.error(`aoe ${args[0] ?? ""}: ${error instanceof Error ? error.message : error}`);
+    console.error(`aoe ${args[0] ?? ""}: ${errorMessage(error)}`);
     return 1;
   }
 }

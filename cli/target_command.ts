@@ -19,6 +19,7 @@ import { formatStatsTable } from "../target/counters.ts";
 import { sdNotify } from "./sd_notify.ts";
 import { selfCommand } from "./self.ts";
 import { targetServiceCommand } from "./target_service_command.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** Runs `aoe target ARGS`; resolves with the exit code. */
 export async function targetCommand(args: string[]): Promise<number> {
@@ -52,7 +53,7 @@ export async function targetCommand(args: string[]): Promise<number> {
   try {
     target = startTarget(command.exports, { link: command.link });
   } catch (error) {
-    console.error(`aoe target: ${error instanceof Error ? error.message : error}`);
+    console.error(`aoe target: ${errorMessage(error)}`);
     return 1;
   }
   for (const device of target.server.exports) {
@@ -153,7 +154,7 @@ function preflight(specs: readonly ExportSpec[]): string | undefined {
       for (const name of spec.interfaces) interfaceInfo(name);
     }
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    return errorMessage(error);
   }
   return undefined;
 }

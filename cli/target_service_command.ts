@@ -21,6 +21,7 @@ import { type ReloadResult, TargetService } from "../target/service.ts";
 import { writeFileAtomic } from "../target/state_dir.ts";
 import { sdNotify } from "./sd_notify.ts";
 import { daemonize } from "./target_command.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** The usage line of the config-file form. */
 export const TARGET_SERVICE_USAGE =
@@ -132,7 +133,7 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
   try {
     service = new TargetService(config, { log });
   } catch (error) {
-    log(error instanceof Error ? error.message : String(error));
+    log(errorMessage(error));
     return 1;
   }
   for (const device of service.exports) {

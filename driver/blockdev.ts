@@ -5,15 +5,21 @@
  * @module
  */
 
-import { SECTOR_SIZE } from "../wire/mod.ts";
+import { encodeDsmRanges, SECTOR_SIZE } from "../wire/mod.ts";
 import type { Initiator } from "./commands.ts";
 import type { AoeDevice } from "./device.ts";
 
 /** A handle on one initiator device. */
 export class BlockDevice {
-  /** @param initiator the engine @param device the AoE device */
+  /**
+   * A handle on `device`, whose I/O `initiator` carries.
+   *
+   * @param initiator the engine
+   * @param device the AoE device
+   */
   constructor(readonly initiator: Initiator, readonly device: AoeDevice) {}
 
+  /** The device name, e.g. "e9.0". */
   get name(): string {
     return this.device.name;
   }
@@ -23,6 +29,7 @@ export class BlockDevice {
     return this.device.sectors * SECTOR_SIZE;
   }
 
+  /** Whether the device is up (I/O fails while it is down). */
   get up(): boolean {
     return this.device.up;
   }
@@ -33,6 +40,7 @@ export class BlockDevice {
     this.initiator.hooks.changed(this.device);
   }
 
+  /** Undoes one {@link open}. */
   close(): void {
     if (this.device.openCount > 0) this.device.openCount--;
     this.initiator.hooks.changed(this.device);
@@ -102,28 +110,15 @@ export class BlockDevice {
   }
 
   /**
-   * Deallocates a range with DATA SET MANAGEMENT / TRIM: 512-byte blocks of
-   * 8-byte entries (48-bit LBA, 16-bit count), 64 entries a block (ACS-2 7.10).
+   * Deallocates a range with DATA SET MANAGEMENT / TRIM: blocks of range
+   * entries (wire/dsm.ts, docs/protocol.md §3.1).
    */
   async trim(offset: number, length: number): Promise<void> {
     this.#check(offset, length);
     if (!this.canTrim) throw new Error(`${this.name} does not support TRIM`);
-    const entries: [number, number][] = [];
-    for (let lba = offset / SECTOR_SIZE, left = length / SECTOR_SIZE; left > 0;) {
-      const n = Math.min(left, 0xffff);
-      entries.push([lba, n]);
-      lba += n;
-      left -= n;
-    }
-    if (entries.length === 0) return;
-    const blocks = Math.ceil(entries.length / 64);
-    const data = new Uint8Array(blocks * SECTOR_SIZE);
-    const view = new DataView(data.buffer);
-    entries.forEach(([lba, n], i) => {
-      view.setUint32(i * 8, lba % 0x100000000, true);
-      view.setUint16(i * 8 + 4, Math.floor(lba / 0x100000000), true);
-      view.setUint16(i * 8 + 6, n, true);
-    });
+    if (length === 0) return;
+    const data = encodeDsmRanges(offset / SECTOR_SIZE, length / SECTOR_SIZE);
+    const blocks = data.length / SECTOR_SIZE;
     await this.initiator.submit(this.device, { kind: "trim", lba: 0, sectors: blocks, data });
   }
 

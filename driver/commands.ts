@@ -9,7 +9,6 @@
 
 import type { FrameLink } from "../link/types.ts";
 import {
-  AOE_VERSION,
   appendCrc,
   ATA_FAILURE_MASK,
   ATA_HEADER_LENGTH,
@@ -18,6 +17,7 @@ import {
   BROADCAST_MAC,
   BROADCAST_SHELF,
   BROADCAST_SLOT,
+  checkHeader,
   Command,
   CONFIG_HEADER_LENGTH,
   type CrcKind,
@@ -25,12 +25,21 @@ import {
   encodeAta,
   encodeRequestHeader,
   EXTENSION_COMMAND,
-  Flag,
   formatMac,
   HEADER_LENGTH,
   IDENTIFY_LENGTH,
+  isError,
   LBA28_MAX_SECTORS,
-  readMac,
+  readAtaStatus,
+  readBufferCount,
+  readCommand,
+  readConfigSectorCount,
+  readDestination,
+  readErrorCode,
+  readFirmwareVersion,
+  readShelf,
+  readSlot,
+  readSource,
   readTag,
   SECTOR_SIZE,
   sectorsPerFrame,
@@ -43,14 +52,15 @@ import {
   RTTDEV_INIT,
   RTTDSCALE,
   RTTSCALE,
-  Target,
   type TargetInterface,
+  TargetPath,
 } from "./device.ts";
 import { DeviceCounterTable } from "./device_counters.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import type { DriverParams } from "./params.ts";
+import { errorMessage } from "../util/errors.ts";
 
-/** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (aoe-protocol.md §4). */
+/** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (docs/protocol.md §3). */
 export const LBA48_MAX_SECTORS = 2 ** 48;
 
 /** The capacity a device's addressing can reach: a larger claim in IDENTIFY is cut to it. */
@@ -92,6 +102,7 @@ const ERROR_TEXT = [
 
 /** A block I/O request as the rest of the program submits it. */
 export interface BlockRequest {
+  /** What the request does. */
   kind: "read" | "write" | "flush" | "trim";
   /** First sector. */
   lba: number;
@@ -119,7 +130,7 @@ interface QueuedRequest extends BlockRequest {
 interface Frame {
   tag: number;
   device: AoeDevice;
-  target: Target;
+  target: TargetPath;
   ifc: TargetInterface;
   request?: QueuedRequest;
   command: number;
@@ -140,6 +151,7 @@ interface Frame {
 
 /** Counters for the administrator and the tests. */
 export interface InitiatorCounters {
+  /** Frames received on every link. */
   received: number;
   /** Shorter than a header, or not AoE. */
   malformed: number;
@@ -151,8 +163,11 @@ export interface InitiatorCounters {
   errorResponses: number;
   /** Responses with no matching frame, or from the wrong MAC. */
   unexpected: number;
+  /** ATA responses for a shelf.slot the driver does not know. */
   unknownDevice: number;
+  /** Frames sent again after a timeout. */
   retransmits: number;
+  /** Responses whose ATA status reported an error. */
   ataErrors: number;
   /** Query Config answers for a new address refused: the table was full or new devices came too fast. */
   refusedDevices: number;
@@ -170,7 +185,9 @@ export interface InitiatorHooks {
 
 /** The driver's command engine, independent of where frames come from. */
 export class Initiator {
+  /** The devices discovered, by shelf.slot. */
   readonly devices: DeviceTable;
+  /** Counters for the administrator and the tests. */
   readonly counters: InitiatorCounters = {
     received: 0,
     malformed: 0,
@@ -198,7 +215,12 @@ export class Initiator {
   /** Per device: requests, bytes, retransmissions, errors, outstanding (`aoe status --counters`). */
   readonly deviceCounters = new DeviceCounterTable();
 
-  /** @param params module parameters (read live) @param hooks outputs */
+  /**
+   * An engine with no links yet; set {@link links} before discovering.
+   *
+   * @param params module parameters (read live)
+   * @param hooks outputs
+   */
   constructor(readonly params: DriverParams, readonly hooks: InitiatorHooks) {
     this.devices = new DeviceTable(params.dyndevs);
     this.extensions = new InitiatorExtensions(
@@ -248,30 +270,31 @@ export class Initiator {
       this.counters.filtered++;
       return;
     }
-    if (length < HEADER_LENGTH || (frame[12] << 8 | frame[13]) !== 0x88a2) {
+    const problem = checkHeader(frame, length, true);
+    if (problem === "short" || problem === "ethertype") {
       this.counters.malformed++;
       return;
     }
     const tag = readTag(frame);
     // Requests from other initiators, and replies to userland tools (tag bit 31), are not ours.
-    if (!(frame[14] & Flag.response) || tag & 0x80000000) {
+    if (problem === "direction" || tag & 0x80000000) {
       this.counters.ignored++;
       return;
     }
-    if (frame[14] >> 4 !== AOE_VERSION) {
+    if (problem === "version") {
       this.counters.malformed++;
       return;
     }
-    const shelf = frame[16] << 8 | frame[17];
-    const slot = frame[18];
+    const shelf = readShelf(frame);
+    const slot = readSlot(frame);
     if (frame[19] === EXTENSION_COMMAND) {
       this.extensions.receive(frame, length, link, this.devices.get(shelf, slot));
       return;
     }
-    if (frame[14] & Flag.error) {
+    if (isError(frame)) {
       // The kernel logs and drops these; the request stays outstanding and is retransmitted.
       this.counters.errorResponses++;
-      const code = frame[15];
+      const code = readErrorCode(frame);
       this.hooks.log(
         `aoe: error packet from ${shelf}.${slot}@${link.name}; ecode=${code} '${
           ERROR_TEXT[code] ?? ERROR_TEXT[0]
@@ -279,7 +302,8 @@ export class Initiator {
       );
       return;
     }
-    switch (frame[19]) {
+    const command = readCommand(frame);
+    switch (command) {
       case Command.ata:
         this.#ataResponse(frame, length, link, shelf, slot, tag);
         return;
@@ -287,9 +311,9 @@ export class Initiator {
         this.#configResponse(frame, length, link, shelf, slot);
         return;
       default:
-        if (frame[19] < 0xf0) {
+        if (command < 0xf0) {
           this.hooks.log(
-            `aoe: unknown AoE command type 0x${frame[19].toString(16).padStart(2, "0")}`,
+            `aoe: unknown AoE command type 0x${command.toString(16).padStart(2, "0")}`,
           );
         }
         this.counters.ignored++;
@@ -319,7 +343,7 @@ export class Initiator {
       this.hooks.log(`aoe: e${shelf}.${slot}: broadcast slot number invalid`);
       return;
     }
-    const bufferCount = Math.min(frame[24] << 8 | frame[25], this.params.maxout);
+    const bufferCount = Math.min(readBufferCount(frame), this.params.maxout);
     if (!this.devices.get(shelf, slot) && !this.#mayCreateDevice()) {
       if (this.counters.refusedDevices++ === 0) {
         this.hooks.log(
@@ -333,17 +357,17 @@ export class Initiator {
       this.hooks.log(`aoe: e${shelf}.${slot}: AoE minor address too large for aoe_dyndevs=0`);
       return;
     }
-    const src = readMac(frame, 6);
+    const src = readSource(frame);
     let target = device.targetFor(src);
     if (target) {
       target.nframes = bufferCount;
       if (bufferCount < target.maxout) target.resetWindow();
     } else {
-      target = new Target(src, bufferCount);
+      target = new TargetPath(src, bufferCount);
       device.targets.push(target);
     }
     let sectors = sectorsPerFrame(link.mtu);
-    if (sectors > frame[28]) sectors = frame[28];
+    if (sectors > readConfigSectorCount(frame)) sectors = readConfigSectorCount(frame);
     const payload = sectors ? sectors * SECTOR_SIZE : DEFAULT_PAYLOAD;
     if (!target.setInterface(link, payload)) {
       this.hooks.log("aoe: device setifbcnt failure; too many interfaces.");
@@ -354,7 +378,7 @@ export class Initiator {
     }
     // Size and firmware change only while nobody has the device open (revalidate excepted).
     if (device.openCount === 0) {
-      device.firmwareVersion = frame[26] << 8 | frame[27];
+      device.firmwareVersion = readFirmwareVersion(frame);
       this.#identify(device, target);
     }
     this.hooks.changed(device);
@@ -378,7 +402,7 @@ export class Initiator {
       this.counters.malformed++;
       return;
     }
-    const src = readMac(frame, 6);
+    const src = readSource(frame);
     let f = this.#frames.get(tag);
     if (f && (f.device !== device || f.target.mac !== src)) f = undefined; // forged or misdirected
     const now = performance.now();
@@ -396,7 +420,7 @@ export class Initiator {
         this.hooks.error(
           `${"unexpected rsp".padStart(15)} e${shelf}.${slot}    tag=${hex8(tag)}@${
             hex8(this.jiffies())
-          } s=${formatMac(src)} d=${formatMac(readMac(frame, 0))}`,
+          } s=${formatMac(src)} d=${formatMac(readDestination(frame))}`,
         );
         return;
       }
@@ -428,7 +452,7 @@ export class Initiator {
   }
 
   /** Jacobson/Karels estimator and window growth (calc_rttavg). */
-  #rttSample(device: AoeDevice, target: Target | undefined, rttUs: number): void {
+  #rttSample(device: AoeDevice, target: TargetPath | undefined, rttUs: number): void {
     let n = Math.floor(rttUs) - Math.floor(device.rttavg / 2 ** RTTSCALE);
     device.rttavg += n;
     if (n < 0) n = -n;
@@ -453,7 +477,7 @@ export class Initiator {
   #complete(f: Frame, frame: Uint8Array, length: number, link: FrameLink): void {
     const device = f.device;
     const request = f.request;
-    const status = frame[27];
+    const status = readAtaStatus(frame);
     if (!f.probe && f.crc && this.#crcRetry(f, frame, length, link)) return;
     if (!f.probe) {
       if (status & ATA_FAILURE_MASK) {
@@ -528,7 +552,7 @@ export class Initiator {
       } ${f.device.name} ${isRead ? "read" : "write"} tag=${
         hex8(f.tag)
       } lba=${f.lba} n=${f.sectors} ${f.crc} s=${
-        formatMac(readMac(frame, 6))
+        formatMac(readSource(frame))
       }@${link.name} try=${f.crcRetries}`,
     );
     if (f.crcRetries > MAX_CRC_RETRIES) {
@@ -547,12 +571,12 @@ export class Initiator {
     return true;
   }
 
-  #hasProbe(target: Target): boolean {
+  #hasProbe(target: TargetPath): boolean {
     for (const f of this.#frames.values()) if (f.target === target && f.probe) return true;
     return false;
   }
 
-  #identifyDone(device: AoeDevice, target: Target, frame: Uint8Array, length: number): void {
+  #identifyDone(device: AoeDevice, target: TargetPath, frame: Uint8Array, length: number): void {
     this.#identifyPending.delete(device);
     if (length - ATA_HEADER_LENGTH < IDENTIFY_LENGTH) {
       this.hooks.log(
@@ -615,7 +639,7 @@ export class Initiator {
     const extended = f.command === AtaOp.readSectorsExt || f.command === AtaOp.writeSectorsExt;
     let lba = f.lba;
     if (f.command === AtaOp.readSectors || f.command === AtaOp.writeSectors) {
-      lba = (f.lba & 0x0fffffff) + 0xe0000000; // LBA28: device register in lba3 (aoe-protocol.md §4)
+      lba = (f.lba & 0x0fffffff) + 0xe0000000; // LBA28: device register in lba3 (docs/protocol.md §3)
     } else if (f.command === AtaOp.identifyDevice) {
       lba = 0xa0000000;
     }
@@ -647,7 +671,7 @@ export class Initiator {
 
   #newFrame(
     device: AoeDevice,
-    target: Target,
+    target: TargetPath,
     ifc: TargetInterface,
     fields: Partial<Frame> & { command: number },
   ): Frame {
@@ -690,7 +714,7 @@ export class Initiator {
   }
 
   /** A probe to a tainted target: a read of lba 0 padded with a full payload of zeros. */
-  #probe(device: AoeDevice, target: Target): void {
+  #probe(device: AoeDevice, target: TargetPath): void {
     const ifc = target.nextInterface();
     if (!ifc) return;
     const sectors = Math.max(1, (device.payload || DEFAULT_PAYLOAD) / SECTOR_SIZE);
@@ -705,7 +729,7 @@ export class Initiator {
   }
 
   /** A target with window and an interface, round robin, avoiding tainted ones while others serve (newframe). */
-  #pickTarget(device: AoeDevice): Target | undefined {
+  #pickTarget(device: AoeDevice): TargetPath | undefined {
     const n = device.targets.length;
     const avoidTainted = this.#untainted(device) > 0;
     for (let i = 0; i < n; i++) {
@@ -739,7 +763,7 @@ export class Initiator {
         const index = queue.indexOf(queued);
         if (index >= 0) queue.splice(index, 1);
         reject(error instanceof Error ? error : new Error(String(error)));
-      } else queued.failed = error instanceof Error ? error.message : String(error);
+      } else queued.failed = errorMessage(error);
     }
     this.#scheduleFlush();
     return promise;
@@ -778,7 +802,7 @@ export class Initiator {
           link.flush();
         } catch (error) {
           this.hooks.log(
-            `aoe: ${link.name}: send failed: ${error instanceof Error ? error.message : error}`,
+            `aoe: ${link.name}: send failed: ${errorMessage(error)}`,
           );
         }
       }
@@ -1067,7 +1091,7 @@ export class Initiator {
 }
 
 /** An aoetgt gathers demerits quickly; good answers redeem it slowly (scorn). */
-function scorn(t: Target): void {
+function scorn(t: TargetPath): void {
   const n = t.taint++;
   t.taint += t.taint * 2;
   if (n > t.taint) t.taint = n;

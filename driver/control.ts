@@ -30,7 +30,12 @@ export class ControlFiles {
   #errFd = -1;
   #buffer = new Uint8Array(4096);
 
-  /** @param devDir the device directory @param access the group granted access, if any */
+  /**
+   * Control files that will live in `devDir` once {@link create} runs.
+   *
+   * @param devDir the device directory
+   * @param access the group granted access, if any
+   */
   constructor(readonly devDir: string, readonly access: AccessPolicy = {}) {}
 
   /** Creates the directory and the FIFOs (replacing stale ones) and opens them. */

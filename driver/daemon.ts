@@ -20,22 +20,29 @@ import type { DriverParams } from "./params.ts";
 import { type DriverPaths } from "./paths.ts";
 import type { LinkKind } from "../link/mod.ts";
 import { type SocketStream, UnixListener } from "../reactor/mod.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** A request to the daemon. */
 export interface DaemonRequest {
+  /** The verb: ping, status, messages, discover, interfaces, revalidate, flush, open, read, write, rmmod. */
   cmd: string;
+  /** The verb's arguments (name, offset, length, data, list, arg, fua). */
   [key: string]: unknown;
 }
 
 /** Services living beside the driver in the daemon (the NBD bridge). */
 export interface DaemonExtension {
+  /** Called once the driver has started. */
   start(driver: Driver): Promise<void> | void;
+  /** Called before the driver stops. */
   stop(): Promise<void> | void;
 }
 
 /** Options of {@link runDaemon}. */
 export interface DaemonOptions {
+  /** Frame I/O kind (default: the link module's default). */
   link?: LinkKind;
+  /** Services started with the driver and stopped before it (the NBD bridge). */
   extensions?: DaemonExtension[];
   /** The group granted access to the sockets and control files (default: root only). */
   access?: AccessPolicy;
@@ -128,7 +135,7 @@ function removeFiles(paths: DriverPaths): void {
  */
 export function installLastResort(driver: Driver): { remove(): void } {
   const report = (what: string, reason: unknown) => {
-    const text = reason instanceof Error ? reason.message : String(reason);
+    const text = errorMessage(reason);
     const line = `aoe: ${what}: ${text}`;
     driver.messages.push(line);
     console.error(line);
@@ -220,7 +227,7 @@ async function handleConnection(
         try {
           reply = await answer(JSON.parse(line) as DaemonRequest, driver, stop, opened);
         } catch (error) {
-          reply = { ok: false, error: error instanceof Error ? error.message : String(error) };
+          reply = { ok: false, error: errorMessage(error) };
         }
         await writeAll(connection, encoder.encode(`${JSON.stringify(reply)}\n`));
       }

@@ -7,7 +7,7 @@
  */
 
 import type { FrameLink } from "../link/types.ts";
-import { formatMac } from "../wire/mod.ts";
+import { formatMac, type IdentifyInfo } from "../wire/mod.ts";
 
 /** Most interfaces one target keeps (NAOEIFS). */
 export const MAX_TARGET_INTERFACES = 8;
@@ -18,6 +18,7 @@ export const PARTITIONS_PER_DEVICE = 16;
 
 /** One local interface through which a target answers. */
 export interface TargetInterface {
+  /** The local link. */
   link: FrameLink;
   /** Payload bytes per frame on this path. */
   payload: number;
@@ -25,14 +26,21 @@ export interface TargetInterface {
   lost: number;
 }
 
-/** One MAC address serving a device: a path family with its own window. */
-export class Target {
+/**
+ * One MAC address serving a device (the kernel's aoetgt): the initiator's path
+ * to one target, with its own window and interfaces. Not the target program
+ * (`TargetServer`).
+ */
+export class TargetPath {
+  /** The local interfaces this target answers on (at most {@link MAX_TARGET_INTERFACES}). */
   readonly interfaces: TargetInterface[] = [];
   /** Buffer count advertised, capped by aoe_maxout. */
   nframes: number;
   /** Congestion window: frames allowed outstanding. */
   maxout: number;
+  /** Slow-start threshold: below it the window grows by one per answer. */
   ssthresh: number;
+  /** Answers left before the window grows in congestion avoidance. */
   nextCwnd: number;
   /** Frames outstanding now. */
   nout = 0;
@@ -40,10 +48,17 @@ export class Target {
   taint = 0;
   /** Index of the next interface to send on (ifrotate). */
   rotate = 0;
+  /** Read frames answered. */
   readCount = 0;
+  /** Write frames answered. */
   writeCount = 0;
 
-  /** @param mac the target's MAC @param nframes its advertised buffer count, capped */
+  /**
+   * A target with a window of half its buffer count.
+   *
+   * @param mac the target's MAC
+   * @param nframes its advertised buffer count, capped
+   */
   constructor(readonly mac: number, nframes: number) {
     this.nframes = nframes;
     this.maxout = Math.floor(nframes / 2);
@@ -72,6 +87,7 @@ export class Target {
     return this.interfaces[this.rotate];
   }
 
+  /** The interface through `link`, if this target has one. */
   interfaceFor(link: FrameLink): TargetInterface | undefined {
     return this.interfaces.find((ifc) => ifc.link === link);
   }
@@ -96,29 +112,25 @@ export class Target {
   }
 }
 
-/** What a device knows from IDENTIFY. */
-export interface DeviceIdentity {
-  sectors: number;
+/** What a device knows from IDENTIFY: what the target stated, read as the kernel reads it. */
+export interface DeviceIdentity extends IdentifyInfo {
+  /** LBA48 commands are used (bit 10 of word 83 or 86). */
   lba48: boolean;
-  model: string;
-  serial: string;
-  firmware: string;
-  writeCache: boolean;
-  trim: boolean;
-  trimReadsZeros: boolean;
   /** The 512 bytes as received. */
   raw: Uint8Array;
 }
 
 /** One AoE device e{shelf}.{slot}. */
 export class AoeDevice {
-  readonly targets: Target[] = [];
+  /** The targets (one per MAC address) serving this device. */
+  readonly targets: TargetPath[] = [];
   /** Round-robin position over targets. */
   targetRotate = 0;
   /** Minor number of the block device. */
   minor: number;
   /** Visible: its first IDENTIFY succeeded. */
   visible = false;
+  /** Up: I/O may be submitted. */
   up = false;
   /** Queue could not send and nothing was outstanding: rerun it on the next tick. */
   kickme = false;
@@ -128,14 +140,22 @@ export class AoeDevice {
   firmwareVersion = 0;
   /** Device payload (maxbcnt): min over targets; 0 until known. */
   payload = 0;
+  /** What the last IDENTIFY said; undefined until the first arrives. */
   identity?: DeviceIdentity;
-  /** RTT average (µs, scaled by 2^8) and deviation (scaled by 2^3), as aoe.h. */
-  rttavg = RTTAVG_INIT;
-  rttdev = RTTDEV_INIT;
+  /** RTT average in µs, scaled by 2^8 (RTTSCALE), as aoe.h. */
+  rttavg: number = RTTAVG_INIT;
+  /** RTT deviation in µs, scaled by 2^3 (RTTDSCALE). */
+  rttdev: number = RTTDEV_INIT;
   /** Last tag counter (15 bits used). */
   lastTag = 0;
 
-  /** @param shelf major @param slot minor @param minor block minor number */
+  /**
+   * A device with no targets yet, down.
+   *
+   * @param shelf major
+   * @param slot minor
+   * @param minor block minor number
+   */
   constructor(readonly shelf: number, readonly slot: number, minor: number) {
     this.minor = minor;
   }
@@ -172,7 +192,8 @@ export class AoeDevice {
     return names.length > 0 ? names.slice(0, MAX_TARGET_INTERFACES).join(",") : "none";
   }
 
-  targetFor(mac: number): Target | undefined {
+  /** The target with this MAC address, if any. */
+  targetFor(mac: number): TargetPath | undefined {
     return this.targets.find((t) => t.mac === mac);
   }
 
@@ -206,16 +227,23 @@ export const RTTDEV_INIT = RTTAVG_INIT / 4;
 
 /** The devices and their minors. */
 export class DeviceTable {
+  /** Devices by "shelf.slot". */
   readonly devices = new Map<string, AoeDevice>();
   #usedMinors = new Set<number>();
 
-  /** @param dyndevs aoe_dyndevs: 1 for discovery order, 0 for fixed minors */
+  /**
+   * An empty table.
+   *
+   * @param dyndevs aoe_dyndevs: 1 for discovery order, 0 for fixed minors
+   */
   constructor(readonly dyndevs: number) {}
 
+  /** The device at shelf.slot, if known. */
   get(shelf: number, slot: number): AoeDevice | undefined {
     return this.devices.get(`${shelf}.${slot}`);
   }
 
+  /** The device named "eX.Y", if known. */
   byName(name: string): AoeDevice | undefined {
     const m = name.trim().match(/^e(\d+)\.(\d+)$/);
     return m ? this.get(Number(m[1]), Number(m[2])) : undefined;
@@ -240,6 +268,7 @@ export class DeviceTable {
     return device;
   }
 
+  /** Removes a device and frees its minor. */
   remove(device: AoeDevice): void {
     this.devices.delete(`${device.shelf}.${device.slot}`);
     this.#usedMinors.delete(device.minor);

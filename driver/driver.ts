@@ -16,10 +16,13 @@ import type { AoeDevice } from "./device.ts";
 import { type DriverParams, parseIflist } from "./params.ts";
 import type { DriverPaths } from "./paths.ts";
 import { SysfsTree } from "./sysfs.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** How to run a {@link Driver}. */
 export interface DriverOptions {
+  /** The module parameters (changed live by the control files). */
   params: DriverParams;
+  /** Where the files go. */
   paths: DriverPaths;
   /** Frame I/O kind (default: the link module's default). */
   link?: LinkKind;
@@ -35,9 +38,13 @@ export interface DriverOptions {
 
 /** The running driver. */
 export class Driver {
+  /** The command engine: devices, frames, retransmission. */
   readonly initiator: Initiator;
+  /** The sysfs-like attribute tree. */
   readonly sysfs: SysfsTree;
+  /** The control FIFOs. */
   readonly control: ControlFiles;
+  /** The open frame links by interface name. */
   readonly links = new Map<string, FrameLink>();
   /** Kernel-log lines (dmesg), newest last, at most 1000. */
   readonly messages: string[] = [];
@@ -54,7 +61,11 @@ export class Driver {
    */
   readonly reactor = new Reactor();
 
-  /** @param options parameters, paths and hooks */
+  /**
+   * A driver that does nothing until {@link start}.
+   *
+   * @param options parameters, paths and hooks
+   */
   constructor(readonly options: DriverOptions) {
     this.#files = options.files ?? true;
     this.sysfs = new SysfsTree(options.paths.sysDir, options.access);
@@ -72,6 +83,7 @@ export class Driver {
     });
   }
 
+  /** The module parameters in use. */
   get params(): DriverParams {
     return this.options.params;
   }
@@ -103,7 +115,7 @@ export class Driver {
         this.links.set(name, link);
       } catch (error) {
         this.messages.push(
-          `aoe: cannot use ${name}: ${error instanceof Error ? error.message : error}`,
+          `aoe: cannot use ${name}: ${errorMessage(error)}`,
         );
       }
     }
@@ -189,7 +201,7 @@ export class Driver {
         try {
           this.setInterfaces(text);
         } catch (error) {
-          this.messages.push(`aoe: ${error instanceof Error ? error.message : error}`);
+          this.messages.push(`aoe: ${errorMessage(error)}`);
         }
         return;
       case "revalidate": {
@@ -221,7 +233,7 @@ export class Driver {
     try {
       this.setInterfaces(text);
     } catch (error) {
-      this.messages.push(`aoe: ${error instanceof Error ? error.message : error}`);
+      this.messages.push(`aoe: ${errorMessage(error)}`);
     }
   }
 
@@ -231,7 +243,7 @@ export class Driver {
   /** Counts and logs once an error no frame or tick may let end the loop. */
   #failed(what: "frame" | "timer", error: unknown): void {
     if (this.failures[what]++ > 0) return;
-    const text = error instanceof Error ? error.message : String(error);
+    const text = errorMessage(error);
     this.messages.push(`aoe: error handling a ${what} (counted, logged once): ${text}`);
   }
 

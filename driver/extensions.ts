@@ -26,7 +26,7 @@ import {
   isExtensionFrame,
   readMac,
 } from "../wire/mod.ts";
-import type { AoeDevice, Target } from "./device.ts";
+import type { AoeDevice, TargetPath } from "./device.ts";
 
 /** Declarations sent to a path before it is taken as not knowing the extension. */
 export const DECLARE_TRIES = 3;
@@ -93,8 +93,8 @@ export class InitiatorExtensions {
     crcFailures: 0,
     redeclarations: 0,
   };
-  #paths = new Map<Target, Map<FrameLink, PathExtension>>();
-  #targets = new Map<Target, AoeDevice>();
+  #paths = new Map<TargetPath, Map<FrameLink, PathExtension>>();
+  #targets = new Map<TargetPath, AoeDevice>();
   #counter = 0;
 
   /** @param settings tags and checksum @param error a line for /dev/etherd/err */
@@ -120,7 +120,7 @@ export class InitiatorExtensions {
   }
 
   /** A Query Config reply showed this path: declare on it unless already done. */
-  pathSeen(device: AoeDevice, target: Target, link: FrameLink): void {
+  pathSeen(device: AoeDevice, target: TargetPath, link: FrameLink): void {
     if (!this.declaring) return;
     this.#targets.set(target, device);
     let map = this.#paths.get(target);
@@ -146,7 +146,7 @@ export class InitiatorExtensions {
    * declaration (it restarted, or the lease lapsed). Declare again at once;
    * the frame is resent after it, so the target knows the path by then.
    */
-  lost(device: AoeDevice, target: Target, _link: FrameLink): void {
+  lost(device: AoeDevice, target: TargetPath, _link: FrameLink): void {
     const map = this.#paths.get(target);
     if (!map) return;
     this.counters.redeclarations++;
@@ -158,14 +158,14 @@ export class InitiatorExtensions {
     }
   }
 
-  #declare(device: AoeDevice, target: Target, link: FrameLink, path: PathExtension): void {
+  #declare(device: AoeDevice, target: TargetPath, link: FrameLink, path: PathExtension): void {
     path.tries++;
     path.sentAt = performance.now();
     path.nextAt = path.sentAt + DECLARE_RETRY_MS;
     this.#send(device, target, link, ExtensionOp.declare, this.#wanted());
   }
 
-  #send(device: AoeDevice, target: Target, link: FrameLink, op: number, bits: number): void {
+  #send(device: AoeDevice, target: TargetPath, link: FrameLink, op: number, bits: number): void {
     const frame = link.txSlot();
     encodeRequestHeader(frame, {
       dst: target.mac,
@@ -243,18 +243,18 @@ export class InitiatorExtensions {
   }
 
   /** Forgets the paths of a target (its device went away). */
-  forgetTarget(target: Target): void {
+  forgetTarget(target: TargetPath): void {
     this.#paths.delete(target);
     this.#targets.delete(target);
   }
 
   /** The checksum in use on a path, if any. */
-  crcFor(target: Target, link: FrameLink): CrcKind | undefined {
+  crcFor(target: TargetPath, link: FrameLink): CrcKind | undefined {
     return this.#paths.get(target)?.get(link)?.crc;
   }
 
   /** The state of every path of a target, for status. */
-  describe(target: Target): Record<string, string> {
+  describe(target: TargetPath): Record<string, string> {
     const out: Record<string, string> = {};
     for (const [link, path] of this.#paths.get(target) ?? []) {
       out[link.name] = path.state === "active" ? `active:${path.granted}` : path.state;

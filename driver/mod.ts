@@ -5,10 +5,31 @@
  */
 
 export { BlockDevice } from "./blockdev.ts";
-export { type BlockRequest, Initiator, type InitiatorCounters } from "./commands.ts";
-export { AoeDevice, DeviceTable, Target } from "./device.ts";
+export {
+  type BlockRequest,
+  Initiator,
+  type InitiatorCounters,
+  type InitiatorHooks,
+} from "./commands.ts";
+export { CONTROL_FILES, type ControlCommand, ControlFiles } from "./control.ts";
+export {
+  AoeDevice,
+  type DeviceIdentity,
+  DeviceTable,
+  type TargetInterface,
+  TargetPath,
+} from "./device.ts";
 export { Driver, type DriverOptions } from "./driver.ts";
-export { ask, runDaemon } from "./daemon.ts";
+export {
+  ask,
+  type DaemonExtension,
+  type DaemonOptions,
+  type DaemonRequest,
+  runDaemon,
+} from "./daemon.ts";
+export { type AccessPolicy } from "./access.ts";
+export { DRIVER_VERSION, SysfsTree } from "./sysfs.ts";
 export { DEFAULT_PARAMS, type DriverParams, parseIflist, resolveParams } from "./params.ts";
 export { type DriverPaths, driverPaths } from "./paths.ts";
 export { aoeStatRows, formatSize, statusObjects } from "./status.ts";
+export { InitiatorExtensions } from "./extensions.ts";

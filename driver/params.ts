@@ -1,5 +1,5 @@
 /**
- * The module parameters of the Linux aoe driver (linux-aoe-driver.md §1), read
+ * The module parameters of the Linux aoe driver (docs/driver.md §1), read
  * from `key=value` words as modprobe takes them and from modprobe.d-style
  * files (`options aoe aoe_iflist="eth1"`).
  *

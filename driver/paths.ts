@@ -12,10 +12,13 @@
 export interface DriverPaths {
   /** Control files: err, discover, interfaces, revalidate, flush. */
   devDir: string;
+  /** The run directory: attribute tree, sockets, pid file. */
   runDir: string;
   /** The sysfs-like tree: block/etherd!e9.0/..., module/aoe/parameters/... */
   sysDir: string;
+  /** The daemon's Unix socket for the CLI verbs. */
   socket: string;
+  /** The daemon's pid file. */
   pidFile: string;
   /** The NBD bridge's Unix socket. */
   nbdSocket: string;

@@ -1,7 +1,7 @@
 /**
  * The attribute tree, laid out like sysfs under the run directory:
  * `block/etherd!e9.0/{state,mac,netif,firmware-version,payload,size}` and
- * `module/aoe/parameters/aoe_*` (linux-aoe-driver.md §7). Files are written
+ * `module/aoe/parameters/aoe_*` (docs/driver.md §8). Files are written
  * only when their content changes.
  *
  * @module
@@ -18,7 +18,12 @@ export const DRIVER_VERSION = "85";
 export class SysfsTree {
   #written = new Map<string, string>();
 
-  /** @param sysDir the tree's root @param access the group granted access, if any */
+  /**
+   * A tree rooted at `sysDir`, written by {@link init}.
+   *
+   * @param sysDir the tree's root
+   * @param access the group granted access, if any
+   */
   constructor(readonly sysDir: string, readonly access: AccessPolicy = {}) {}
 
   /** Writes a file read-only for all but root (mode set explicitly: the umask never decides). */
@@ -58,6 +63,7 @@ export class SysfsTree {
     return `${this.sysDir}/module/aoe/parameters/aoe_iflist`;
   }
 
+  /** Writes the module parameter files. */
   writeParams(params: DriverParams): void {
     const dir = `${this.sysDir}/module/aoe/parameters`;
     // The daemon re-reads aoe_iflist: only root may write it.
@@ -84,6 +90,7 @@ export class SysfsTree {
     this.#write(`${dir}/size`, `${device.sectors}\n`);
   }
 
+  /** Removes a device's attribute directory. */
   removeDevice(name: string): void {
     const dir = this.deviceDir(name);
     for (const key of [...this.#written.keys()]) {

@@ -162,3 +162,6 @@ export const linux = {
   CLONE_NEWNET: 0x40000000,
   NETLINK_GENERIC: 16,
 } as const;
+
+/** poll(2) events that mean a descriptor is broken: POLLERR, POLLHUP, POLLNVAL. */
+export const POLL_BROKEN: number = linux.POLLERR | linux.POLLHUP | linux.POLLNVAL;

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
+import { TransmitSlots } from "./tx_slots.ts";
+import { type FrameLink, type LinkCounters, slotSizeFor } from "./types.ts";
 
 /**
  * Decides the fate of one frame on the segment: how many copies to deliver
@@ -15,7 +16,7 @@ import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./
 export type Impairment = (frame: Uint8Array, from: MemoryLink) => number;
 
 /** An {@link Impairment} result: hold the frame back behind the next one. */
-export const HOLD = -1;
+export const HOLD: number = -1;
 
 /** Options for {@link MemorySegment}. */
 export interface MemorySegmentOptions {
@@ -31,14 +32,23 @@ export interface MemorySegmentOptions {
 
 /** A shared segment joining {@link MemoryLink} ports. */
 export class MemorySegment {
+  /** The ports attached, in order. */
   readonly ports: MemoryLink[] = [];
+  /** The MTU of every port. */
   readonly mtu: number;
+  /** Frames per receive batch. */
   readonly batch: number;
+  /** Per-frame impairment, changeable while running. */
   impair?: Impairment;
+  /** Delay of every frame in milliseconds, changeable while running. */
   delayMs: number;
   #held: { frame: Uint8Array; from: MemoryLink }[] = [];
 
-  /** @param options segment settings */
+  /**
+   * An empty segment.
+   *
+   * @param options segment settings
+   */
   constructor(options: MemorySegmentOptions = {}) {
     this.mtu = options.mtu ?? 1500;
     this.batch = options.batch ?? 32;
@@ -82,14 +92,14 @@ export class MemoryLink implements FrameLink {
   readonly frameCapacity: number;
   readonly rx: Uint8Array[];
   readonly rxLength: Uint32Array;
-  readonly pollFd = -1;
+  /** No descriptor: in-memory links are waited for with {@link wait}. */
+  readonly pollFd: number = -1;
   readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  /** Closed ports receive nothing. */
   closed = false;
   #queue: Uint8Array[] = [];
   #waiters: (() => void)[] = [];
-  #tx: Uint8Array[] = [];
-  #txLength: number[] = [];
-  #txCount = 0;
+  #tx: TransmitSlots;
 
   /** Use {@link MemorySegment.attach}. */
   constructor(readonly segment: MemorySegment, readonly name: string, readonly mac: number) {
@@ -97,7 +107,7 @@ export class MemoryLink implements FrameLink {
     this.frameCapacity = slotSizeFor(this.mtu);
     this.rx = Array.from({ length: segment.batch }, () => new Uint8Array(this.frameCapacity));
     this.rxLength = new Uint32Array(segment.batch);
-    for (let i = 0; i < segment.batch; i++) this.#tx.push(new Uint8Array(this.frameCapacity));
+    this.#tx = new TransmitSlots(segment.batch, this.frameCapacity);
   }
 
   /** Puts a frame on this port's receive queue (used by the segment and tests). */
@@ -122,21 +132,21 @@ export class MemoryLink implements FrameLink {
   }
 
   txSlot(): Uint8Array {
-    if (this.#txCount === this.#tx.length) this.flush();
-    return this.#tx[this.#txCount];
+    if (this.#tx.full) this.flush();
+    return this.#tx.next();
   }
 
   commit(length: number): void {
-    this.#txLength[this.#txCount] = padToMinimum(this.#tx[this.#txCount], length);
-    this.#txCount++;
+    this.#tx.commit(length);
   }
 
   flush(): void {
-    for (let i = 0; i < this.#txCount; i++) {
-      this.segment.deliver(this.#tx[i].subarray(0, this.#txLength[i]), this);
+    const tx = this.#tx;
+    for (let i = 0; i < tx.count; i++) {
+      this.segment.deliver(tx.slots[i].subarray(0, tx.lengths[i]), this);
     }
-    this.counters.sent += this.#txCount;
-    this.#txCount = 0;
+    this.counters.sent += tx.count;
+    tx.clear();
   }
 
   wait(timeoutMs: number): Promise<void> {

@@ -14,7 +14,14 @@ export { HOLD, type Impairment, MemoryLink, MemorySegment } from "./memory.ts";
 export { PacketLink } from "./packet.ts";
 export { PcapLink } from "./pcap.ts";
 export { RingLink } from "./ring.ts";
-export { inNetns, interfaceExists, interfaceInfo, interfaceMtu, listInterfaces } from "./netif.ts";
+export {
+  inNetns,
+  interfaceExists,
+  type InterfaceInfo,
+  interfaceInfo,
+  interfaceMtu,
+  listInterfaces,
+} from "./netif.ts";
 export { goneLinks, pollFds, socketInterfaceGone, waitForFrames } from "./wait.ts";
 
 /** The kinds of real link. */

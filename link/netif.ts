@@ -11,10 +11,13 @@ import { readMac } from "../wire/mac.ts";
 
 /** What the links need to know of an interface. */
 export interface InterfaceInfo {
+  /** Interface name, e.g. "eth0". */
   name: string;
+  /** Interface index (ifindex). */
   index: number;
   /** MAC as a 48-bit number. */
   mac: number;
+  /** MTU in bytes. */
   mtu: number;
 }
 

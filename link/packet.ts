@@ -1,18 +1,17 @@
 /**
  * Linux's fast path: an AF_PACKET socket bound to the AoE ethertype, read and
  * written in batches with recvmmsg/sendmmsg (one FFI call per batch, nothing
- * allocated per frame; frame-io.md).
+ * allocated per frame; docs/frame-io.md §3).
  *
  * @module
  */
 
 import { check, errno, libc, linux, SystemError } from "../ffi/libc.ts";
+import { AOE_ETHERTYPE } from "../wire/header.ts";
 import { type InterfaceInfo, interfaceInfo } from "./netif.ts";
-import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
+import { TransmitSlots } from "./tx_slots.ts";
+import { type FrameLink, type LinkCounters, slotSizeFor } from "./types.ts";
 import { pollFds, SYNC_WAIT_MS } from "./wait.ts";
-
-/** AoE's ethertype (aoe-protocol.md §1). */
-export const AOE_ETHERTYPE = 0x88a2;
 
 const MMSGHDR_SIZE = 64; // struct mmsghdr on x86_64: msghdr (56) + msg_len (4) + padding
 const IOVEC_SIZE = 16;
@@ -89,7 +88,7 @@ export class PacketLink implements FrameLink {
   #fd: number;
   #rx: Batch;
   #tx: Batch;
-  #txCount = 0;
+  #txSlots: TransmitSlots;
   #batch: number;
 
   /** Opens the interface; throws a SystemError naming the failing call. */
@@ -128,6 +127,7 @@ export class PacketLink implements FrameLink {
     this.pollFd = this.#fd;
     this.#rx = new Batch(this.#batch, this.frameCapacity);
     this.#tx = new Batch(this.#batch, this.frameCapacity);
+    this.#txSlots = new TransmitSlots(this.#tx.slots);
     this.rx = this.#rx.slots;
     this.rxLength = new Uint32Array(this.#batch);
   }
@@ -149,24 +149,23 @@ export class PacketLink implements FrameLink {
   }
 
   txSlot(): Uint8Array {
-    if (this.#txCount === this.#batch) this.flush();
-    return this.#tx.slots[this.#txCount];
+    if (this.#txSlots.full) this.flush();
+    return this.#txSlots.next();
   }
 
   commit(length: number): void {
-    const i = this.#txCount;
-    this.#tx.iovWords[i * 4 + 2] = padToMinimum(this.#tx.slots[i], length); // iov_len, low word
-    this.#txCount = i + 1;
+    const i = this.#txSlots.count;
+    this.#tx.iovWords[i * 4 + 2] = this.#txSlots.commit(length); // iov_len, low word
   }
 
   flush(): void {
     let done = 0;
     let attempts = 0;
-    while (done < this.#txCount) {
+    while (done < this.#txSlots.count) {
       const n = libc().sendmmsg(
         this.#fd,
         this.#tx.headers.subarray(done * MMSGHDR_SIZE),
-        this.#txCount - done,
+        this.#txSlots.count - done,
         0,
       );
       if (n > 0) {
@@ -180,11 +179,11 @@ export class PacketLink implements FrameLink {
       ) {
         continue;
       }
-      this.counters.sendErrors += this.#txCount - done;
+      this.counters.sendErrors += this.#txSlots.count - done;
       break;
     }
     this.counters.sent += done;
-    this.#txCount = 0;
+    this.#txSlots.clear();
   }
 
   async wait(timeoutMs: number): Promise<void> {

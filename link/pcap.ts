@@ -7,8 +7,10 @@
 
 import { cString } from "../ffi/libc.ts";
 import { BPF_PROGRAM_SIZE, pcap, PCAP_D_IN, pcapError, PKTHDR_CAPLEN_OFFSET } from "../ffi/pcap.ts";
+import { AOE_ETHERTYPE } from "../wire/header.ts";
 import { interfaceInfo } from "./netif.ts";
-import { type FrameLink, type LinkCounters, padToMinimum, slotSizeFor } from "./types.ts";
+import { TransmitSlots } from "./tx_slots.ts";
+import { type FrameLink, type LinkCounters, slotSizeFor } from "./types.ts";
 import { pollFds, pollFdsSync, SYNC_WAIT_MS } from "./wait.ts";
 
 /** Options for {@link PcapLink}. */
@@ -32,9 +34,7 @@ export class PcapLink implements FrameLink {
   #handle: Deno.PointerObject | null;
   #headerOut = new BigUint64Array(1);
   #dataOut = new BigUint64Array(1);
-  #tx: Uint8Array[] = [];
-  #txLength: number[] = [];
-  #txCount = 0;
+  #tx: TransmitSlots;
 
   /** Opens the interface; throws with libpcap's message on failure. */
   constructor(name: string, options: PcapLinkOptions = {}) {
@@ -61,7 +61,15 @@ export class PcapLink implements FrameLink {
       }
       p.pcap_setdirection(handle, PCAP_D_IN);
       const program = new Uint8Array(BPF_PROGRAM_SIZE);
-      if (p.pcap_compile(handle, program, cString("ether proto 0x88a2"), 1, 0xffffffff) < 0) {
+      if (
+        p.pcap_compile(
+          handle,
+          program,
+          cString(`ether proto 0x${AOE_ETHERTYPE.toString(16)}`),
+          1,
+          0xffffffff,
+        ) < 0
+      ) {
         throw new Error(`pcap_compile: ${pcapError(handle)}`);
       }
       const installed = p.pcap_setfilter(handle, program);
@@ -76,10 +84,8 @@ export class PcapLink implements FrameLink {
       this.#handle = null;
       throw error;
     }
-    for (let i = 0; i < batch; i++) {
-      this.rx.push(new Uint8Array(this.frameCapacity));
-      this.#tx.push(new Uint8Array(this.frameCapacity));
-    }
+    for (let i = 0; i < batch; i++) this.rx.push(new Uint8Array(this.frameCapacity));
+    this.#tx = new TransmitSlots(batch, this.frameCapacity);
     this.rxLength = new Uint32Array(batch);
   }
 
@@ -109,25 +115,25 @@ export class PcapLink implements FrameLink {
   }
 
   txSlot(): Uint8Array {
-    if (this.#txCount === this.#tx.length) this.flush();
-    return this.#tx[this.#txCount];
+    if (this.#tx.full) this.flush();
+    return this.#tx.next();
   }
 
   commit(length: number): void {
-    this.#txLength[this.#txCount] = padToMinimum(this.#tx[this.#txCount], length);
-    this.#txCount++;
+    this.#tx.commit(length);
   }
 
   flush(): void {
     const p = pcap();
-    for (let i = 0; i < this.#txCount; i++) {
-      if (this.#handle && p.pcap_inject(this.#handle, this.#tx[i], BigInt(this.#txLength[i])) > 0) {
+    const tx = this.#tx;
+    for (let i = 0; i < tx.count; i++) {
+      if (this.#handle && p.pcap_inject(this.#handle, tx.slots[i], BigInt(tx.lengths[i])) > 0) {
         this.counters.sent++;
       } else {
         this.counters.sendErrors++;
       }
     }
-    this.#txCount = 0;
+    tx.clear();
   }
 
   async wait(timeoutMs: number): Promise<void> {

@@ -4,7 +4,7 @@
  * kernel put them (no receive syscall while frames flow); replies are written
  * into the transmit ring and sent with one send() per group, the kernel taking
  * the ring pages without a copy. TPACKET_V2, not V3: V3's block timeout adds
- * about a millisecond per exchange (frame-io.md).
+ * about a millisecond per exchange (docs/frame-io.md §2).
  *
  * @module
  */

@@ -55,7 +55,7 @@ export interface FrameLink {
   close(): void;
 }
 
-/** Ethernet minimum frame length without FCS. veth does not pad (frame-io.md). */
+/** Ethernet minimum frame length without FCS. veth does not pad (docs/frame-io.md §1). */
 export const ETHERNET_MIN_FRAME = 60;
 
 /** Frame slot size for an MTU: Ethernet header plus MTU, rounded up to 64 bytes. */

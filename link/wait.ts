@@ -1,12 +1,12 @@
 /**
- * Waiting for frames without holding the JavaScript thread (frame-io.md "hybrid
- * wait"): a short synchronous poll catches frames that follow closely, then a
+ * Waiting for frames without holding the JavaScript thread (docs/frame-io.md §3, "the
+ * hybrid wait"): a short synchronous poll catches frames that follow closely, then a
  * nonblocking (thread-pool) poll frees the event loop while the link is idle.
  *
  * @module
  */
 
-import { cString, libc, linux } from "../ffi/libc.ts";
+import { cString, libc, linux, POLL_BROKEN } from "../ffi/libc.ts";
 import type { FrameLink } from "./types.ts";
 
 /** How long the synchronous part of the wait may block, in milliseconds. */
@@ -33,9 +33,6 @@ function pollBufferFor(fds: readonly number[]): Uint8Array<ArrayBuffer> {
 export function pollFdsSync(fds: readonly number[], timeoutMs: number): boolean {
   return libc().poll(pollBufferFor(fds), BigInt(fds.length), timeoutMs) > 0;
 }
-
-/** poll(2) events that mean a descriptor is broken (POLLERR, POLLHUP, POLLNVAL). */
-const POLL_BROKEN = 0x08 | 0x10 | 0x20;
 
 function brokenFds(fds: readonly number[], buffer: Uint8Array<ArrayBuffer>): number[] {
   const view = new DataView(buffer.buffer);

@@ -21,6 +21,7 @@ import {
 import { exportFlags, type NbdExport } from "./export.ts";
 import type { NbdServer } from "./server.ts";
 import { socketPair } from "../reactor/mod.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** A synchronous generic netlink conversation. */
 class Netlink {
@@ -98,6 +99,8 @@ export class KernelNbd {
   #attaching = new Map<string, Promise<number>>();
 
   /**
+   * Attaches exports whose sockets `server` serves.
+   *
    * @param server serves our end of each socket
    * @param log kernel-log style messages
    */
@@ -209,11 +212,12 @@ export class KernelNbd {
       this.log(`aoe: ${name} detached from nbd${index}`);
     } catch (error) {
       this.log(
-        `aoe: detach ${name} from nbd${index}: ${error instanceof Error ? error.message : error}`,
+        `aoe: detach ${name} from nbd${index}: ${errorMessage(error)}`,
       );
     }
   }
 
+  /** Detaches every attached export. */
   detachAll(): void {
     for (const name of [...this.#attached.keys()]) this.detach(name);
   }

@@ -13,6 +13,7 @@ import type { Driver } from "../driver/driver.ts";
 import type { ExportProvider } from "./export.ts";
 import { NbdServer, type NbdServerOptions, type TcpListenOptions } from "./server.ts";
 import { KernelNbd } from "./attach.ts";
+import { errorMessage } from "../util/errors.ts";
 
 /** The driver's devices as exports. */
 export function driverExports(driver: Driver): ExportProvider {
@@ -81,9 +82,7 @@ export class NbdBridge implements DaemonExtension {
         this.server.listenTcp(tcp);
       } catch (error) {
         throw new Error(
-          `cannot listen on ${tcp.hostname ?? "127.0.0.1"}:${tcp.port}: ${
-            error instanceof Error ? error.message : error
-          }`,
+          `cannot listen on ${tcp.hostname ?? "127.0.0.1"}:${tcp.port}: ${errorMessage(error)}`,
         );
       }
     }
@@ -97,7 +96,7 @@ export class NbdBridge implements DaemonExtension {
         if (device.up && block) {
           // Attached already: a revalidated size reaches /dev/nbdN (NBD_CMD_RECONFIGURE).
           this.kernel!.attach(block).then(() => this.kernel!.resize(block)).catch((error) =>
-            driver.messages.push(`aoe: nbd attach ${device.name}: ${error.message}`)
+            driver.messages.push(`aoe: nbd attach ${device.name}: ${errorMessage(error)}`)
           );
         } else this.kernel!.detach(device.name);
       };

@@ -1,18 +1,25 @@
 /**
  * Generic netlink messages for the kernel's nbd driver (include/uapi/linux/
- * nbd-netlink.h, genetlink.h; nbd-and-vblade.md §B), built and parsed as pure
+ * nbd-netlink.h, genetlink.h; docs/nbd.md §4), built and parsed as pure
  * functions in host byte order (x86_64: little-endian).
  *
  * @module
  */
 
 export const NLMSG_ERROR = 2;
+/** nlmsghdr flag: a request. */
 export const NLM_F_REQUEST = 1;
+/** nlmsghdr flag: acknowledge the request. */
 export const NLM_F_ACK = 4;
+/** The generic netlink controller's family id. */
 export const GENL_ID_CTRL = 0x10;
+/** Controller command: look a family up by name. */
 export const CTRL_CMD_GETFAMILY = 3;
+/** Controller attribute: the family id. */
 export const CTRL_ATTR_FAMILY_ID = 1;
+/** Controller attribute: the family name. */
 export const CTRL_ATTR_FAMILY_NAME = 2;
+/** Attribute type flag: the payload holds attributes. */
 export const NLA_F_NESTED = 0x8000;
 
 /** NBD generic netlink commands. */
@@ -29,7 +36,9 @@ export const NbdAttr = {
   deadConnTimeout: 8,
   backendIdentifier: 10,
 } as const;
+/** Nested in NBD_ATTR_SOCKETS: one socket item. */
 export const NBD_SOCK_ITEM = 1;
+/** Nested in a socket item: the file descriptor. */
 export const NBD_SOCK_FD = 1;
 
 /** One attribute: u16 length (header included, padding not), u16 type, payload padded to 4. */
@@ -43,18 +52,21 @@ export function attribute(type: number, payload: Uint8Array): Uint8Array {
   return out;
 }
 
+/** An attribute holding a u32. */
 export function u32Attribute(type: number, value: number): Uint8Array {
   const payload = new Uint8Array(4);
   new DataView(payload.buffer).setUint32(0, value, true);
   return attribute(type, payload);
 }
 
+/** An attribute holding a u64. */
 export function u64Attribute(type: number, value: number | bigint): Uint8Array {
   const payload = new Uint8Array(8);
   new DataView(payload.buffer).setBigUint64(0, BigInt(value), true);
   return attribute(type, payload);
 }
 
+/** An attribute holding a NUL-terminated string. */
 export function stringAttribute(type: number, text: string): Uint8Array {
   const bytes = new TextEncoder().encode(text);
   const payload = new Uint8Array(bytes.length + 1); // NUL-terminated
@@ -62,6 +74,7 @@ export function stringAttribute(type: number, text: string): Uint8Array {
   return attribute(type, payload);
 }
 
+/** An attribute holding other attributes. */
 export function nestedAttribute(type: number, children: Uint8Array[]): Uint8Array {
   return attribute(type | NLA_F_NESTED, concat(children));
 }
@@ -106,13 +119,21 @@ export function getFamilyMessage(seq: number): Uint8Array {
 
 /** What NBD_CMD_CONNECT carries. */
 export interface ConnectRequest {
+  /** Device size in bytes. */
   sizeBytes: number;
+  /** Logical block size in bytes. */
   blockSize: number;
+  /** The export's NBD transmission flags. */
   serverFlags: number;
+  /** The connected socket the kernel takes. */
   socketFd: number;
+  /** Backend identifier, shown in /sys/block/nbdN/backend. */
   backend: string;
+  /** A device index to use; the kernel picks a free one if absent. */
   index?: number;
+  /** Request timeout in seconds. */
   timeoutSeconds?: number;
+  /** NBD client flags. */
   clientFlags?: number;
 }
 
@@ -161,10 +182,13 @@ export function resizeMessage(
 
 /** One parsed netlink message: its type, and either an errno (NLMSG_ERROR) or its attributes. */
 export interface ParsedMessage {
+  /** nlmsg_type. */
   type: number;
+  /** The sequence number it answers. */
   seq: number;
   /** For NLMSG_ERROR: 0 is an acknowledgement, otherwise a positive errno. */
   errno?: number;
+  /** Top-level attributes by type. */
   attributes: Map<number, Uint8Array>;
 }
 

@@ -1,16 +1,21 @@
 /**
  * The NBD protocol's numbers and message layouts (fixed newstyle handshake,
  * transmission phase), as pure encoders and decoders. Big-endian throughout.
- * See nbd-and-vblade.md §A.
+ * See docs/nbd.md §2 and §3.
  *
  * @module
  */
 
 export const NBDMAGIC = 0x4e42444d41474943n;
+/** The handshake's option magic ("IHAVEOPT"). */
 export const IHAVEOPT = 0x49484156454f5054n;
+/** Magic of every option reply. */
 export const OPTION_REPLY_MAGIC = 0x0003e889045565a9n;
+/** Magic of a transmission request. */
 export const REQUEST_MAGIC = 0x25609513;
+/** Magic of a simple reply. */
 export const SIMPLE_REPLY_MAGIC = 0x67446698;
+/** Magic of a structured reply chunk. */
 export const STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 
 /** Handshake flags (server) and client flags. */
@@ -175,11 +180,17 @@ export function decodeInfoRequest(
 
 /** A transmission request header (28 bytes). */
 export interface RequestHeader {
+  /** {@link REQUEST_MAGIC} when in sync. */
   magic: number;
+  /** Command flags ({@link CmdFlag}). */
   flags: number;
+  /** The command ({@link Cmd}). */
   type: number;
+  /** Echoed in the reply. */
   cookie: bigint;
+  /** Byte offset. */
   offset: number;
+  /** Byte length. */
   length: number;
 }
 

@@ -3,7 +3,7 @@
  * asks for `readable(fd)` or `writable(fd)`; whoever runs the loop polls those
  * descriptors together with its own (the initiator's frame links) and
  * resolves the waiters. One poll for frames and for the NBD sockets means no
- * hop through Deno's thread pool per request while I/O flows (frame-io.md:
+ * hop through Deno's thread pool per request while I/O flows (docs/frame-io.md §3:
  * synchronous calls while frames flow, an asynchronous wait only when idle).
  *
  * A reactor that nobody hosts drives itself with asynchronous polls.
@@ -11,7 +11,7 @@
  * @module
  */
 
-import { libc, linux, SystemError } from "../ffi/libc.ts";
+import { libc, linux, POLL_BROKEN, SystemError } from "../ffi/libc.ts";
 
 interface Waiters {
   read: (() => void)[];
@@ -25,8 +25,6 @@ export interface WaitResult {
   /** Of the caller's extra descriptors, those reporting an error or hang-up. */
   broken: number[];
 }
-
-const POLL_BROKEN = linux.POLLERR | linux.POLLHUP | linux.POLLNVAL;
 
 /**
  * A way to let every queued promise continuation run: a macrotask turn
@@ -49,6 +47,7 @@ export class EventLoopYield {
     });
   }
 
+  /** Releases the channel and resolves every waiting {@link next}. */
   close(): void {
     this.#channel.port1.close();
     this.#channel.port2.close();

@@ -15,6 +15,7 @@ export interface ByteStream {
   read(buffer: Uint8Array): Promise<number | null>;
   /** Writes some of `buffer`; resolves with the byte count written. */
   write(buffer: Uint8Array): Promise<number>;
+  /** Closes the stream; pending reads end. */
   close(): void;
 }
 
@@ -29,7 +30,12 @@ function retryable(): boolean {
 export class SocketStream implements ByteStream {
   #closed = false;
 
-  /** @param fd a connected stream socket; closed with this object @param reactor where to wait */
+  /**
+   * Wraps a connected socket.
+   *
+   * @param fd a connected stream socket; closed with this object
+   * @param reactor where to wait
+   */
   constructor(readonly fd: number, readonly reactor: Reactor = sharedReactor()) {}
 
   async read(buffer: Uint8Array): Promise<number | null> {
@@ -53,6 +59,7 @@ export class SocketStream implements ByteStream {
     }
   }
 
+  /** Closes the socket (once). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -77,10 +84,16 @@ export function enlargeSendBuffer(fd: number, bytes = SEND_BUFFER_BYTES): void {
 
 /** A listening Unix stream socket whose connections are {@link SocketStream}s. */
 export class UnixListener implements AsyncIterable<SocketStream> {
+  /** The listening socket. */
   readonly fd: number;
   #closed = false;
 
-  /** @param path the socket's path (an old socket there is replaced) @param reactor where to wait */
+  /**
+   * Listens on `path`.
+   *
+   * @param path the socket's path (an old socket there is replaced)
+   * @param reactor where to wait
+   */
   constructor(readonly path: string, readonly reactor: Reactor = sharedReactor()) {
     try {
       Deno.removeSync(path);
@@ -122,6 +135,7 @@ export class UnixListener implements AsyncIterable<SocketStream> {
     }
   }
 
+  /** The connections, until the listener is closed. */
   async *[Symbol.asyncIterator](): AsyncIterator<SocketStream> {
     for (;;) {
       const conn = await this.accept();
@@ -130,6 +144,7 @@ export class UnixListener implements AsyncIterable<SocketStream> {
     }
   }
 
+  /** Stops listening (once). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

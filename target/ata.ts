@@ -3,7 +3,7 @@
  * IDENTIFY DEVICE, FLUSH CACHE (EXT), CHECK POWER MODE and DATA SET MANAGEMENT
  * (TRIM); anything else is aborted. Failures go in the ATA status and error
  * registers, because the Linux driver drops E-flagged replies and retransmits
- * (aoe-protocol.md §2); only malformed arguments get the AoE error, as vblade does.
+ * (docs/protocol.md §2); only malformed arguments get the AoE error, as vblade does.
  *
  * @module
  */
@@ -15,16 +15,25 @@ import {
   AtaFlag,
   AtaOp,
   AtaStatus,
+  DSM_ENTRIES_PER_BLOCK,
   effectiveLba,
   IDENTIFY_LENGTH,
+  readAtaCommand,
+  readAtaFeature,
+  readAtaFlags,
+  readAtaSectorCount,
+  readDsmLba,
+  readDsmSectors,
   readLba,
   SECTOR_SIZE,
   setAoeError,
+  writeAtaRegisters,
 } from "../wire/mod.ts";
 import type { BackingStore } from "./backing.ts";
 
 /** What the ATA emulation needs from its export. */
 export interface AtaDevice {
+  /** Where the sectors are. */
   readonly store: BackingStore;
   /** 512 bytes of IDENTIFY data, kept current by the export. */
   readonly identify: Uint8Array;
@@ -32,27 +41,40 @@ export interface AtaDevice {
 
 const FAILED = AtaStatus.ready | AtaStatus.error;
 
+/** Reused for every reply: nothing allocated per request. */
+const registers = { status: 0, error: 0, sectorCount: 0 };
+
 function setRegisters(reply: Uint8Array, status: number, error: number, sectorCount: number): void {
-  reply[25] = error;
-  reply[26] = sectorCount;
-  reply[27] = status;
+  registers.status = status;
+  registers.error = error;
+  registers.sectorCount = sectorCount;
+  writeAtaRegisters(reply, registers);
 }
 
 /**
- * Executes the ATA command in `request` (of `length` bytes) and writes the
- * reply registers and data into `reply`, whose first 36 bytes already hold the
- * response header. `maxSectors` is what one frame on this interface carries.
- * Returns the reply length (before padding).
+ * One ATA request and where its reply goes. The caller may keep one and refill
+ * it for every frame, so nothing is allocated per request.
  */
-export function executeAta(
-  device: AtaDevice,
-  request: Uint8Array,
-  length: number,
-  reply: Uint8Array,
-  maxSectors: number,
-): number {
-  const command = request[27];
-  const count = request[26];
+export interface AtaExchange {
+  /** The request frame. */
+  request: Uint8Array;
+  /** Bytes of the request frame received. */
+  length: number;
+  /** The reply frame; its first 36 bytes already hold the response header. */
+  reply: Uint8Array;
+  /** Sectors one frame on this interface carries. */
+  maxSectors: number;
+}
+
+/**
+ * Executes the ATA command of `exchange.request` and writes the reply
+ * registers and data into `exchange.reply`. Returns the reply length (before
+ * padding).
+ */
+export function executeAta(device: AtaDevice, exchange: AtaExchange): number {
+  const { request, length, reply, maxSectors } = exchange;
+  const command = readAtaCommand(request);
+  const count = readAtaSectorCount(request);
   const store = device.store;
   switch (command) {
     case AtaOp.readSectors:
@@ -65,7 +87,7 @@ export function executeAta(
         setAoeError(reply, AoeError.badArgument);
         return ATA_HEADER_LENGTH;
       }
-      const lba = effectiveLba({ aflags: request[24], lba: readLba(request) });
+      const lba = effectiveLba(readAtaFlags(request), readLba(request));
       if (lba + count > store.sectors) {
         setRegisters(reply, FAILED, AtaErrorBit.idNotFound, count);
         return ATA_HEADER_LENGTH;
@@ -106,9 +128,9 @@ export function executeAta(
 }
 
 /**
- * DATA SET MANAGEMENT with the TRIM bit (feature bit 0): the data are 8-byte
- * entries, a 48-bit LBA and a 16-bit sector count, little-endian; count 0 ends
- * nothing but is skipped (ACS-2 7.10).
+ * DATA SET MANAGEMENT with the TRIM bit (feature bit 0): the data are blocks
+ * of range entries (wire/dsm.ts, docs/protocol.md §3.1); an entry with count 0
+ * is skipped.
  */
 function trim(
   store: BackingStore,
@@ -117,17 +139,18 @@ function trim(
   reply: Uint8Array,
   count: number,
 ): number {
-  const isTrim = (request[25] & 1) === 1 && (request[24] & AtaFlag.write) !== 0;
+  const isTrim = (readAtaFeature(request) & 1) === 1 &&
+    (readAtaFlags(request) & AtaFlag.write) !== 0;
   const dataBytes = count * SECTOR_SIZE;
   if (!isTrim || !store.canTrim || count === 0 || length - ATA_HEADER_LENGTH < dataBytes) {
     setRegisters(reply, FAILED, AtaErrorBit.abort, count);
     return ATA_HEADER_LENGTH;
   }
-  const view = new DataView(request.buffer, request.byteOffset + ATA_HEADER_LENGTH, dataBytes);
-  for (let at = 0; at < dataBytes; at += 8) {
-    const sectors = view.getUint16(at + 6, true);
+  const ranges = request.subarray(ATA_HEADER_LENGTH, ATA_HEADER_LENGTH + dataBytes);
+  for (let i = 0; i < count * DSM_ENTRIES_PER_BLOCK; i++) {
+    const sectors = readDsmSectors(ranges, i);
     if (sectors === 0) continue;
-    const lba = view.getUint32(at, true) + view.getUint16(at + 4, true) * 0x100000000;
+    const lba = readDsmLba(ranges, i);
     if (lba + sectors > store.sectors) {
       setRegisters(reply, FAILED, AtaErrorBit.idNotFound, count);
       return ATA_HEADER_LENGTH;

@@ -12,6 +12,7 @@ import { SECTOR_SIZE } from "../wire/mod.ts";
 export interface BackingStore {
   /** Exported capacity in sectors. */
   readonly sectors: number;
+  /** Writes are refused. */
   readonly readOnly: boolean;
   /** Every write is durable before it returns (O_SYNC). */
   readonly writeThrough: boolean;
@@ -25,6 +26,7 @@ export interface BackingStore {
   flush(): boolean;
   /** Deallocates sectors; they then read as zeros. Returns false on failure. */
   trim(lba: number, count: number): boolean;
+  /** Releases the store. */
   close(): void;
 }
 
@@ -45,6 +47,7 @@ export interface FileStoreOptions {
 /** A regular file or block device opened through libc. */
 export class FileStore implements BackingStore {
   readonly sectors: number;
+  /** Opened read-only (-r). */
   readonly readOnly: boolean;
   readonly writeThrough: boolean;
   readonly canTrim: boolean;
@@ -133,6 +136,7 @@ export class FileStore implements BackingStore {
     return libc().fallocate(this.#fd, mode, start, BigInt(count * SECTOR_SIZE)) === 0;
   }
 
+  /** Closes the file (once). */
   close(): void {
     if (this.#fd >= 0) libc().close(this.#fd);
     this.#fd = -1;
@@ -141,16 +145,24 @@ export class FileStore implements BackingStore {
 
 /** A store in memory, for unit tests. */
 export class MemoryStore implements BackingStore {
+  /** The sectors' bytes. */
   readonly data: Uint8Array;
   readonly writeThrough = true;
   readonly canTrim = true;
+  /** FLUSH calls seen. */
   flushes = 0;
 
-  /** @param sectors capacity @param options read-only or not */
+  /**
+   * A zeroed store.
+   *
+   * @param sectors capacity
+   * @param options read-only or not
+   */
   constructor(readonly sectors: number, readonly options: { readOnly?: boolean } = {}) {
     this.data = new Uint8Array(sectors * SECTOR_SIZE);
   }
 
+  /** Whether writes are refused. */
   get readOnly(): boolean {
     return this.options.readOnly ?? false;
   }
@@ -176,16 +188,22 @@ export class MemoryStore implements BackingStore {
     return true;
   }
 
+  /** Nothing to release. */
   close(): void {}
 }
 
 /** A store that does no disk I/O: reads leave the buffer as it is, writes are dropped. It measures the link's limit. */
 export class NullStore implements BackingStore {
+  /** Writes are accepted (and dropped). */
   readonly readOnly = false;
   readonly writeThrough = true;
   readonly canTrim = false;
 
-  /** @param sectors the capacity it claims */
+  /**
+   * A store of that size that stores nothing.
+   *
+   * @param sectors the capacity it claims
+   */
   constructor(readonly sectors: number) {}
 
   read(_into: Uint8Array, _lba: number, count: number): number {
@@ -204,5 +222,6 @@ export class NullStore implements BackingStore {
     return false;
   }
 
+  /** Nothing to release. */
   close(): void {}
 }

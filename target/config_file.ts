@@ -45,13 +45,19 @@ export interface ServiceSettings {
 export interface ServiceConfig {
   /** The file it was read from. */
   path: string;
+  /** The [service] table. */
   service: ServiceSettings;
+  /** The exports. */
   exports: ExportSpec[];
 }
 
 /** Every problem of a refused config file, one line each ("FILE:LINE: key: what"). */
 export class ConfigError extends Error {
-  /** @param problems one line per problem */
+  /**
+   * A refusal listing every problem.
+   *
+   * @param problems one line per problem
+   */
   constructor(readonly problems: string[]) {
     super(problems.join("\n"));
     this.name = "ConfigError";

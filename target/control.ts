@@ -14,14 +14,19 @@ import { check, errno, libc, linux } from "../ffi/libc.ts";
 
 /** One request: a verb and its arguments. */
 export interface ControlRequest {
+  /** The verb. */
   command: string;
+  /** Its arguments. */
   args: string[];
 }
 
 /** The reply: a result, or a one-line error. */
 export interface ControlReply {
+  /** Whether the verb succeeded. */
   ok: boolean;
+  /** What it returned. */
   result?: unknown;
+  /** Why it failed, in one line. */
   error?: string;
 }
 

@@ -13,6 +13,7 @@ import {
   AoeError,
   ATA_HEADER_LENGTH,
   AtaOp,
+  AtaStatus,
   BROADCAST_MAC,
   Command,
   CONFIG_HEADER_LENGTH,
@@ -25,39 +26,56 @@ import {
   encodeIdentify,
   encodeMask,
   encodeReserve,
-  Flag,
   HEADER_LENGTH,
+  isError,
   makeResponseHeader,
   MASK_HEADER_LENGTH,
   MaskCommand,
   type MaskDirective,
   MaskError,
   MAX_CONFIG_LENGTH,
-  readMac,
+  readAtaCommand,
+  readAtaStatus,
+  readCommand,
+  readConfigCommand,
+  readConfigLength,
+  readDirectiveCommand,
+  readDirectiveCount,
+  readDirectiveMac,
+  readMaskCommand,
+  readReserveCommand,
+  readSource,
   RESERVE_HEADER_LENGTH,
   ReserveCommand,
   sectorsPerFrame,
   setAoeError,
 } from "../wire/mod.ts";
-import { executeAta } from "./ata.ts";
+import { type AtaExchange, executeAta } from "./ata.ts";
 import type { BackingStore } from "./backing.ts";
 import { type ExtensionPolicy, ExtensionTable, Screen } from "./extensions.ts";
 import { type FreezeState, ShadowStore } from "./shadow.ts";
 import { ExportTraffic } from "./counters.ts";
 
-/** vblade's mask list holds 32 entries (aoe-protocol.md §6). */
+/** vblade's mask list holds 32 entries (docs/protocol.md §6). */
 export const MAX_MASKS = 32;
 /** Firmware version this target reports in Query Config (vblade 25 reports 0x4019). */
 export const FIRMWARE_VERSION = 0x4100;
 
 /** Counters one export keeps; the administrator reads them (SIGUSR1, --stats). */
 export interface ExportCounters {
+  /** ATA requests handled. */
   ata: number;
+  /** READ SECTORS (EXT) requests. */
   reads: number;
+  /** WRITE SECTORS (EXT) requests. */
   writes: number;
+  /** Query Config requests. */
   config: number;
+  /** MAC Mask List requests. */
   macMask: number;
+  /** Reserve/Release requests. */
   reserve: number;
+  /** Unknown commands, answered with error 1. */
   unknownCommand: number;
   /** Frames from a MAC not on a non-empty mask list, ignored. */
   masked: number;
@@ -67,6 +85,7 @@ export interface ExportCounters {
   malformed: number;
   /** QC requests answered with silence (test mismatch, bad length). */
   configSilent: number;
+  /** ATA replies with an error status or an AoE error. */
   ataErrors: number;
 }
 
@@ -91,14 +110,23 @@ export interface ExportOptions {
 
 /** One AoE shelf.slot served by a target. */
 export class Export {
+  /** Shelf (major). */
   readonly shelf: number;
+  /** Slot (minor). */
   readonly slot: number;
+  /** What is exported. */
   readonly store: BackingStore;
+  /** Buffer count advertised in Query Config. */
   readonly bufferCount: number;
+  /** Interfaces this export answers on; undefined: all its server's. */
   readonly interfaces: readonly string[] | undefined;
+  /** The IDENTIFY data sent. */
   readonly identify = new Uint8Array(512);
+  /** The MAC mask list; empty lets everyone in. */
   readonly masks: number[];
+  /** The reserve list; empty means not reserved. */
   reservations: number[] = [];
+  /** What this export counted. */
   readonly counters: ExportCounters = {
     ata: 0,
     reads: 0,
@@ -117,10 +145,21 @@ export class Export {
   readonly extensions: ExtensionTable;
   /** Requests by kind, bytes, errors by kind, retransmissions, outstanding (target/counters.ts). */
   readonly traffic = new ExportTraffic();
+  /** Refilled for every ATA request: nothing allocated per frame. */
+  #exchange: AtaExchange = {
+    request: new Uint8Array(0),
+    length: 0,
+    reply: new Uint8Array(0),
+    maxSectors: 0,
+  };
   #config = new Uint8Array(MAX_CONFIG_LENGTH);
   #configLength = 0;
 
-  /** @param options what to export and how */
+  /**
+   * An export with its IDENTIFY data built from the store.
+   *
+   * @param options what to export and how
+   */
   constructor(options: ExportOptions) {
     this.shelf = options.shelf;
     this.slot = options.slot;
@@ -187,11 +226,11 @@ export class Export {
 
   /** Handles one request frame already checked for ethertype, R flag, version and address. */
   handle(request: Uint8Array, length: number, link: FrameLink): void {
-    if (this.masks.length > 0 && !this.masks.includes(readMac(request, 6))) {
+    if (this.masks.length > 0 && !this.masks.includes(readSource(request))) {
       this.counters.masked++;
       return;
     }
-    switch (request[19]) {
+    switch (readCommand(request)) {
       case Command.ata:
         this.#ata(request, length, link);
         return;
@@ -231,10 +270,10 @@ export class Export {
     const reply = link.txSlot();
     reply.set(request.subarray(0, ATA_HEADER_LENGTH));
     makeResponseHeader(reply, this.#identity(link));
-    const command = request[27];
+    const command = readAtaCommand(request);
     if (
       command !== AtaOp.identifyDevice && this.reservations.length > 0 &&
-      !this.reservations.includes(readMac(request, 6))
+      !this.reservations.includes(readSource(request))
     ) {
       this.counters.reserved++;
       setAoeError(reply, AoeError.targetReserved);
@@ -242,14 +281,14 @@ export class Export {
       return;
     }
     const session = this.extensions.active
-      ? this.extensions.session(readMac(request, 6), link)
+      ? this.extensions.session(readSource(request), link)
       : undefined;
     if (session) {
       const verdict = this.extensions.screenAta(session, request, length, reply);
       if (verdict === Screen.drop) return;
       if (verdict === Screen.replied) {
         this.counters.ataErrors++;
-        this.traffic.ata(request, reply, ATA_HEADER_LENGTH, readMac(request, 6));
+        this.traffic.ata(request, reply, ATA_HEADER_LENGTH, readSource(request));
         link.commit(ATA_HEADER_LENGTH);
         return;
       }
@@ -258,10 +297,15 @@ export class Export {
     else if (command === AtaOp.readSectors || command === AtaOp.readSectorsExt) {
       this.counters.reads++;
     }
-    let n = executeAta(this, request, length, reply, Math.min(255, sectorsPerFrame(link.mtu)));
+    const exchange = this.#exchange;
+    exchange.request = request;
+    exchange.length = length;
+    exchange.reply = reply;
+    exchange.maxSectors = Math.min(255, sectorsPerFrame(link.mtu));
+    let n = executeAta(this, exchange);
     if (session) n = this.extensions.finishAta(session, request, reply, n);
-    this.traffic.ata(request, reply, n, readMac(request, 6));
-    if (reply[27] & 0x01 || reply[14] & Flag.error) this.counters.ataErrors++;
+    this.traffic.ata(request, reply, n, readSource(request));
+    if (readAtaStatus(reply) & AtaStatus.error || isError(reply)) this.counters.ataErrors++;
     link.commit(n);
   }
 
@@ -271,10 +315,10 @@ export class Export {
       return;
     }
     this.counters.config++;
-    const ccmd = request[29] & 0xf;
-    const stringLength = request[30] << 8 | request[31];
+    const ccmd = readConfigCommand(request);
+    const stringLength = readConfigLength(request);
     const given = request.subarray(CONFIG_HEADER_LENGTH, CONFIG_HEADER_LENGTH + stringLength);
-    // A read's length is not checked: aoeping sends 1024 filler bytes (aoe-protocol.md §5).
+    // A read's length is not checked: aoeping sends 1024 filler bytes (docs/protocol.md §5).
     if (
       ccmd !== ConfigCommand.read &&
       (stringLength > MAX_CONFIG_LENGTH || stringLength > length - CONFIG_HEADER_LENGTH)
@@ -345,8 +389,8 @@ export class Export {
       return;
     }
     this.counters.macMask++;
-    const mcmd = request[25];
-    const count = request[27];
+    const mcmd = readMaskCommand(request);
+    const count = readDirectiveCount(request);
     if (mcmd === MaskCommand.edit && MASK_HEADER_LENGTH + count * DIRECTIVE_LENGTH > length) {
       this.counters.malformed++;
       return;
@@ -361,9 +405,8 @@ export class Export {
     }
     if (mcmd === MaskCommand.edit) {
       for (let i = 0; i < count; i++) {
-        const at = MASK_HEADER_LENGTH + i * DIRECTIVE_LENGTH;
-        const dcmd = request[at + 1];
-        const mac = readMac(request, at + 2);
+        const dcmd = readDirectiveCommand(request, i);
+        const mac = readDirectiveMac(request, i);
         let failure = 0;
         if (dcmd === DirectiveCommand.add) {
           if (!this.masks.includes(mac)) {
@@ -377,7 +420,7 @@ export class Export {
           failure = MaskError.badDirective;
         }
         if (failure) {
-          // Stop at the failing directive and report its index in Dir Count (§6).
+          // Stop at the failing directive and report its index in Dir Count (docs/protocol.md §6).
           link.commit(encodeMask(reply, { mcmd, merror: failure, directives: [], dirCount: i }));
           return;
         }
@@ -396,11 +439,11 @@ export class Export {
       return;
     }
     this.counters.reserve++;
-    const rcmd = request[24];
+    const rcmd = readReserveCommand(request);
     const reply = link.txSlot();
     reply.set(request.subarray(0, RESERVE_HEADER_LENGTH));
     makeResponseHeader(reply, this.#identity(link));
-    const source = readMac(request, 6);
+    const source = readSource(request);
     if (rcmd === ReserveCommand.set || rcmd === ReserveCommand.forceSet) {
       if (
         rcmd === ReserveCommand.set && this.reservations.length > 0 &&
@@ -422,7 +465,7 @@ export class Export {
 
   /**
    * The start-up advertisement: one Query Config response (R set, tag 0) to
-   * broadcast, or to each MAC on the mask list instead, as vblade does (§5).
+   * broadcast, or to each MAC on the mask list instead, as vblade does (docs/protocol.md §5).
    */
   announce(link: FrameLink): void {
     const destinations = this.masks.length > 0 ? this.masks : [BROADCAST_MAC];

@@ -85,19 +85,29 @@ function zeroCounters(): ExtensionCounters {
 
 /** One initiator path's declaration and tracking state. */
 export class Session {
-  readonly rx = new RxTagTracker();
-  readonly writes = new WriteTagTracker();
-  readonly counters = zeroCounters();
+  /** The tags already answered (RX tag tracking). */
+  readonly rx: RxTagTracker = new RxTagTracker();
+  /** The newest write tag per recently written sector (WRITE tag tracking). */
+  readonly writes: WriteTagTracker = new WriteTagTracker();
+  /** This path's counters. */
+  readonly counters: ExtensionCounters = zeroCounters();
+  /** Capability bits granted. */
   capabilities = 0;
+  /** The initiator's session id. */
   id = 0;
   /** performance.now() after which an unrenewed declaration lapses; Infinity when forced. */
   expires = 0;
+  /** The data checksum in use, if any. */
   crc: CrcKind | undefined;
   /** Declared or forced. */
   trackRx = false;
+  /** Writes kept in tag order. */
   trackWrite = false;
 
-  /** @param mac the initiator's MAC @param link the interface it reaches us on */
+  /**
+   * @param mac the initiator's MAC
+   * @param link the interface it reaches us on
+   */
   constructor(readonly mac: number, readonly link: FrameLink) {}
 }
 
@@ -107,7 +117,8 @@ export const Screen = { pass: 0, drop: 1, replied: 2 } as const;
 /** The extension state of one export. */
 export class ExtensionTable {
   /** Per export: the sums over every session, past ones included. */
-  readonly counters = zeroCounters();
+  readonly counters: ExtensionCounters = zeroCounters();
+  /** The policy with every default filled in. */
   readonly policy: Required<ExtensionPolicy>;
   #byLink = new Map<FrameLink, Map<number, Session>>();
   #count = 0;
@@ -286,7 +297,7 @@ export class ExtensionTable {
       if (!checkCrc(s.crc, request, { start: ATA_HEADER_LENGTH, end, length })) {
         s.counters.crcWriteErrors++;
         this.counters.crcWriteErrors++;
-        const lba = effectiveLba({ aflags: request[24], lba: readLba(request) });
+        const lba = effectiveLba(request[24], readLba(request));
         this.#rateLimitedLog(
           `${s.crc} mismatch in write of ${count} sectors at ${lba} tag ${tag.toString(16)} from ${
             formatMac(s.mac)
@@ -301,7 +312,7 @@ export class ExtensionTable {
       this.counters.crcWrites++;
     }
     if (s.trackWrite && count > 0) {
-      const lba = effectiveLba({ aflags: request[24], lba: readLba(request) });
+      const lba = effectiveLba(request[24], readLba(request));
       if (!s.writes.admit(tag, lba, count)) {
         s.counters.staleWritesRefused++;
         this.counters.staleWritesRefused++;

@@ -21,14 +21,20 @@ export {
   type TargetCommandLine,
   UsageError,
 } from "./options.ts";
-export { executeAta } from "./ata.ts";
+export { type AtaDevice, type AtaExchange, executeAta } from "./ata.ts";
 export { type FreezeState, ShadowStore } from "./shadow.ts";
 export { openExportStore } from "./open_store.ts";
-export { type ExtensionPolicy, ExtensionTable } from "./extensions.ts";
-export { SignalSequence } from "./signals.ts";
+export {
+  type ExtensionCounters,
+  type ExtensionPolicy,
+  ExtensionTable,
+  Session,
+} from "./extensions.ts";
+export { type SignalActions, SignalSequence } from "./signals.ts";
 
 /** A running target: its server, and how to stop it. */
 export interface RunningTarget {
+  /** The frame loop serving the exports. */
   server: TargetServer;
   /** Stops the loop, flushes and closes every store and link. */
   close(): Promise<void>;
@@ -90,7 +96,17 @@ export {
   type ServiceConfig,
   type ServiceSettings,
 } from "./config_file.ts";
-export { type ExportStatus, type ReloadResult, TargetService } from "./service.ts";
+export {
+  type ExportStatus,
+  type ReloadResult,
+  type ServiceEntry,
+  TargetService,
+} from "./service.ts";
 export { type ExportState, StateDir, writeFileAtomic } from "./state_dir.ts";
-export { controlRequest, ControlServer } from "./control.ts";
+export {
+  type ControlReply,
+  type ControlRequest,
+  controlRequest,
+  ControlServer,
+} from "./control.ts";
 export { prometheusText, writePrometheusFile } from "./prometheus.ts";

@@ -11,9 +11,13 @@ import type { ExtensionPolicy } from "./extensions.ts";
 
 /** One export as given on the command line. */
 export interface ExportSpec {
+  /** Shelf (major), 0-65534. */
   shelf: number;
+  /** Slot (minor), 0-254. */
   slot: number;
+  /** Interfaces to serve on. */
   interfaces: string[];
+  /** The file or block device exported. */
   file: string;
   /** -b */
   bufferCount: number;
@@ -37,7 +41,9 @@ export interface ExportSpec {
 
 /** The whole `aoe target` invocation. */
 export interface TargetCommandLine {
+  /** The exports, the first from the command line, the rest after each `--and`. */
   exports: ExportSpec[];
+  /** --help: print the help and exit. */
   help: boolean;
   /** --stats FILE: JSON counters written every second and at exit. */
   statsFile?: string;
@@ -49,7 +55,11 @@ export interface TargetCommandLine {
 
 /** A command-line mistake; the message is one line. */
 export class UsageError extends Error {
-  /** @param message what is wrong */
+  /**
+   * A usage error.
+   *
+   * @param message what is wrong
+   */
   constructor(message: string) {
     super(message);
     this.name = "UsageError";

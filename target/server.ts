@@ -2,18 +2,19 @@
  * The target's frame loop: receive batches on every interface, drop what is
  * not a request for one of our exports (counted), let each export answer, and
  * send the replies in batches. Synchronous while frames flow, a hybrid wait
- * when idle so timers and signals still run (frame-io.md).
+ * when idle so timers and signals still run (docs/frame-io.md §3).
  *
  * @module
  */
 
 import type { FrameLink } from "../link/types.ts";
 import { waitForFrames } from "../link/wait.ts";
-import { AOE_ETHERTYPE, AOE_VERSION, Flag, HEADER_LENGTH } from "../wire/mod.ts";
+import { checkHeader, readShelf, readSlot } from "../wire/mod.ts";
 import type { Export } from "./export.ts";
 
 /** Frames dropped before any export saw them. */
 export interface DispatchCounters {
+  /** Frames received on every link. */
   received: number;
   /** Shorter than the AoE header, or another ethertype. */
   malformed: number;
@@ -37,6 +38,7 @@ export interface InterfaceCounters {
 
 /** Serves a set of exports on a set of links. */
 export class TargetServer {
+  /** Frames dropped before any export saw them. */
   readonly counters: DispatchCounters = {
     received: 0,
     malformed: 0,
@@ -54,7 +56,12 @@ export class TargetServer {
   failure?: Error;
   #stopped: Promise<void> | undefined;
 
-  /** @param exports the shelf.slots served @param links the interfaces */
+  /**
+   * A server that does nothing until {@link run}.
+   *
+   * @param exports the shelf.slots served
+   * @param links the interfaces
+   */
   constructor(readonly exports: readonly Export[], readonly links: readonly FrameLink[]) {}
 
   /** Sends every export's start-up advertisement on every link. */
@@ -68,23 +75,22 @@ export class TargetServer {
   dispatch(frame: Uint8Array, length: number, link: FrameLink): void {
     this.counters.received++;
     const perLink = this.#interface(link);
-    if (length < HEADER_LENGTH || (frame[12] << 8 | frame[13]) !== AOE_ETHERTYPE) {
-      this.counters.malformed++;
-      perLink.malformed++;
+    const problem = checkHeader(frame, length, false);
+    if (problem !== undefined) {
+      if (problem === "direction") {
+        this.counters.responses++;
+        perLink.responses++;
+      } else if (problem === "version") {
+        this.counters.badVersion++;
+        perLink.badVersion++;
+      } else {
+        this.counters.malformed++;
+        perLink.malformed++;
+      }
       return;
     }
-    if (frame[14] & Flag.response) {
-      this.counters.responses++;
-      perLink.responses++;
-      return;
-    }
-    if (frame[14] >> 4 !== AOE_VERSION) {
-      this.counters.badVersion++;
-      perLink.badVersion++;
-      return;
-    }
-    const shelf = frame[16] << 8 | frame[17];
-    const slot = frame[18];
+    const shelf = readShelf(frame);
+    const slot = readSlot(frame);
     let answered = false;
     for (const device of this.exports) {
       if (!device.matches(shelf, slot) || !device.servesOn(link.name)) continue;

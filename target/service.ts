@@ -21,24 +21,35 @@ import { StateDir } from "./state_dir.ts";
 
 /** What a reload did, by export name. */
 export interface ReloadResult {
+  /** Exports started. */
   added: string[];
+  /** Exports stopped. */
   removed: string[];
+  /** Exports restarted with a new configuration. */
   changed: string[];
   /** Changed only in size (the file grew or shrank): restarted with the new size. */
   resized: string[];
+  /** Exports that kept serving untouched. */
   unchanged: string[];
 }
 
 /** One export as `aoe target-ctl list` shows it. */
 export interface ExportStatus {
+  /** The device name, e.g. "e9.0". */
   name: string;
+  /** The file or block device exported. */
   file: string;
+  /** Interfaces it is served on. */
   interfaces: readonly string[];
+  /** Capacity in 512-byte sectors. */
   sectors: number;
+  /** Writes are refused. */
   readOnly: boolean;
   /** "serving", or "frozen" when the export says so. */
   state: string;
+  /** The config string. */
   config: string;
+  /** Entries on the MAC mask list. */
   masks: number;
 }
 
@@ -50,8 +61,11 @@ export interface TargetServiceOptions {
   log?: (message: string) => void;
 }
 
-interface Entry {
+/** One served export of a {@link TargetService}: how it was configured, and the export itself. */
+export interface ServiceEntry {
+  /** Its configuration. */
   spec: ExportSpec;
+  /** The running export. */
   device: Export;
 }
 
@@ -60,8 +74,9 @@ export class TargetService {
   /** The server's own arrays: changed in place between two turns of its loop. */
   readonly #exports: Export[] = [];
   readonly #links: FrameLink[] = [];
+  /** The frame loop serving every export. */
   readonly server: TargetServer;
-  #entries = new Map<string, Entry>();
+  #entries = new Map<string, ServiceEntry>();
   #linkUsers = new Map<string, number>();
   #config: ServiceConfig;
   #state: StateDir | undefined;
@@ -103,10 +118,10 @@ export class TargetService {
 
   /** Opens stores (and links not yet open) for `specs`; all or nothing. */
   #open(specs: readonly ExportSpec[], carried: Map<string, Export>): {
-    entries: Entry[];
+    entries: ServiceEntry[];
     links: FrameLink[];
   } {
-    const entries: Entry[] = [];
+    const entries: ServiceEntry[] = [];
     const links: FrameLink[] = [];
     try {
       for (const spec of specs) {
@@ -167,7 +182,7 @@ export class TargetService {
   }
 
   /** Swaps the opened entries in and `removed` out, between two turns of the server's loop. */
-  #commit(opened: { entries: Entry[]; links: FrameLink[] }, removed: string[]): void {
+  #commit(opened: { entries: ServiceEntry[]; links: FrameLink[] }, removed: string[]): void {
     const leaving = removed.map((name) => this.#entries.get(name)!);
     for (const entry of leaving) this.saveExportState(entry.device.name, entry);
     this.#links.push(...opened.links);
@@ -299,7 +314,7 @@ export class TargetService {
   }
 
   /** Writes one export's state if it changed since it was last written. */
-  saveExportState(name: string, entry: Entry | undefined = this.#entries.get(name)): void {
+  saveExportState(name: string, entry: ServiceEntry | undefined = this.#entries.get(name)): void {
     if (!this.#state || !entry) return;
     const state = {
       config: entry.device.config.slice(),

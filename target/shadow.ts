@@ -48,7 +48,10 @@ export class ShadowStore implements BackingStore {
   /** Sectors the merge has copied back, for the counters. */
   merged = 0;
 
-  /** @param image the exported store @param shadowPath the -f file */
+  /**
+   * @param image the exported store
+   * @param shadowPath the -f file
+   */
   constructor(readonly image: BackingStore, readonly shadowPath: string) {
     this.sectors = image.sectors;
     this.readOnly = image.readOnly;

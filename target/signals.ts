@@ -26,7 +26,10 @@ export class SignalSequence {
   /** A SIGUSR2 that came first: signals of two kinds sent at once may be handled out of order. */
   #earlyUsr2 = false;
 
-  /** @param actions what to do @param timeoutMs how long a SIGUSR1 waits for the rest of a sequence */
+  /**
+   * @param actions what to do
+   * @param timeoutMs how long a SIGUSR1 waits for the rest of a sequence
+   */
   constructor(readonly actions: SignalActions, readonly timeoutMs = 1000) {}
 
   /** One signal. */

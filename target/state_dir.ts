@@ -22,7 +22,11 @@ export interface ExportState {
 
 /** Reads and writes export state in one directory. */
 export class StateDir {
-  /** @param path the directory; created with mode 0700 if missing */
+  /**
+   * Opens the state directory.
+   *
+   * @param path the directory; created with mode 0700 if missing
+   */
   constructor(readonly path: string) {
     Deno.mkdirSync(path, { recursive: true, mode: 0o700 });
     Deno.chmodSync(path, 0o700);

@@ -72,7 +72,7 @@ const guestScript = (name: string) => `${PROJECT_ROOT}vm/guest/${name}`;
 
 for (const mtu of [1500, 9000]) {
   Deno.test(
-    `kernel aoe driver against aoe target at MTU ${mtu}: discovery, attributes, checksum, writes, the seeds' demo`,
+    `kernel aoe driver against aoe target at MTU ${mtu}: discovery, attributes, checksum, writes, the kernel documentation's example`,
     opts,
     async () => {
       const dir = tempDir();

@@ -1,5 +1,5 @@
 /**
- * The Issue ATA Command argument (AoE r11 §3.1; aoe-protocol.md §4).
+ * The Issue ATA Command argument (AoE r11 §3.1; docs/protocol.md §3).
  *
  * @module
  */
@@ -38,15 +38,19 @@ export const ATA_FAILURE_MASK = 0xa9;
 
 /** The decoded ATA argument; data are at `dataOffset` for `dataLength` bytes. */
 export interface AtaArg {
+  /** AFlags ({@link AtaFlag}). */
   aflags: number;
   /** Features register in requests, error register in responses. */
   feature: number;
+  /** Sector count register. */
   sectorCount: number;
   /** Command opcode in requests, status register in responses. */
   command: number;
   /** The six LBA bytes as one number (little-endian on the wire). */
   lba: number;
+  /** Where the data start in the frame (36). */
   dataOffset: number;
+  /** Bytes of data after the argument. */
   dataLength: number;
 }
 
@@ -106,14 +110,50 @@ export function encodeAta(
 }
 
 /**
- * The LBA a target acts on: LBA28 commands carry the device register in lba3,
- * so only 28 bits address (aoe-protocol.md §4, "Targets must mask lba to 28 bits").
+ * The LBA a target acts on, from the AFlags and the LBA field: LBA28 commands
+ * carry the device register in lba3, so only 28 bits address
+ * (docs/protocol.md §3). Two numbers, so the hot path allocates nothing.
  */
-export function effectiveLba(arg: Pick<AtaArg, "aflags" | "lba">): number {
-  return arg.aflags & AtaFlag.extended ? arg.lba : arg.lba % 0x10000000;
+export function effectiveLba(aflags: number, lba: number): number {
+  return aflags & AtaFlag.extended ? lba : lba % 0x10000000;
 }
 
-/** Sectors of data an MTU carries per frame: floor((MTU - 36) / 512) (§8). */
+/** Sectors of data an MTU carries per frame: floor((MTU - 36) / 512) (docs/protocol.md §8). */
 export function sectorsPerFrame(mtu: number): number {
   return Math.max(0, Math.floor((mtu - ATA_HEADER_LENGTH) / SECTOR_SIZE));
+}
+
+// ---- Allocation-free accessors of the ATA argument (bytes 24-27).
+
+/** AFlags (byte 24). */
+export function readAtaFlags(frame: Uint8Array): number {
+  return frame[24];
+}
+
+/** Features register of a request, error register of a response (byte 25). */
+export function readAtaFeature(frame: Uint8Array): number {
+  return frame[25];
+}
+
+/** Sector count (byte 26). */
+export function readAtaSectorCount(frame: Uint8Array): number {
+  return frame[26];
+}
+
+/** Command opcode of a request, status register of a response (byte 27). */
+export function readAtaCommand(frame: Uint8Array): number {
+  return frame[27];
+}
+
+/** The status register of a response (byte 27). */
+export const readAtaStatus: (frame: Uint8Array) => number = readAtaCommand;
+
+/** Writes a response's error, sector count and status registers (bytes 25-27). */
+export function writeAtaRegisters(
+  reply: Uint8Array,
+  registers: { status: number; error: number; sectorCount: number },
+): void {
+  reply[25] = registers.error;
+  reply[26] = registers.sectorCount;
+  reply[27] = registers.status;
 }

@@ -1,5 +1,5 @@
 /**
- * Query Config Information (AoE r11 §3.2; aoe-protocol.md §5).
+ * Query Config Information (AoE r11 §3.2; docs/protocol.md §5).
  *
  * @module
  */
@@ -16,11 +16,15 @@ export const ConfigCommand = { read: 0, test: 1, testPrefix: 2, set: 3, forceSet
 
 /** The decoded QC argument. `config` holds the bytes present in the frame (at most the length field says). */
 export interface ConfigArg {
+  /** Requests the target can hold. */
   bufferCount: number;
+  /** The target's firmware version. */
   firmwareVersion: number;
-  /** Max sectors per ATA command; 0 on the wire means 2 (§5), see {@link effectiveSectorCount}. */
+  /** Max sectors per ATA command; 0 on the wire means 2 (docs/protocol.md §5), see {@link effectiveSectorCount}. */
   sectorCount: number;
+  /** AoE protocol version (1). */
   aoeVersion: number;
+  /** Sub-command ({@link ConfigCommand}). */
   ccmd: number;
   /** The length field as sent. */
   configLength: number;
@@ -67,7 +71,34 @@ export function encodeConfig(
   return end;
 }
 
-/** Sectors per command a QC reply allows: 0 means 2 for backward compatibility (§5). */
+/** Sectors per command a QC reply allows: 0 means 2 for backward compatibility (docs/protocol.md §5). */
 export function effectiveSectorCount(sectorCount: number): number {
   return sectorCount === 0 ? 2 : sectorCount;
+}
+
+// ---- Allocation-free accessors of the Query Config argument.
+
+/** Buffer count (bytes 24-25). */
+export function readBufferCount(frame: Uint8Array): number {
+  return frame[24] << 8 | frame[25];
+}
+
+/** Firmware version (bytes 26-27). */
+export function readFirmwareVersion(frame: Uint8Array): number {
+  return frame[26] << 8 | frame[27];
+}
+
+/** Sectors per ATA command as sent (byte 28; 0 means 2, see {@link effectiveSectorCount}). */
+export function readConfigSectorCount(frame: Uint8Array): number {
+  return frame[28];
+}
+
+/** The sub-command, CCmd (low nibble of byte 29). */
+export function readConfigCommand(frame: Uint8Array): number {
+  return frame[29] & 0xf;
+}
+
+/** The config string's length field (bytes 30-31). */
+export function readConfigLength(frame: Uint8Array): number {
+  return frame[30] << 8 | frame[31];
 }

@@ -10,7 +10,12 @@ export type WireErrorKind =
 export class WireError extends Error {
   /** What was wrong, for counting. */
   readonly kind: WireErrorKind;
-  /** @param kind the class of the defect @param message details */
+  /**
+   * A wire error of this kind.
+   *
+   * @param kind the class of the defect
+   * @param message details
+   */
   constructor(kind: WireErrorKind, message: string) {
     super(message);
     this.name = "WireError";

@@ -54,10 +54,15 @@ export const ALL_CAPABILITIES = 0x0f;
 
 /** The decoded extension argument. */
 export interface ExtensionArg {
+  /** Declare, query or withdraw (docs/extensions.md). */
   op: number;
+  /** How long the grant lasts unless renewed. */
   leaseSeconds: number;
+  /** The initiator's session id. */
   session: number;
+  /** Capability bits asked for (request) or granted (reply). */
   capabilities: number;
+  /** Capability bits the target supports (reply). */
   supported: number;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The Ethernet header and the AoE common header (AoE r11 §2; aoe-protocol.md §2).
+ * The Ethernet header and the AoE common header (AoE r11 §2; docs/protocol.md §2).
  *
  * @module
  */
@@ -21,7 +21,7 @@ export const BROADCAST_SLOT = 0xff;
 /** Flag bits in the low nibble of byte 14. */
 export const Flag = { response: 0x08, error: 0x04 } as const;
 
-/** AoE command codes (§3). */
+/** AoE command codes (docs/protocol.md §2). */
 export const Command = { ata: 0, config: 1, macMask: 2, reserve: 3 } as const;
 
 /** AoE error codes carried in byte 15 when the E flag is set. */
@@ -36,15 +36,25 @@ export const AoeError = {
 
 /** The decoded common header. */
 export interface AoeHeader {
+  /** Destination MAC. */
   dst: number;
+  /** Source MAC. */
   src: number;
+  /** Protocol version (1). */
   version: number;
+  /** R flag: a response. */
   response: boolean;
+  /** E flag: an error response. */
   error: boolean;
+  /** Error code ({@link AoeError}), meaningful with `error`. */
   errorCode: number;
+  /** Shelf (major); 0xffff is broadcast. */
   shelf: number;
+  /** Slot (minor); 0xff is broadcast. */
   slot: number;
+  /** Command ({@link Command}). */
   command: number;
+  /** Tag, echoed by the target. */
   tag: number;
 }
 
@@ -118,7 +128,7 @@ export function writeTag(frame: Uint8Array, tag: number): void {
 /**
  * Turns a request held in `reply` (a copy of the request's first bytes) into a
  * response header: swaps the MACs (source = `ownMac`), puts the target's real
- * shelf and slot (never the broadcast values, §2) and sets R, keeping the
+ * shelf and slot (never the broadcast values, docs/protocol.md §2) and sets R, keeping the
  * request's version nibble as vblade does.
  */
 export function makeResponseHeader(
@@ -138,4 +148,81 @@ export function makeResponseHeader(
 export function setAoeError(reply: Uint8Array, code: number): void {
   reply[14] |= Flag.error;
   reply[15] = code;
+}
+
+// ---- Allocation-free accessors: the hot paths read fields through these, never by offset.
+
+/** The ethertype at bytes 12-13. */
+export function readEthertype(frame: Uint8Array): number {
+  return frame[12] << 8 | frame[13];
+}
+
+/** The protocol version (high nibble of byte 14). */
+export function readVersion(frame: Uint8Array): number {
+  return frame[14] >> 4;
+}
+
+/** Whether the R flag is set: the frame is a response. */
+export function isResponse(frame: Uint8Array): boolean {
+  return (frame[14] & Flag.response) !== 0;
+}
+
+/** Whether the E flag is set: the frame is an error response. */
+export function isError(frame: Uint8Array): boolean {
+  return (frame[14] & Flag.error) !== 0;
+}
+
+/** The error code (byte 15), meaningful when the E flag is set. */
+export function readErrorCode(frame: Uint8Array): number {
+  return frame[15];
+}
+
+/** The shelf (bytes 16-17). */
+export function readShelf(frame: Uint8Array): number {
+  return frame[16] << 8 | frame[17];
+}
+
+/** The slot (byte 18). */
+export function readSlot(frame: Uint8Array): number {
+  return frame[18];
+}
+
+/** The AoE command (byte 19). */
+export function readCommand(frame: Uint8Array): number {
+  return frame[19];
+}
+
+/** The source MAC (bytes 6-11). */
+export function readSource(frame: Uint8Array): number {
+  return readMac(frame, 6);
+}
+
+/** The destination MAC (bytes 0-5). */
+export function readDestination(frame: Uint8Array): number {
+  return readMac(frame, 0);
+}
+
+/**
+ * Why a received frame cannot be taken as AoE in the direction expected, in
+ * the order checked: too short for the header, another ethertype, the wrong
+ * direction (a request where responses are expected, or the reverse), a
+ * version other than 1. Undefined when the header is fine.
+ */
+export type HeaderProblem = "short" | "ethertype" | "direction" | "version";
+
+/**
+ * The one header check of a received frame of `length` bytes; `response`
+ * says which direction is wanted (the target wants requests, the initiator
+ * responses). Allocates nothing.
+ */
+export function checkHeader(
+  frame: Uint8Array,
+  length: number,
+  response: boolean,
+): HeaderProblem | undefined {
+  if (length < HEADER_LENGTH || frame.length < HEADER_LENGTH) return "short";
+  if (readEthertype(frame) !== AOE_ETHERTYPE) return "ethertype";
+  if (isResponse(frame) !== response) return "direction";
+  if (readVersion(frame) !== AOE_VERSION) return "version";
+  return undefined;
 }

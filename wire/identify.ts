@@ -1,5 +1,5 @@
 /**
- * ATA IDENTIFY DEVICE data: 256 little-endian words (aoe-protocol.md §4 table).
+ * ATA IDENTIFY DEVICE data: 256 little-endian words (docs/protocol.md §4).
  *
  * @module
  */
@@ -15,8 +15,11 @@ export const LBA28_MAX_SECTORS = 0x0fffffff;
 export interface IdentifyInfo {
   /** Capacity in 512-byte sectors. */
   sectors: number;
+  /** Model string (words 27-46). */
   model: string;
+  /** Serial string (words 10-19). */
   serial: string;
+  /** Firmware revision string (words 23-26). */
   firmware: string;
   /** A volatile write cache is on: writes are durable only after FLUSH CACHE. */
   writeCache: boolean;

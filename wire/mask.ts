@@ -1,5 +1,5 @@
 /**
- * MAC Mask List (AoE r11 §3.3; aoe-protocol.md §6).
+ * MAC Mask List (AoE r11 §3.3; docs/protocol.md §6).
  *
  * @module
  */
@@ -21,13 +21,17 @@ export const MaskError = { none: 0, unspecified: 1, badDirective: 2, listFull: 3
 
 /** One directive. */
 export interface MaskDirective {
+  /** Directive command ({@link DirectiveCommand}). */
   dcmd: number;
+  /** The MAC it applies to. */
   mac: number;
 }
 
 /** The decoded MAC mask argument. */
 export interface MaskArg {
+  /** Mask command ({@link MaskCommand}). */
   mcmd: number;
+  /** Mask error ({@link MaskError}). */
   merror: number;
   /** Directives the count field announces and the frame holds. */
   directives: MaskDirective[];
@@ -70,4 +74,26 @@ export function encodeMask(
     writeMac(frame, at + 2, d.mac);
   });
   return end;
+}
+
+// ---- Allocation-free accessors of the MAC mask argument.
+
+/** MCmd (byte 25). */
+export function readMaskCommand(frame: Uint8Array): number {
+  return frame[25];
+}
+
+/** Directive count (byte 27). */
+export function readDirectiveCount(frame: Uint8Array): number {
+  return frame[27];
+}
+
+/** DCmd of directive `index`. */
+export function readDirectiveCommand(frame: Uint8Array, index: number): number {
+  return frame[MASK_HEADER_LENGTH + index * DIRECTIVE_LENGTH + 1];
+}
+
+/** MAC of directive `index`. */
+export function readDirectiveMac(frame: Uint8Array, index: number): number {
+  return readMac(frame, MASK_HEADER_LENGTH + index * DIRECTIVE_LENGTH + 2);
 }

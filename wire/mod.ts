@@ -16,3 +16,4 @@ export * from "./reserve.ts";
 export * from "./identify.ts";
 export * from "./crc.ts";
 export * from "./extension.ts";
+export * from "./dsm.ts";

@@ -1,5 +1,5 @@
 /**
- * Reserve/Release (AoE r11 §3.4; aoe-protocol.md §7).
+ * Reserve/Release (AoE r11 §3.4; docs/protocol.md §7).
  *
  * @module
  */
@@ -15,7 +15,9 @@ export const ReserveCommand = { read: 0, set: 1, forceSet: 2 } as const;
 
 /** The decoded reserve/release argument. */
 export interface ReserveArg {
+  /** Reserve command ({@link ReserveCommand}). */
   rcmd: number;
+  /** The reserve list. */
   macs: number[];
 }
 
@@ -41,4 +43,9 @@ export function encodeReserve(frame: Uint8Array, arg: ReserveArg): number {
   frame[25] = arg.macs.length;
   arg.macs.forEach((mac, i) => writeMac(frame, RESERVE_HEADER_LENGTH + i * 6, mac));
   return end;
+}
+
+/** RCmd (byte 24), read without decoding the list. */
+export function readReserveCommand(frame: Uint8Array): number {
+  return frame[24];
 }

@@ -96,9 +96,9 @@ Deno.test("ata: 48-bit LBA little-endian, LBA28 masked to 28 bits", () => {
   assert.equal(arg.sectorCount, 2);
   assert.equal(arg.dataOffset, 36);
   assert.equal(arg.dataLength, 24);
-  assert.equal(effectiveLba(arg), 0x123456789abc);
+  assert.equal(effectiveLba(arg.aflags, arg.lba), 0x123456789abc);
   // LBA28: lba3 carries 0xE0 | bits 24-27 (the device register).
-  assert.equal(effectiveLba({ aflags: 0, lba: 0xe5123456 }), 0x05123456);
+  assert.equal(effectiveLba(0, 0xe5123456), 0x05123456);
   assert.throws(() => decodeAta(frame, 35), WireError);
   assert.throws(
     () => encodeAta(frame, { aflags: 0, feature: 0, sectorCount: 256, command: 0x20, lba: 0 }),
@@ -110,7 +110,7 @@ Deno.test("ata: 48-bit LBA little-endian, LBA28 masked to 28 bits", () => {
   );
 });
 
-Deno.test("ata: sectors per frame from the MTU (aoe-protocol.md §8)", () => {
+Deno.test("ata: sectors per frame from the MTU (docs/protocol.md §8)", () => {
   assert.equal(sectorsPerFrame(1500), 2);
   assert.equal(sectorsPerFrame(4096), 7);
   assert.equal(sectorsPerFrame(9000), 17);

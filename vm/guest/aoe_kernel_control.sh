@@ -1,5 +1,5 @@
 # Guest half of tests/vm_test.ts, scenario 4: the kernel's control files used
-# as the seeds' shell lines say. The host stops the target after a while;
+# as the kernel's aoe documentation (aoe.rst) shows them. The host stops the target after a while;
 # `cat /dev/etherd/err` must then show a retransmit line.
 modprobe aoe aoe_iflist=none0
 echo eth0 > /dev/etherd/interfaces && echo "RESULT interfaces=$(cat /sys/module/aoe/parameters/aoe_iflist)"

@@ -9,7 +9,7 @@ echo "MD5 $(md5sum /dev/etherd/e9.0 | cut -c1-32)"
 # A write the host can find: the last sector.
 last=$(( $(cat $d/size) - 1 ))
 printf 'written by the guest kernel' | dd of=/dev/etherd/e9.0 bs=512 seek=$last conv=sync,fsync 2>/dev/null && echo "RESULT write ok"
-# The seeds' demo, on the first 32 MiB: mkfs, mount, echo hooray, unmount.
+# The kernel aoe documentation's example (aoe.rst), on the first 32 MiB: mkfs, mount, echo hooray, unmount.
 modprobe ext4
 mke2fs -q /dev/etherd/e9.0 32768 && mkdir -p /mnt/e && mount -t ext2 /dev/etherd/e9.0 /mnt/e &&
   echo hooray > /mnt/e/hooray && umount /mnt/e && echo "RESULT fs ok"
