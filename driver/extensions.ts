@@ -60,7 +60,8 @@ export interface PathExtension {
 }
 
 /** Counters the initiator keeps for the extensions. */
-export interface ExtensionCounters {
+export interface InitiatorExtensionCounters {
+  /** Declarations a target accepted on a path not already active. */
   declarations: number;
   /** Paths whose target does not know the extension. */
   unsupported: number;
@@ -85,7 +86,8 @@ const RETRY_UNSUPPORTED_MS = 60_000;
 export class InitiatorExtensions {
   /** Chosen at start: a target forgets the tag history of an earlier session of this MAC. */
   readonly session = (crypto.getRandomValues(new Uint32Array(1))[0] | 1) >>> 0;
-  readonly counters: ExtensionCounters = {
+  /** The extension counters of this initiator. */
+  readonly counters: InitiatorExtensionCounters = {
     declarations: 0,
     unsupported: 0,
     crcReadErrors: 0,
@@ -97,7 +99,12 @@ export class InitiatorExtensions {
   #targets = new Map<TargetPath, AoeDevice>();
   #counter = 0;
 
-  /** @param settings tags and checksum @param error a line for /dev/etherd/err */
+  /**
+   * Makes the extension state of one initiator.
+   *
+   * @param settings tags and checksum
+   * @param error a line for /dev/etherd/err
+   */
   constructor(readonly settings: ExtensionSettings, readonly error: (line: string) => void) {}
 
   /** Whether anything is declared at all. */

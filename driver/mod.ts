@@ -32,4 +32,9 @@ export { DRIVER_VERSION, SysfsTree } from "./sysfs.ts";
 export { DEFAULT_PARAMS, type DriverParams, parseIflist, resolveParams } from "./params.ts";
 export { type DriverPaths, driverPaths } from "./paths.ts";
 export { aoeStatRows, formatSize, statusObjects } from "./status.ts";
-export { InitiatorExtensions } from "./extensions.ts";
+export {
+  type ExtensionSettings,
+  type InitiatorExtensionCounters,
+  InitiatorExtensions,
+  type ReplyVerdict,
+} from "./extensions.ts";

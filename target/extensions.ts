@@ -59,6 +59,7 @@ export interface ExtensionPolicy {
 
 /** Counters of one initiator path, and summed per export. */
 export interface ExtensionCounters {
+  /** Declarations that started a new session (new session id or other capabilities). */
   declarations: number;
   /** Requests dropped because their tag was already answered (RX tracking). */
   duplicatesDropped: number;
@@ -105,6 +106,8 @@ export class Session {
   trackWrite = false;
 
   /**
+   * Starts the state of one initiator path, with nothing declared.
+   *
    * @param mac the initiator's MAC
    * @param link the interface it reaches us on
    */
@@ -126,7 +129,12 @@ export class ExtensionTable {
   #logged = 0;
   #logWindow = 0;
 
-  /** @param policy options @param log where diagnostics go (the target's log) */
+  /**
+   * Makes the extension state of one export.
+   *
+   * @param policy options
+   * @param log where diagnostics go (the target's log)
+   */
   constructor(
     policy: ExtensionPolicy = {},
     readonly log: (line: string) => void = (line) => console.error(`aoe target: ${line}`),

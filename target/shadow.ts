@@ -49,6 +49,8 @@ export class ShadowStore implements BackingStore {
   merged = 0;
 
   /**
+   * Wraps `image`; nothing is frozen until asked.
+   *
    * @param image the exported store
    * @param shadowPath the -f file
    */

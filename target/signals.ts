@@ -12,8 +12,11 @@ const EARLY_MS = 100;
 
 /** What the signal sequences do. */
 export interface SignalActions {
+  /** SIGUSR1 then SIGUSR2: freeze the export onto its shadow. */
   freeze(): void;
+  /** SIGUSR1, SIGUSR1, SIGUSR2: unfreeze (merge the shadow back). */
   unfreeze(): void;
+  /** A lone SIGUSR1: log the counters. */
   counters(): void;
   /** A sequence that means nothing (a SIGUSR2 alone, three SIGUSR1 then SIGUSR2). */
   ignored(why: string): void;
@@ -27,10 +30,12 @@ export class SignalSequence {
   #earlyUsr2 = false;
 
   /**
+   * Makes a recognizer that calls `actions`.
+   *
    * @param actions what to do
    * @param timeoutMs how long a SIGUSR1 waits for the rest of a sequence
    */
-  constructor(readonly actions: SignalActions, readonly timeoutMs = 1000) {}
+  constructor(readonly actions: SignalActions, readonly timeoutMs: number = 1000) {}
 
   /** One signal. */
   feed(signal: "SIGUSR1" | "SIGUSR2"): void {
