@@ -15,7 +15,14 @@ export { PacketLink } from "./packet.ts";
 export { PcapLink } from "./pcap.ts";
 export { RingLink } from "./ring.ts";
 export { inNetns, interfaceExists, interfaceInfo, interfaceMtu, listInterfaces } from "./netif.ts";
-export { goneLinks, pollFds, socketInterfaceGone, waitForFrames } from "./wait.ts";
+export {
+  blockForFrames,
+  type BlockResult,
+  goneLinks,
+  pollFds,
+  socketInterfaceGone,
+  waitForFrames,
+} from "./wait.ts";
 
 /** The kinds of real link. */
 export type LinkKind = "ring" | "packet" | "pcap";

@@ -43,9 +43,6 @@ function setOption(
   check(libc().setsockopt(fd, level, option, bytes, bytes.length), what);
 }
 
-/** How long a blocking receive watches the ring before it sleeps in poll, in milliseconds. */
-export const SPIN_BEFORE_SLEEP_MS = 0.05;
-
 /**
  * Bytes of transmit ring, when the frame count is not given. Small enough to
  * stay in the CPU's cache: a reply's data are read from the disk straight into
@@ -183,7 +180,7 @@ export class RingLink implements FrameLink {
       this.#words[(this.#rxHeld[i] * this.#frameSize) >> 2] = TP_STATUS_KERNEL;
     }
     this.#rxHeldCount = 0;
-    if (block && !this.#rxReady() && !this.#spinForFrame()) {
+    if (block && !this.ready()) {
       pollFdsSync([this.#fd], SYNC_WAIT_MS);
     }
     let n = 0;
@@ -210,22 +207,7 @@ export class RingLink implements FrameLink {
     return n;
   }
 
-  /**
-   * Watches the ring (no system call) for up to {@link SPIN_BEFORE_SLEEP_MS}
-   * before the caller sleeps in poll. A request that follows its reply within
-   * that time is taken without a wake-up: on this machine a sleeping target's
-   * wake-up cost more than the spin (bench/target_bench.ts, one request
-   * outstanding: 10k → 25k requests/s, CPU per request 49 → 34 µs).
-   */
-  #spinForFrame(): boolean {
-    const until = performance.now() + SPIN_BEFORE_SLEEP_MS;
-    do {
-      if (this.#rxReady()) return true;
-    } while (performance.now() < until);
-    return false;
-  }
-
-  #rxReady(): boolean {
+  ready(): boolean {
     return (this.#words[(this.#rxNext * this.#frameSize) >> 2] & TP_STATUS_USER) !== 0;
   }
 
@@ -270,7 +252,7 @@ export class RingLink implements FrameLink {
   }
 
   async wait(timeoutMs: number): Promise<void> {
-    if (this.#rxReady()) return;
+    if (this.ready()) return;
     await pollFds([this.#fd], timeoutMs);
   }
 
