@@ -7,7 +7,7 @@
  */
 
 import { type FrameLink, goneLinks, type LinkKind, listInterfaces, openLink } from "../link/mod.ts";
-import { EventLoopYield, Reactor } from "../reactor/mod.ts";
+import { eventLoopTurn, EventLoopYield, Reactor } from "../reactor/mod.ts";
 import { BlockDevice } from "./blockdev.ts";
 import { DISCOVERY_INTERVAL_MS, Initiator, TICK_MS } from "./commands.ts";
 import { type ControlCommand, ControlFiles } from "./control.ts";
@@ -15,6 +15,25 @@ import type { AoeDevice } from "./device.ts";
 import { type DriverParams, parseIflist } from "./params.ts";
 import type { DriverPaths } from "./paths.ts";
 import { SysfsTree } from "./sysfs.ts";
+
+/**
+ * Longest sleep on the thread while (nearly) idle, in milliseconds, before
+ * Deno's event loop gets a turn for timers and its own sockets.
+ */
+export const IDLE_BLOCK_MS = 10;
+/** Longest run of frame handling before Deno's event loop gets a turn, in milliseconds. */
+export const BUSY_YIELD_MS = 20;
+/**
+ * With fewer frames than this outstanding the loop sleeps on its own thread
+ * (one direct wake-up for the reply or the next NBD request); with more it
+ * waits in the thread pool as before. `AOE_BLOCK_BELOW` overrides (0: never).
+ */
+export const DEFAULT_BLOCK_BELOW = 8;
+
+function blockBelowFromEnv(): number {
+  const value = Number(Deno.env.get("AOE_BLOCK_BELOW") ?? NaN);
+  return Number.isInteger(value) && value >= 0 ? value : DEFAULT_BLOCK_BELOW;
+}
 
 /** How to run a {@link Driver}. */
 export interface DriverOptions {
@@ -28,6 +47,8 @@ export interface DriverOptions {
   listInterfaces?: () => string[];
   /** Writes the sysfs tree and control FIFOs (default true). */
   files?: boolean;
+  /** Sleep on the thread with fewer frames than this outstanding (default {@link DEFAULT_BLOCK_BELOW}). */
+  blockBelow?: number;
 }
 
 /** The running driver. */
@@ -226,6 +247,8 @@ export class Driver {
     let nextTick = performance.now() + TICK_MS;
     let nextDiscovery = performance.now() + DISCOVERY_INTERVAL_MS;
     let hosting = false;
+    let lastYield = performance.now();
+    const blockBelow = this.options.blockBelow ?? blockBelowFromEnv();
     while (this.#running) {
       let received = 0;
       for (const link of this.links.values()) {
@@ -248,8 +271,14 @@ export class Driver {
       }
       for (const link of this.links.values()) link.flush();
       if (received > 0) {
-        // Let completions reach their callers (the NBD bridge's sockets) at once.
+        // Let completions reach their callers (the NBD bridge's sockets) at once; a
+        // MessageChannel turn runs promise continuations but not the runtime's timers
+        // and sockets, so those get a real turn now and then (reactor/poll.ts).
         await this.#turn!.next();
+        if (performance.now() - lastYield > BUSY_YIELD_MS) {
+          await eventLoopTurn();
+          lastYield = performance.now();
+        }
         continue;
       }
       const links = [...this.links.values()];
@@ -262,14 +291,24 @@ export class Driver {
       if (pollable) {
         const fds = links.map((link) => link.pollFd);
         if (this.#files) fds.push(...this.control.pollFds);
-        // Never block the thread here: measured with fio through the bridge on two
-        // cores, blocking polls cost a quarter of the IOPS (the NBD client, the
-        // target and this process contend for the cores, and a thread asleep in
-        // poll holds its core's turn).
-        const { woke, broken } = await this.reactor.wait(fds, wait, { syncMs: 0 });
+        // Nearly idle (one request at a time, or none): sleep on this thread, so the
+        // reply or the next NBD request wakes us directly, unless Deno's own sockets
+        // need the event loop. With many frames in flight, wait in the thread pool:
+        // measured with fio through the bridge on two cores, blocking polls then
+        // cost a quarter of the IOPS (the previous closing note).
+        const block = !this.reactor.eventLoopIo &&
+          this.initiator.outstandingFrames < blockBelow;
+        const { woke, ready, broken } = block
+          ? this.reactor.waitBlocking(fds, Math.min(wait, IDLE_BLOCK_MS))
+          : await this.reactor.wait(fds, wait, { syncMs: 0 });
         for (const link of goneLinks(links, broken)) this.#dropLink(link);
         // Let the woken sockets' continuations run before the next poll.
         if (woke > 0) await this.#turn!.next();
+        if (!block) lastYield = performance.now(); // the pool wait let the event loop run
+        else if (ready === 0 || performance.now() - lastYield > BUSY_YIELD_MS) {
+          await eventLoopTurn();
+          lastYield = performance.now();
+        }
       } else {
         // In-memory links have no descriptor; control files are then read on the timer tick.
         await Promise.race(links.map((link) => link.wait(wait)));

@@ -241,6 +241,7 @@ export class NbdServer {
   /** Listens on TCP (loopback unless an address is given). */
   listenTcp(port: number, hostname = "127.0.0.1"): Deno.NetAddr {
     const listener = Deno.listen({ port, hostname });
+    this.reactor.eventLoopIo = true; // its connections wait in Deno's event loop
     this.#accept(listener);
     return listener.addr as Deno.NetAddr;
   }

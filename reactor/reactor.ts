@@ -23,6 +23,8 @@ interface Waiters {
 export interface WaitResult {
   /** Descriptors of the reactor's own waiters that became ready. */
   woke: number;
+  /** Descriptors ready in all (the caller's, the waiters', the wake-up pair); 0 on timeout. */
+  ready: number;
   /** Of the caller's extra descriptors, those reporting an error or hang-up. */
   broken: number[];
 }
@@ -66,6 +68,12 @@ export class Reactor {
   #woken = false;
   #hosted = false;
   #selfDriven = false;
+  /**
+   * Set when this process also has sockets in Deno's own event loop (the NBD
+   * server's TCP listener): a loop hosting the reactor must not then sleep on
+   * its thread, which would hold those sockets back.
+   */
+  eventLoopIo = false;
   #set = new PollSet();
   #polled: number[] = [];
 
@@ -186,7 +194,7 @@ export class Reactor {
     set: PollSet,
     polled: readonly number[],
   ): WaitResult {
-    const result: WaitResult = { woke: 0, broken: [] };
+    const result: WaitResult = { woke: 0, ready: Math.max(0, ready), broken: [] };
     if (ready <= 0) return result;
     for (let k = 0; k < extra.length; k++) if (set.broken(k)) result.broken.push(extra[k]);
     if (set.revents(extra.length) !== 0) {
