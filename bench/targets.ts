@@ -16,6 +16,7 @@ export const BENCH_BUFFERS = 64;
  * (bench/null_target.ts, no disk I/O), "aoe" (the default link),
  * "aoe-ring", "aoe-packet", "aoe-pcap" (one link kind), or "aoe-nospin"
  * (the default link with the spin before sleeping turned off, AOE_SPIN_US=0),
+ * "aoe-bypass" (replies past the qdisc and packet taps, AOE_QDISC_BYPASS=1),
  * or "aoe@DIR": the `aoe target` of another checkout in DIR (an A/B of two
  * versions in one run, e.g. `aoe@/tmp/main` against `aoe`).
  */
@@ -34,10 +35,10 @@ export function targetArgv(
     const script = `${name.slice(4)}/scripts/aoe`;
     return [script, "target", "-b", buffers, "9", "0", ifname, options.image];
   }
-  if (name === "aoe-nospin") {
+  if (name === "aoe-nospin" || name === "aoe-bypass") {
     return [
       "env",
-      "AOE_SPIN_US=0",
+      name === "aoe-nospin" ? "AOE_SPIN_US=0" : "AOE_QDISC_BYPASS=1",
       ...aoeCommand("target", "-b", buffers, "9", "0", ifname, options.image),
     ];
   }

@@ -31,6 +31,19 @@ export interface RingLinkOptions {
   txFrames?: number;
   /** Frames handed out per receive() (default 64). */
   batch?: number;
+  /**
+   * Send straight to the driver, past the qdisc and the packet taps
+   * (PACKET_QDISC_BYPASS): `tcpdump -i eth0` then sees no reply. Default
+   * false, or true when `AOE_QDISC_BYPASS=1`. On veth (no queue) the qdisc
+   * path costs next to nothing; bench/target_bench.ts compares the two as
+   * targets "aoe" and "aoe-bypass".
+   */
+  qdiscBypass?: boolean;
+}
+
+/** Whether ring links skip the qdisc and packet taps by default (`AOE_QDISC_BYPASS=1`). */
+export function qdiscBypassFromEnv(): boolean {
+  return Deno.env.get("AOE_QDISC_BYPASS") === "1";
 }
 
 function setOption(
@@ -137,7 +150,9 @@ export class RingLink implements FrameLink {
       );
       const one = new Uint8Array(new Int32Array([1]).buffer);
       libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_IGNORE_OUTGOING, one, 4);
-      libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_QDISC_BYPASS, one, 4);
+      if (options.qdiscBypass ?? qdiscBypassFromEnv()) {
+        libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_QDISC_BYPASS, one, 4);
+      }
       this.#mapSize = (this.#rxFrames + this.#txFrames) * this.#frameSize;
       const map = c.mmap(
         null,
