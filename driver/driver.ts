@@ -7,7 +7,7 @@
  */
 
 import { type FrameLink, goneLinks, type LinkKind, listInterfaces, openLink } from "../link/mod.ts";
-import { eventLoopTurn, EventLoopYield, Reactor } from "../reactor/mod.ts";
+import { eventLoopTurn, EventLoopYield, Reactor, type WaitResult } from "../reactor/mod.ts";
 import { BlockDevice } from "./blockdev.ts";
 import { DISCOVERY_INTERVAL_MS, Initiator, TICK_MS } from "./commands.ts";
 import { type ControlCommand, ControlFiles } from "./control.ts";
@@ -23,16 +23,9 @@ import { SysfsTree } from "./sysfs.ts";
 export const IDLE_BLOCK_MS = 10;
 /** Longest run of frame handling before Deno's event loop gets a turn, in milliseconds. */
 export const BUSY_YIELD_MS = 20;
-/**
- * With fewer frames than this outstanding the loop sleeps on its own thread
- * (one direct wake-up for the reply or the next NBD request); with more it
- * waits in the thread pool as before. `AOE_BLOCK_BELOW` overrides (0: never).
- */
-export const DEFAULT_BLOCK_BELOW = 8;
-
-function blockBelowFromEnv(): number {
-  const value = Number(Deno.env.get("AOE_BLOCK_BELOW") ?? NaN);
-  return Number.isInteger(value) && value >= 0 ? value : DEFAULT_BLOCK_BELOW;
+/** Whether an idle loop sleeps on its own thread by default (`AOE_IDLE_BLOCK=0` turns it off). */
+function idleBlockFromEnv(): boolean {
+  return Deno.env.get("AOE_IDLE_BLOCK") !== "0";
 }
 
 /** How to run a {@link Driver}. */
@@ -47,8 +40,11 @@ export interface DriverOptions {
   listInterfaces?: () => string[];
   /** Writes the sysfs tree and control FIFOs (default true). */
   files?: boolean;
-  /** Sleep on the thread with fewer frames than this outstanding (default {@link DEFAULT_BLOCK_BELOW}). */
-  blockBelow?: number;
+  /**
+   * Once idle (a whole wait of {@link IDLE_BLOCK_MS} saw nothing), sleep on the
+   * thread until something happens (default true, `AOE_IDLE_BLOCK=0`: never).
+   */
+  idleBlock?: boolean;
 }
 
 /** The running driver. */
@@ -248,7 +244,8 @@ export class Driver {
     let nextDiscovery = performance.now() + DISCOVERY_INTERVAL_MS;
     let hosting = false;
     let lastYield = performance.now();
-    const blockBelow = this.options.blockBelow ?? blockBelowFromEnv();
+    const idleBlock = this.options.idleBlock ?? idleBlockFromEnv();
+    let idle = false;
     while (this.#running) {
       let received = 0;
       for (const link of this.links.values()) {
@@ -271,6 +268,7 @@ export class Driver {
       }
       for (const link of this.links.values()) link.flush();
       if (received > 0) {
+        idle = false;
         // Let completions reach their callers (the NBD bridge's sockets) at once; a
         // MessageChannel turn runs promise continuations but not the runtime's timers
         // and sockets, so those get a real turn now and then (reactor/poll.ts).
@@ -291,16 +289,19 @@ export class Driver {
       if (pollable) {
         const fds = links.map((link) => link.pollFd);
         if (this.#files) fds.push(...this.control.pollFds);
-        // Nearly idle (one request at a time, or none): sleep on this thread, so the
-        // reply or the next NBD request wakes us directly, unless Deno's own sockets
-        // need the event loop. With many frames in flight, wait in the thread pool:
-        // measured with fio through the bridge on two cores, blocking polls then
-        // cost a quarter of the IOPS (the previous closing note).
-        const block = !this.reactor.eventLoopIo &&
-          this.initiator.outstandingFrames < blockBelow;
-        const { woke, ready, broken } = block
-          ? this.reactor.waitBlocking(fds, Math.min(wait, IDLE_BLOCK_MS))
-          : await this.reactor.wait(fds, wait, { syncMs: 0 });
+        // Idle (a whole wait saw nothing): sleep on this thread, so whatever comes
+        // next (a reply, an NBD request, a control command) wakes us directly, unless
+        // Deno's own sockets need the event loop. While I/O flows, wait in the thread
+        // pool: a blocking poll then, even only with no frame outstanding, cut
+        // nbdcopy through the bridge to a third on two cores (bench/nbd_bench.ts,
+        // interleaved runs), as 1 ms blocking polls cut fio's IOPS before.
+        const block: boolean = idle && idleBlock && !this.reactor.eventLoopIo;
+        const timeout = Math.min(wait, IDLE_BLOCK_MS);
+        const result: WaitResult = block
+          ? this.reactor.waitBlocking(fds, timeout)
+          : await this.reactor.wait(fds, timeout, { syncMs: 0 });
+        const { woke, ready, broken } = result;
+        idle = ready === 0;
         for (const link of goneLinks(links, broken)) this.#dropLink(link);
         // Let the woken sockets' continuations run before the next poll.
         if (woke > 0) await this.#turn!.next();
