@@ -3,9 +3,12 @@
  * initiator → `aoe target` over veth → tmpfs file), side by side in one run
  * with nbdkit serving the same file directly (the chain's ceiling) and with
  * the initiator alone (its block interface, same request sizes and depth).
- * A second table splits the CPU of a 4 KiB random read between the NBD server
- * (or the initiator alone), the AoE target and the client, and what the
- * machine's cores could do at that cost.
+ * 4 KiB random reads with fio's libnbd engine, 1 MiB sequential reads and
+ * writes with nbdcopy, 16 in flight. Further tables split the CPU of each
+ * workload between the NBD server (or the initiator alone), the AoE target and
+ * the client, with what the machine's cores could do at that cost, and compare
+ * the NBD layer's own CPU (the bridge's process minus the initiator alone's)
+ * with nbdkit's whole server.
  *
  *   deno run -A bench/nbd_bench.ts [--mtu 9000] [--mib 128]
  *
@@ -89,9 +92,16 @@ async function fioIops(uri: string): Promise<{ iops: number; cpu: Cpu }> {
 /** Sequential read, sequential write (MB/s) and 4 KiB random read IOPS of one NBD URI. */
 async function measureNbd(uri: string): Promise<Row> {
   const mib = bytes / (1 << 20);
+  let server0 = cpuSeconds(servingPid);
+  let target0 = targetPid ? cpuSeconds(targetPid) : 0;
   const read = await timed(["nbdcopy", "--requests=16", "--request-size=1048576", uri, "null:"]);
-  const server0 = cpuSeconds(servingPid);
-  const target0 = targetPid ? cpuSeconds(targetPid) : 0;
+  const readCpu: Cpu = {
+    server: ((cpuSeconds(servingPid) - server0) / mib) * 1000,
+    target: targetPid ? ((cpuSeconds(targetPid) - target0) / mib) * 1000 : 0,
+    client: (read.cpu / mib) * 1000,
+  };
+  server0 = cpuSeconds(servingPid);
+  target0 = targetPid ? cpuSeconds(targetPid) : 0;
   const write = await timed([
     "nbdcopy",
     "--requests=16",
@@ -107,13 +117,14 @@ async function measureNbd(uri: string): Promise<Row> {
   return {
     read: bytes / 1e6 / read.seconds,
     write: bytes / 1e6 / write.seconds,
+    readCpu,
     writeCpu,
     ...await fioIops(uri),
   };
 }
 
-/** `cpu`: µs per 4 KiB random read; `writeCpu`: ms per MiB written sequentially. */
-type Row = { read: number; write: number; iops: number; cpu: Cpu; writeCpu: Cpu };
+/** `cpu`: µs per 4 KiB random read; `readCpu`, `writeCpu`: ms per MiB read or written sequentially. */
+type Row = { read: number; write: number; iops: number; cpu: Cpu; readCpu: Cpu; writeCpu: Cpu };
 const rounds: Record<string, Row[]> = {};
 const ROUNDS = 3;
 const record = (name: string, row: Row) => (rounds[name] ??= []).push(row);
@@ -167,7 +178,10 @@ try {
   for (let i = 0; i < 64; i++) await dev.read((i << 20) % bytes, 1 << 20); // warm up the RTT estimate and windows
 
   // The initiator alone: the same sizes and depth through the block interface.
-  let aloneWriteCpu: Cpu = { server: 0, target: 0, client: 0 };
+  const aloneSeqCpu: Record<"read" | "write", Cpu> = {
+    read: { server: 0, target: 0, client: 0 },
+    write: { server: 0, target: 0, client: 0 },
+  };
   const seq = async (kind: "read" | "write") => {
     const server0 = cpuSeconds("self");
     const target0 = cpuSeconds(target.pid);
@@ -184,13 +198,11 @@ try {
       }
     }));
     const mib = bytes / (1 << 20);
-    if (kind === "write") {
-      aloneWriteCpu = {
-        server: ((cpuSeconds("self") - server0) / mib) * 1000,
-        target: ((cpuSeconds(target.pid) - target0) / mib) * 1000,
-        client: 0, // the requests come from this process: counted in "server"
-      };
-    }
+    aloneSeqCpu[kind] = {
+      server: ((cpuSeconds("self") - server0) / mib) * 1000,
+      target: ((cpuSeconds(target.pid) - target0) / mib) * 1000,
+      client: 0, // the requests come from this process: counted in "server"
+    };
     return bytes / 1e6 / ((performance.now() - start) / 1000);
   };
   const rand = async (): Promise<{ iops: number; cpu: Cpu }> => {
@@ -220,7 +232,8 @@ try {
     record("initiator alone", {
       read: await seq("read"),
       write: await seq("write"),
-      writeCpu: aloneWriteCpu,
+      readCpu: aloneSeqCpu.read,
+      writeCpu: aloneSeqCpu.write,
       ...await rand(),
     });
     record("bridge chain", await measureNbd(`nbd+unix:///e9.0?socket=${dir}/bridge.sock`));
@@ -240,6 +253,7 @@ for (const [name, list] of Object.entries(rounds)) {
     write: median(list.map((x) => x.write)),
     iops: median(list.map((x) => x.iops)),
     cpu: medianCpu(list.map((x) => x.cpu)),
+    readCpu: medianCpu(list.map((x) => x.readCpu)),
     writeCpu: medianCpu(list.map((x) => x.writeCpu)),
   };
 }
@@ -252,11 +266,14 @@ for (const [name, r] of Object.entries(rows)) {
   console.log(`| ${name} | ${r.read.toFixed(1)} | ${r.write.toFixed(1)} | ${r.iops.toFixed(0)} |`);
 }
 const chain = rows["bridge chain"], alone = rows["initiator alone"];
-console.log(
-  `| bridge / initiator alone | ${(chain.read / alone.read).toFixed(2)} | ${
-    (chain.write / alone.write).toFixed(2)
-  } | ${(chain.iops / alone.iops).toFixed(2)} |`,
-);
+const nbdkitRow = rows["nbdkit file (ceiling)"];
+for (const [name, base] of [["initiator alone", alone], ["nbdkit", nbdkitRow]] as const) {
+  console.log(
+    `| bridge / ${name} | ${(chain.read / base.read).toFixed(2)} | ${
+      (chain.write / base.write).toFixed(2)
+    } | ${(chain.iops / base.iops).toFixed(2)} |`,
+  );
+}
 
 // Where the CPU goes, and what the machine's cores could do at that cost.
 const cores = navigator.hardwareConcurrency;
@@ -282,6 +299,12 @@ const cpuTable = (
   }
 };
 cpuTable(
+  "seq read (nbdcopy)",
+  "ms per MiB",
+  (r) => r.readCpu,
+  (total) => `${((cores * 1000 / total) * 1.048576).toFixed(0)} MB/s`,
+);
+cpuTable(
   "seq write (nbdcopy)",
   "ms per MiB",
   (r) => r.writeCpu,
@@ -293,3 +316,26 @@ cpuTable(
   (r) => r.cpu,
   (total) => `${(cores * 1e6 / total).toFixed(0)} IOPS`,
 );
+
+// The NBD layer alone: what the bridge's process spends beyond the initiator
+// alone (same requests through the block interface), against nbdkit's whole server.
+console.log("");
+console.log(
+  "| workload | NBD layer CPU (bridge minus initiator alone) | nbdkit server CPU | NBD layer / nbdkit |",
+);
+console.log("|---|---|---|---|");
+for (
+  const [name, unit, pick] of [
+    ["4K rand read (fio)", "µs per I/O", (r: Row) => r.cpu],
+    ["1 MiB seq read (nbdcopy)", "ms per MiB", (r: Row) => r.readCpu],
+    ["1 MiB seq write (nbdcopy)", "ms per MiB", (r: Row) => r.writeCpu],
+  ] as const
+) {
+  const layer = pick(chain).server - pick(alone).server;
+  const whole = pick(nbdkitRow).server;
+  console.log(
+    `| ${name}, ${unit} | ${layer.toFixed(2)} | ${whole.toFixed(2)} | ${
+      (layer / whole).toFixed(2)
+    } |`,
+  );
+}

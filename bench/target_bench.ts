@@ -7,6 +7,17 @@
  *
  *   deno run -A bench/target_bench.ts [--seconds 2] [--mtu 1500,9000] [--qd 1,16,64]
  *                                     [--targets vblade,aoe,aoe-packet,aoe-pcap]
+ *                                     [--loadgen ts|c] [--hog] [--cpus 0,1] [--rounds 1]
+ *
+ * `--loadgen c` replaces bench/loadgen.ts by bench/cload.c (plain AF_PACKET,
+ * sendmmsg/recvmmsg, compiled with gcc into a temporary directory): a second,
+ * independent load generator. `--hog` is a busy host: one CPU-bound process
+ * (a shell loop) beside the target; then the target and the hog are pinned
+ * with taskset to the first CPU of `--cpus`, the load generator to the second
+ * (the whole benchmark process when it is bench/loadgen.ts). Retransmissions
+ * (requests unanswered after 200 ms, counted by either load generator) are
+ * reported per cell. `--rounds N` repeats every cell N times, the targets
+ * interleaved, and reports the median.
  *
  * "aoe" is the default link (ring); aoe-packet and aoe-pcap are the other kinds.
  * "null" is bench/null_target.ts, a target with no disk I/O: what this load
@@ -22,7 +33,7 @@ import { sectorsPerFrame } from "../wire/mod.ts";
 import { TestNet } from "../tests/helpers/netns.ts";
 import { Daemon } from "../tests/helpers/procs.ts";
 import { targetArgv } from "./targets.ts";
-import { runLoad } from "./loadgen.ts";
+import { type LoadOptions, type LoadResult, runLoad } from "./loadgen.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,8 +42,16 @@ const { values } = parseArgs({
     qd: { type: "string", default: "1,16,64" },
     targets: { type: "string", default: "vblade,aoe,aoe-packet,aoe-pcap" },
     "image-mib": { type: "string", default: "256" },
+    loadgen: { type: "string", default: "ts" },
+    hog: { type: "boolean", default: false },
+    cpus: { type: "string", default: "0,1" },
+    rounds: { type: "string", default: "1" },
   },
 });
+const useC = values.loadgen === "c";
+if (!useC && values.loadgen !== "ts") throw new Error("--loadgen must be ts or c");
+const [targetCpu, loadCpu] = values.cpus!.split(",");
+const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const mtus = values.mtu!.split(",").map(Number);
 const depths = values.qd!.split(",").map(Number);
@@ -57,82 +76,157 @@ const workloads = [
 
 const cells: Cell[] = [];
 const dir = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "aoe-bench-" });
+
+/** bench/cload.c, compiled into the temporary directory. */
+async function compileCload(): Promise<string> {
+  const binary = `${dir}/cload`;
+  const source = new URL("./cload.c", import.meta.url).pathname;
+  const out = await new Deno.Command("gcc", {
+    args: ["-O2", "-Wall", "-o", binary, source],
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(`gcc: ${new TextDecoder().decode(out.stderr)}`);
+  return binary;
+}
+
+/** Runs bench/cload.c in the initiator's namespace. */
+async function runCload(
+  net: TestNet,
+  binary: string,
+  dstMac: string,
+  options: Omit<LoadOptions, "dst" | "shelf" | "slot">,
+): Promise<LoadResult> {
+  const pin = values.hog ? ["taskset", "-c", loadCpu] : [];
+  const argv = net.in(1, [
+    ...pin,
+    binary,
+    "i0",
+    dstMac,
+    "9",
+    "0",
+    options.mode,
+    String(options.queueDepth),
+    String(options.sectors),
+    String(options.ioSectors ?? options.sectors),
+    String(options.capacity),
+    String(options.durationMs),
+    String(options.timeoutMs ?? 200),
+  ]);
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  if (!out.success) throw new Error(`cload: ${new TextDecoder().decode(out.stderr)}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+let hog: Daemon | undefined;
 try {
+  const cload = useC ? await compileCload() : "";
+  if (values.hog) {
+    hog = new Daemon(["taskset", "-c", targetCpu, "bash", "-c", "while :; do :; done"]);
+    // bench/loadgen.ts runs in this process: pin every thread of it.
+    if (!useC) {
+      await new Deno.Command("taskset", {
+        args: ["-a", "-cp", loadCpu, String(Deno.pid)],
+        stdout: "null",
+      })
+        .output();
+    }
+  }
   for (const mtu of mtus) {
     const net = await TestNet.create({ mtu });
     try {
       const sectors = sectorsPerFrame(mtu);
-      const link = inNetns(net.namespaces[1], () => new RingLink("i0"));
-      const dst = parseInt((await net.mac(0, "t1p0")).replaceAll(":", ""), 16);
+      const link = useC ? undefined : inNetns(net.namespaces[1], () => new RingLink("i0"));
+      const dstMac = await net.mac(0, "t1p0");
+      const dst = parseInt(dstMac.replaceAll(":", ""), 16);
+      const load = (options: Omit<LoadOptions, "dst" | "shelf" | "slot">) =>
+        link
+          ? runLoad(link, { dst, shelf: 9, slot: 0, ...options })
+          : runCload(net, cload, dstMac, options);
       for (const target of targetNames) {
-        const image = `${dir}/${target}.img`;
+        const image = `${dir}/${target.replaceAll("/", "_")}.img`;
         const file = await Deno.open(image, { write: true, create: true, truncate: true });
         await file.truncate(imageBytes);
         // Fill it, so reads find data in the page cache as writes leave it.
         const chunk = new Uint8Array(1 << 20).fill(0x5a);
         for (let at = 0; at < imageBytes; at += chunk.length) await file.write(chunk);
         file.close();
-        const daemon = new Daemon(net.in(0, targetArgv(target, { image, sectors: capacity })));
-        await daemon.waitFor(/e9\.0, \d+ sectors/);
-        await runLoad(link, {
-          dst,
-          shelf: 9,
-          slot: 0,
-          mode: "read",
-          queueDepth: 16,
-          sectors,
-          capacity,
-          durationMs: 300,
-        });
-        for (const workload of workloads) {
-          for (const qd of depths) {
-            const cpuBefore = cpuSeconds(daemon.pid);
-            const r = await runLoad(link, {
-              dst,
-              shelf: 9,
-              slot: 0,
-              mode: workload.mode,
-              queueDepth: qd,
-              sectors,
-              ioSectors: 8,
-              capacity,
-              durationMs: seconds * 1000,
-            });
-            const cpu = cpuSeconds(daemon.pid) - cpuBefore;
-            const perIo = workload.mode === "randread" ? Math.max(1, Math.ceil(8 / sectors)) : 1;
-            const value = workload.mode === "randread"
-              ? r.requests / perIo / r.seconds
-              : r.bytes / r.seconds / 1e6;
-            cells.push({
-              mtu,
-              workload: workload.name,
-              qd,
-              target,
-              value,
-              cpuUs: (cpu / r.requests) * 1e6,
-              retransmits: r.retransmits,
-            });
-            console.error(
-              `mtu ${mtu} ${target} ${workload.name} qd ${qd}: ${value.toFixed(0)} (${
-                ((cpu / r.requests) * 1e6).toFixed(2)
-              } us/req, ${r.retransmits} rexmit, ${r.errors} errors)`,
-            );
-          }
-        }
-        await daemon.stop();
-        Deno.removeSync(image);
       }
-      link.close();
+      for (let round = 0; round < rounds; round++) {
+        for (const target of targetNames) {
+          const image = `${dir}/${target.replaceAll("/", "_")}.img`;
+          const pin = values.hog ? ["taskset", "-c", targetCpu] : [];
+          const daemon = new Daemon(
+            net.in(0, [...pin, ...targetArgv(target, { image, sectors: capacity })]),
+          );
+          await daemon.waitFor(/e9\.0, \d+ sectors/);
+          await load({ mode: "read", queueDepth: 16, sectors, capacity, durationMs: 300 });
+          for (const workload of workloads) {
+            for (const qd of depths) {
+              const cpuBefore = cpuSeconds(daemon.pid);
+              const r = await load({
+                mode: workload.mode,
+                queueDepth: qd,
+                sectors,
+                ioSectors: 8,
+                capacity,
+                durationMs: seconds * 1000,
+              });
+              const cpu = cpuSeconds(daemon.pid) - cpuBefore;
+              const perIo = workload.mode === "randread" ? Math.max(1, Math.ceil(8 / sectors)) : 1;
+              const value = workload.mode === "randread"
+                ? r.requests / perIo / r.seconds
+                : r.bytes / r.seconds / 1e6;
+              cells.push({
+                mtu,
+                workload: workload.name,
+                qd,
+                target,
+                value,
+                cpuUs: (cpu / r.requests) * 1e6,
+                retransmits: r.retransmits,
+              });
+              console.error(
+                `round ${round} mtu ${mtu} ${target} ${workload.name} qd ${qd}: ${
+                  value.toFixed(0)
+                } (${
+                  ((cpu / r.requests) * 1e6).toFixed(2)
+                } us/req, ${r.retransmits} rexmit, ${r.errors} errors)`,
+              );
+            }
+          }
+          await daemon.stop();
+        }
+      }
+      link?.close();
     } finally {
       await net.close();
     }
   }
 } finally {
+  await hog?.stop();
   Deno.removeSync(dir, { recursive: true });
 }
 
 // The table: each cell's value and CPU per request per target, then aoe / vblade ratios.
-const header = ["mtu", "workload", "qd", ...targetNames.flatMap((t) => [t, `${t} us/req`])];
+console.log(
+  `load generator ${useC ? "bench/cload.c" : "bench/loadgen.ts"}${
+    values.hog
+      ? `, a CPU hog beside the target (target and hog on CPU ${targetCpu}, load on CPU ${loadCpu})`
+      : ""
+  }, ${seconds} s a cell, ${rounds > 1 ? `medians of ${rounds} interleaved rounds` : "one round"}`,
+);
+const header = [
+  "mtu",
+  "workload",
+  "qd",
+  ...targetNames.flatMap((t) => [t, `${t} us/req`, `${t} rexmit`]),
+];
 const ratioTargets = targetNames.filter((t) => t !== "vblade");
 if (targetNames.includes("vblade")) {
   header.push(...ratioTargets.flatMap((t) => [`${t}/vblade`, `${t} cpu/vblade`]));
@@ -142,12 +236,20 @@ console.log(`|${header.map(() => "---").join("|")}|`);
 for (const mtu of mtus) {
   for (const workload of workloads) {
     for (const qd of depths) {
-      const row = (t: string) =>
-        cells.find((c) =>
+      const row = (t: string) => {
+        const mine = cells.filter((c) =>
           c.mtu === mtu && c.workload === workload.name && c.qd === qd && c.target === t
-        )!;
+        );
+        return {
+          value: median(mine.map((c) => c.value)),
+          cpuUs: median(mine.map((c) => c.cpuUs)),
+          retransmits: median(mine.map((c) => c.retransmits)),
+        };
+      };
       const line: string[] = [String(mtu), workload.name, String(qd)];
-      for (const t of targetNames) line.push(row(t).value.toFixed(0), row(t).cpuUs.toFixed(2));
+      for (const t of targetNames) {
+        line.push(row(t).value.toFixed(0), row(t).cpuUs.toFixed(2), String(row(t).retransmits));
+      }
       if (targetNames.includes("vblade")) {
         for (const t of ratioTargets) {
           line.push(

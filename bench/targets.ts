@@ -1,6 +1,7 @@
 /**
  * The targets the benchmarks compare, as command lines run inside the
- * benchmark's namespace on interface t1p0, exporting shelf 9 slot 0.
+ * benchmark's namespace on interface t1p0 (or the one given), exporting shelf
+ * 9 slot 0.
  *
  * @module
  */
@@ -12,16 +13,35 @@ export const BENCH_BUFFERS = 64;
 
 /**
  * The command line of target `name`: "vblade" (Debian's), "null"
- * (bench/null_target.ts, no disk I/O), "aoe" (the default link) or
- * "aoe-ring", "aoe-packet", "aoe-pcap" (one link kind).
+ * (bench/null_target.ts, no disk I/O), "aoe" (the default link),
+ * "aoe-ring", "aoe-packet", "aoe-pcap" (one link kind), or "aoe-nospin"
+ * (the default link with the spin before sleeping turned off, AOE_SPIN_US=0),
+ * "aoe-bypass" (replies past the qdisc and packet taps, AOE_QDISC_BYPASS=1),
+ * or "aoe@DIR": the `aoe target` of another checkout in DIR (an A/B of two
+ * versions in one run, e.g. `aoe@/tmp/main` against `aoe`).
  */
-export function targetArgv(name: string, options: { image: string; sectors: number }): string[] {
+export function targetArgv(
+  name: string,
+  options: { image: string; sectors: number; ifname?: string },
+): string[] {
   const buffers = String(BENCH_BUFFERS);
-  if (name === "vblade") return ["vblade", "-b", buffers, "9", "0", "t1p0", options.image];
+  const ifname = options.ifname ?? "t1p0";
+  if (name === "vblade") return ["vblade", "-b", buffers, "9", "0", ifname, options.image];
   if (name === "null") {
     const script = new URL("./null_target.ts", import.meta.url).pathname;
-    return [Deno.execPath(), "run", "-A", script, "9", "0", "t1p0", String(options.sectors)];
+    return [Deno.execPath(), "run", "-A", script, "9", "0", ifname, String(options.sectors)];
+  }
+  if (name.startsWith("aoe@")) {
+    const script = `${name.slice(4)}/scripts/aoe`;
+    return [script, "target", "-b", buffers, "9", "0", ifname, options.image];
+  }
+  if (name === "aoe-nospin" || name === "aoe-bypass") {
+    return [
+      "env",
+      name === "aoe-nospin" ? "AOE_SPIN_US=0" : "AOE_QDISC_BYPASS=1",
+      ...aoeCommand("target", "-b", buffers, "9", "0", ifname, options.image),
+    ];
   }
   const link = name.startsWith("aoe-") ? ["--link", name.slice(4)] : [];
-  return aoeCommand("target", ...link, "-b", buffers, "9", "0", "t1p0", options.image);
+  return aoeCommand("target", ...link, "-b", buffers, "9", "0", ifname, options.image);
 }

@@ -7,7 +7,7 @@
  */
 
 import { type FrameLink, goneLinks, type LinkKind, listInterfaces, openLink } from "../link/mod.ts";
-import { EventLoopYield, Reactor } from "../reactor/mod.ts";
+import { eventLoopTurn, EventLoopYield, Reactor, type WaitResult } from "../reactor/mod.ts";
 import type { AccessPolicy } from "./access.ts";
 import { BlockDevice } from "./blockdev.ts";
 import { DISCOVERY_INTERVAL_MS, Initiator, TICK_MS } from "./commands.ts";
@@ -17,6 +17,18 @@ import { type DriverParams, parseIflist } from "./params.ts";
 import type { DriverPaths } from "./paths.ts";
 import { SysfsTree } from "./sysfs.ts";
 import { errorMessage } from "../util/errors.ts";
+
+/**
+ * Longest sleep on the thread while (nearly) idle, in milliseconds, before
+ * Deno's event loop gets a turn for timers and its own sockets.
+ */
+export const IDLE_BLOCK_MS = 10;
+/** Longest run of frame handling before Deno's event loop gets a turn, in milliseconds. */
+export const BUSY_YIELD_MS = 20;
+/** Whether an idle loop sleeps on its own thread by default (`AOE_IDLE_BLOCK=0` turns it off). */
+function idleBlockFromEnv(): boolean {
+  return Deno.env.get("AOE_IDLE_BLOCK") !== "0";
+}
 
 /** How to run a {@link Driver}. */
 export interface DriverOptions {
@@ -34,6 +46,11 @@ export interface DriverOptions {
   files?: boolean;
   /** The group granted access to the control files (default: root only). */
   access?: AccessPolicy;
+  /**
+   * Once idle (a whole wait of {@link IDLE_BLOCK_MS} saw nothing), sleep on the
+   * thread until something happens (default true, `AOE_IDLE_BLOCK=0`: never).
+   */
+  idleBlock?: boolean;
 }
 
 /** The running driver. */
@@ -251,6 +268,9 @@ export class Driver {
     let nextTick = performance.now() + TICK_MS;
     let nextDiscovery = performance.now() + DISCOVERY_INTERVAL_MS;
     let hosting = false;
+    let lastYield = performance.now();
+    const idleBlock = this.options.idleBlock ?? idleBlockFromEnv();
+    let idle = false;
     while (this.#running) {
       let received = 0;
       for (const link of this.links.values()) {
@@ -283,8 +303,15 @@ export class Driver {
       }
       for (const link of this.links.values()) link.flush();
       if (received > 0) {
-        // Let completions reach their callers (the NBD bridge's sockets) at once.
+        idle = false;
+        // Let completions reach their callers (the NBD bridge's sockets) at once; a
+        // MessageChannel turn runs promise continuations but not the runtime's timers
+        // and sockets, so those get a real turn now and then (reactor/poll.ts).
         await this.#turn!.next();
+        if (performance.now() - lastYield > BUSY_YIELD_MS) {
+          await eventLoopTurn();
+          lastYield = performance.now();
+        }
         continue;
       }
       const links = [...this.links.values()];
@@ -297,14 +324,27 @@ export class Driver {
       if (pollable) {
         const fds = links.map((link) => link.pollFd);
         if (this.#files) fds.push(...this.control.pollFds);
-        // Never block the thread here: measured with fio through the bridge on two
-        // cores, blocking polls cost a quarter of the IOPS (the NBD client, the
-        // target and this process contend for the cores, and a thread asleep in
-        // poll holds its core's turn).
-        const { woke, broken } = await this.reactor.wait(fds, wait, { syncMs: 0 });
+        // Idle (a whole wait saw nothing): sleep on this thread, so whatever comes
+        // next (a reply, an NBD request, a control command) wakes us directly, unless
+        // Deno's own sockets need the event loop. While I/O flows, wait in the thread
+        // pool: a blocking poll then, even only with no frame outstanding, cut
+        // nbdcopy through the bridge to a third on two cores (bench/nbd_bench.ts,
+        // interleaved runs), as 1 ms blocking polls cut fio's IOPS before.
+        const block: boolean = idle && idleBlock && !this.reactor.eventLoopIo;
+        const timeout = Math.min(wait, IDLE_BLOCK_MS);
+        const result: WaitResult = block
+          ? this.reactor.waitBlocking(fds, timeout)
+          : await this.reactor.wait(fds, timeout, { syncMs: 0 });
+        const { woke, ready, broken } = result;
+        idle = ready === 0;
         for (const link of goneLinks(links, broken)) this.#dropLink(link);
         // Let the woken sockets' continuations run before the next poll.
         if (woke > 0) await this.#turn!.next();
+        if (!block) lastYield = performance.now(); // the pool wait let the event loop run
+        else if (ready === 0 || performance.now() - lastYield > BUSY_YIELD_MS) {
+          await eventLoopTurn();
+          lastYield = performance.now();
+        }
       } else {
         // In-memory links have no descriptor; control files are then read on the timer tick.
         await Promise.race(links.map((link) => link.wait(wait)));

@@ -48,6 +48,7 @@ const symbols = {
   aligned_alloc: { parameters: ["usize", "usize"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
+  getrusage: { parameters: ["i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let library: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -161,6 +162,7 @@ export const linux = {
   SIOCGIFMTU: 0x8921n,
   CLONE_NEWNET: 0x40000000,
   NETLINK_GENERIC: 16,
+  RUSAGE_THREAD: 1,
 } as const;
 
 /** poll(2) events that mean a descriptor is broken: POLLERR, POLLHUP, POLLNVAL. */

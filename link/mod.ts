@@ -22,7 +22,14 @@ export {
   interfaceMtu,
   listInterfaces,
 } from "./netif.ts";
-export { goneLinks, pollFds, socketInterfaceGone, waitForFrames } from "./wait.ts";
+export {
+  blockForFrames,
+  type BlockResult,
+  goneLinks,
+  pollFds,
+  socketInterfaceGone,
+  waitForFrames,
+} from "./wait.ts";
 
 /** The kinds of real link. */
 export type LinkKind = "ring" | "packet" | "pcap";

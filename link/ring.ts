@@ -31,6 +31,19 @@ export interface RingLinkOptions {
   txFrames?: number;
   /** Frames handed out per receive() (default 64). */
   batch?: number;
+  /**
+   * Send straight to the driver, past the qdisc and the packet taps
+   * (PACKET_QDISC_BYPASS): `tcpdump -i eth0` then sees no reply. Default
+   * false, or true when `AOE_QDISC_BYPASS=1`. On veth (no queue) the qdisc
+   * path costs next to nothing; bench/target_bench.ts compares the two as
+   * targets "aoe" and "aoe-bypass".
+   */
+  qdiscBypass?: boolean;
+}
+
+/** Whether ring links skip the qdisc and packet taps by default (`AOE_QDISC_BYPASS=1`). */
+export function qdiscBypassFromEnv(): boolean {
+  return Deno.env.get("AOE_QDISC_BYPASS") === "1";
 }
 
 function setOption(
@@ -42,9 +55,6 @@ function setOption(
 ): void {
   check(libc().setsockopt(fd, level, option, bytes, bytes.length), what);
 }
-
-/** How long a blocking receive watches the ring before it sleeps in poll, in milliseconds. */
-export const SPIN_BEFORE_SLEEP_MS = 0.05;
 
 /**
  * Bytes of transmit ring, when the frame count is not given. Small enough to
@@ -140,7 +150,9 @@ export class RingLink implements FrameLink {
       );
       const one = new Uint8Array(new Int32Array([1]).buffer);
       libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_IGNORE_OUTGOING, one, 4);
-      libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_QDISC_BYPASS, one, 4);
+      if (options.qdiscBypass ?? qdiscBypassFromEnv()) {
+        libc().setsockopt(this.#fd, linux.SOL_PACKET, linux.PACKET_QDISC_BYPASS, one, 4);
+      }
       this.#mapSize = (this.#rxFrames + this.#txFrames) * this.#frameSize;
       const map = c.mmap(
         null,
@@ -183,7 +195,7 @@ export class RingLink implements FrameLink {
       this.#words[(this.#rxHeld[i] * this.#frameSize) >> 2] = TP_STATUS_KERNEL;
     }
     this.#rxHeldCount = 0;
-    if (block && !this.#rxReady() && !this.#spinForFrame()) {
+    if (block && !this.ready()) {
       pollFdsSync([this.#fd], SYNC_WAIT_MS);
     }
     let n = 0;
@@ -210,22 +222,7 @@ export class RingLink implements FrameLink {
     return n;
   }
 
-  /**
-   * Watches the ring (no system call) for up to {@link SPIN_BEFORE_SLEEP_MS}
-   * before the caller sleeps in poll. A request that follows its reply within
-   * that time is taken without a wake-up: on this machine a sleeping target's
-   * wake-up cost more than the spin (bench/target_bench.ts, one request
-   * outstanding: 10k → 25k requests/s, CPU per request 49 → 34 µs).
-   */
-  #spinForFrame(): boolean {
-    const until = performance.now() + SPIN_BEFORE_SLEEP_MS;
-    do {
-      if (this.#rxReady()) return true;
-    } while (performance.now() < until);
-    return false;
-  }
-
-  #rxReady(): boolean {
+  ready(): boolean {
     return (this.#words[(this.#rxNext * this.#frameSize) >> 2] & TP_STATUS_USER) !== 0;
   }
 
@@ -270,7 +267,7 @@ export class RingLink implements FrameLink {
   }
 
   async wait(timeoutMs: number): Promise<void> {
-    if (this.#rxReady()) return;
+    if (this.ready()) return;
     await pollFds([this.#fd], timeoutMs);
   }
 

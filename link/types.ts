@@ -49,6 +49,11 @@ export interface FrameLink {
   commit(length: number): void;
   /** Sends every queued frame. */
   flush(): void;
+  /**
+   * Whether frames wait, told without a system call (a ring's status word);
+   * links that cannot tell so cheaply leave it out, and nobody spins on them.
+   */
+  ready?(): boolean;
   /** Resolves when frames may be waiting, or after `timeoutMs`. */
   wait(timeoutMs: number): Promise<void>;
   /** Releases the link. */

@@ -1,42 +1,35 @@
 /**
- * Waiting for frames without holding the JavaScript thread (docs/frame-io.md §3, "the
- * hybrid wait"): a short synchronous poll catches frames that follow closely, then a
- * nonblocking (thread-pool) poll frees the event loop while the link is idle.
+ * Waiting for frames on links (the poll itself is reactor/poll.ts): either
+ * asleep on the thread, woken directly by the kernel ({@link blockForFrames},
+ * the target's idle wait), or the hybrid wait of frame-io.md ({@link pollFds}:
+ * a short synchronous poll, then a thread-pool poll that frees the event loop).
  *
  * @module
  */
 
-import { cString, libc, linux, POLL_BROKEN } from "../ffi/libc.ts";
+import { cString, libc, linux } from "../ffi/libc.ts";
+import { PollSet } from "../reactor/poll.ts";
 import type { FrameLink } from "./types.ts";
 
 /** How long the synchronous part of the wait may block, in milliseconds. */
 export const SYNC_WAIT_MS = 1;
 
-const pollBuffers = new Map<number, Uint8Array<ArrayBuffer>>();
+/** The set of the synchronous waits (they never overlap: they hold the thread). */
+const syncSet = new PollSet();
 
-function pollBufferFor(fds: readonly number[]): Uint8Array<ArrayBuffer> {
-  let buffer = pollBuffers.get(fds.length);
-  if (!buffer) {
-    buffer = new Uint8Array(fds.length * 8);
-    pollBuffers.set(fds.length, buffer);
-  }
-  const view = new DataView(buffer.buffer);
-  fds.forEach((fd, i) => {
-    view.setInt32(i * 8, fd, true);
-    view.setInt16(i * 8 + 4, linux.POLLIN, true);
-    view.setInt16(i * 8 + 6, 0, true);
-  });
-  return buffer;
+function fill(set: PollSet, fds: readonly number[]): PollSet {
+  set.clear();
+  for (const fd of fds) set.add(fd);
+  return set;
+}
+
+function brokenFds(fds: readonly number[], set: PollSet): number[] {
+  return fds.filter((_, i) => set.broken(i));
 }
 
 /** Blocks the thread until any fd is readable or `timeoutMs` passes; true if readable. */
 export function pollFdsSync(fds: readonly number[], timeoutMs: number): boolean {
-  return libc().poll(pollBufferFor(fds), BigInt(fds.length), timeoutMs) > 0;
-}
-
-function brokenFds(fds: readonly number[], buffer: Uint8Array<ArrayBuffer>): number[] {
-  const view = new DataView(buffer.buffer);
-  return fds.filter((_, i) => (view.getInt16(i * 8 + 6, true) & POLL_BROKEN) !== 0);
+  return fill(syncSet, fds).block(timeoutMs) > 0;
 }
 
 /**
@@ -50,15 +43,9 @@ export async function pollFds(
   timeoutMs: number,
   options: { syncMs?: number } = {},
 ): Promise<number[]> {
-  timeoutMs = Math.max(0, Math.ceil(timeoutMs));
-  const syncMs = Math.min(options.syncMs ?? SYNC_WAIT_MS, timeoutMs);
-  const buffer = pollBufferFor(fds);
-  if (libc().poll(buffer, BigInt(fds.length), syncMs) !== 0) return brokenFds(fds, buffer);
-  if (timeoutMs <= syncMs) return [];
-  // A fresh buffer: another waiter may reuse the shared one while this poll runs on a thread.
-  const own = buffer.slice();
-  await libc().poll_async(own, BigInt(fds.length), timeoutMs - syncMs);
-  return brokenFds(fds, own);
+  const set = fill(new PollSet(), fds);
+  const ready = await set.wait(timeoutMs, { syncMs: options.syncMs ?? SYNC_WAIT_MS });
+  return ready > 0 ? brokenFds(fds, set) : [];
 }
 
 /**
@@ -87,6 +74,31 @@ export function goneLinks(links: readonly FrameLink[], brokenFds: readonly numbe
   return links.filter((link) =>
     brokenFds.includes(link.pollFd) && socketInterfaceGone(link.pollFd, link.name)
   );
+}
+
+/** What {@link blockForFrames} saw. */
+export interface BlockResult {
+  /** Whether a link became readable (or broken) before the timeout. */
+  ready: boolean;
+  /** The links whose interface is gone. */
+  gone: FrameLink[];
+}
+
+/**
+ * Sleeps on this thread until any of the links may have frames or `timeoutMs`
+ * passes (the kernel wakes the process directly: one wake-up, as a blocking
+ * recv has); undefined if a link has no descriptor (then use
+ * {@link waitForFrames}). Nothing else runs meanwhile: keep the timeout short
+ * and give the event loop a turn afterwards (reactor/poll.ts eventLoopTurn).
+ */
+export function blockForFrames(
+  links: readonly FrameLink[],
+  timeoutMs: number,
+): BlockResult | undefined {
+  if (links.length === 0 || links.some((link) => link.pollFd < 0)) return undefined;
+  const fds = links.map((link) => link.pollFd);
+  if (fill(syncSet, fds).block(timeoutMs) <= 0) return { ready: false, gone: [] };
+  return { ready: true, gone: goneLinks(links, brokenFds(fds, syncSet)) };
 }
 
 /** Resolves when any of the links may have frames, or after `timeoutMs`, with the links whose interface is gone. */

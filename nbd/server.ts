@@ -204,6 +204,7 @@ export class NbdServer {
     const allowed = options.allow ? allowList(options.allow) : undefined;
     const tls = options.tls ? new TlsServer(options.tls) : undefined;
     const listener = Deno.listen({ port: options.port, hostname: options.hostname ?? "127.0.0.1" });
+    this.reactor.eventLoopIo = true; // its connections wait in Deno's event loop
     this.#listeners.push(listener);
     const addr = listener.addr as Deno.NetAddr;
     const acceptor: Acceptor<Deno.TcpConn> = {

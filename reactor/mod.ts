@@ -5,5 +5,7 @@
  * @module
  */
 
+export * from "./poll.ts";
 export * from "./reactor.ts";
+export * from "./spin.ts";
 export * from "./socket.ts";

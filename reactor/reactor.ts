@@ -11,7 +11,8 @@
  * @module
  */
 
-import { libc, linux, POLL_BROKEN, SystemError } from "../ffi/libc.ts";
+import { libc, linux, SystemError } from "../ffi/libc.ts";
+import { POLL_BROKEN, PollSet } from "./poll.ts";
 
 interface Waiters {
   read: (() => void)[];
@@ -22,6 +23,8 @@ interface Waiters {
 export interface WaitResult {
   /** Descriptors of the reactor's own waiters that became ready. */
   woke: number;
+  /** Descriptors ready in all (the caller's, the waiters', the wake-up pair); 0 on timeout. */
+  ready: number;
   /** Of the caller's extra descriptors, those reporting an error or hang-up. */
   broken: number[];
 }
@@ -66,7 +69,14 @@ export class Reactor {
   #woken = false;
   #hosted = false;
   #selfDriven = false;
-  #buffer = new Uint8Array(0);
+  /**
+   * Set when this process also has sockets in Deno's own event loop (the NBD
+   * server's TCP listener): a loop hosting the reactor must not then sleep on
+   * its thread, which would hold those sockets back.
+   */
+  eventLoopIo = false;
+  #set = new PollSet();
+  #polled: number[] = [];
 
   constructor() {
     const pair = new Int32Array(2);
@@ -131,58 +141,69 @@ export class Reactor {
    * Polls the caller's `extra` descriptors (for reading) and every waited-on
    * descriptor, blocking the thread for at most `syncMs` and then waiting off
    * the thread up to `timeoutMs` in all; resolves the waiters that are ready.
+   * With `block`, the whole wait sleeps on the thread instead (one direct
+   * wake-up; nothing else of the event loop runs meanwhile, so keep it short).
    */
   async wait(
     extra: readonly number[],
     timeoutMs: number,
-    options: { syncMs?: number } = {},
+    options: { syncMs?: number; block?: boolean } = {},
   ): Promise<WaitResult> {
-    timeoutMs = Math.max(0, Math.ceil(timeoutMs));
-    const syncMs = Math.min(options.syncMs ?? 0, timeoutMs);
-    const count = extra.length + 1 + this.#waiters.size;
-    if (this.#buffer.length < count * 8) this.#buffer = new Uint8Array(count * 16);
-    const view = new DataView(this.#buffer.buffer);
-    let i = 0;
-    const entry = (fd: number, events: number) => {
-      view.setInt32(i * 8, fd, true);
-      view.setInt16(i * 8 + 4, events, true);
-      view.setInt16(i * 8 + 6, 0, true);
-      i++;
-    };
-    for (const fd of extra) entry(fd, linux.POLLIN);
-    entry(this.#wake[0], linux.POLLIN);
+    if (options.block) return this.waitBlocking(extra, timeoutMs);
+    // Its own set: another wait may refill the shared one while this one runs on a pool thread.
+    const set = new PollSet();
     const polled: number[] = [];
+    this.#fill(extra, set, polled);
+    this.#parked = true;
+    let ready: number;
+    try {
+      ready = await set.wait(timeoutMs, { syncMs: options.syncMs ?? 0 });
+    } finally {
+      this.#parked = false;
+    }
+    return this.#collect(extra, ready, set, polled);
+  }
+
+  /**
+   * {@link wait} with `block`, without a promise: sleeps on the thread for up
+   * to `timeoutMs` and resolves the ready waiters (their continuations run
+   * once the caller yields to the event loop).
+   */
+  waitBlocking(extra: readonly number[], timeoutMs: number): WaitResult {
+    this.#fill(extra, this.#set, this.#polled);
+    const ready = this.#set.block(timeoutMs);
+    return this.#collect(extra, ready, this.#set, this.#polled);
+  }
+
+  #fill(extra: readonly number[], set: PollSet, polled: number[]): void {
+    set.clear();
+    for (const fd of extra) set.add(fd);
+    set.add(this.#wake[0]);
+    polled.length = 0;
     for (const [fd, waiters] of this.#waiters) {
-      entry(
+      set.add(
         fd,
         (waiters.read.length ? linux.POLLIN : 0) | (waiters.write.length ? linux.POLLOUT : 0),
       );
       polled.push(fd);
     }
-    let buffer = this.#buffer;
-    let ready = libc().poll(buffer, BigInt(count), syncMs);
-    if (ready === 0 && timeoutMs > syncMs) {
-      // Another wait may reuse the shared buffer while this one runs on a thread.
-      buffer = buffer.slice(0, count * 8);
-      this.#parked = true;
-      try {
-        ready = await libc().poll_async(buffer, BigInt(count), timeoutMs - syncMs);
-      } finally {
-        this.#parked = false;
-      }
-    }
-    const result: WaitResult = { woke: 0, broken: [] };
+  }
+
+  #collect(
+    extra: readonly number[],
+    ready: number,
+    set: PollSet,
+    polled: readonly number[],
+  ): WaitResult {
+    const result: WaitResult = { woke: 0, ready: Math.max(0, ready), broken: [] };
     if (ready <= 0) return result;
-    const revents = new DataView(buffer.buffer, buffer.byteOffset);
-    for (let k = 0; k < extra.length; k++) {
-      if (revents.getInt16(k * 8 + 6, true) & POLL_BROKEN) result.broken.push(extra[k]);
-    }
-    if (revents.getInt16(extra.length * 8 + 6, true) !== 0) {
+    for (let k = 0; k < extra.length; k++) if (set.broken(k)) result.broken.push(extra[k]);
+    if (set.revents(extra.length) !== 0) {
       this.#woken = false;
       while (Number(libc().recv(this.#wake[0], this.#drainBuffer, 64n, linux.MSG_DONTWAIT)) > 0);
     }
     polled.forEach((fd, k) => {
-      const events = revents.getInt16((extra.length + 1 + k) * 8 + 6, true);
+      const events = set.revents(extra.length + 1 + k);
       if (events === 0) return;
       const waiters = this.#waiters.get(fd);
       if (!waiters) return;

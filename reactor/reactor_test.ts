@@ -70,7 +70,7 @@ Deno.test("reactor: a hosting loop's wait resolves waiters and reports its own b
     assert.deepEqual(result.broken, [hungUp.fd]);
     assert.equal(await pending, 3);
     // Nothing left to wait for: the poll times out with nothing woken.
-    assert.deepEqual(await reactor.wait([], 10), { woke: 0, broken: [] });
+    assert.deepEqual(await reactor.wait([], 10), { woke: 0, ready: 0, broken: [] });
   } finally {
     ours.close();
     hungUp.close();

@@ -106,7 +106,11 @@ Exports a file or block device as AoE shelf.slot on one or more interfaces
   --config F  serve every export of config file F instead ("aoe target --config F --help")
   --help      this text
 
-shelf is 0-65534, slot 0-254 (the broadcast values are reserved).`;
+shelf is 0-65534, slot 0-254 (the broadcast values are reserved).
+
+Environment: AOE_QDISC_BYPASS=1 sends the ring link's replies past the qdisc
+and the packet taps (tcpdump on the interface then sees no reply);
+AOE_SPIN_US=N caps the spin before sleeping at N microseconds (0: never spin).`;
 
 function parseInteger(text: string, what: string): number {
   // strtoll with base 0: decimal, 0x hex, leading-0 octal.

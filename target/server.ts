@@ -1,14 +1,24 @@
 /**
  * The target's frame loop: receive batches on every interface, drop what is
  * not a request for one of our exports (counted), let each export answer, and
- * send the replies in batches. Synchronous while frames flow, a hybrid wait
- * when idle so timers and signals still run (docs/frame-io.md §3).
+ * send the replies in batches.
+ *
+ * How it waits, in the three regimes of a storage host:
+ * - loaded: frames wait, so it takes them in batches and never sleeps;
+ * - idle: it sleeps in poll on its own thread, woken by the kernel directly
+ *   (one wake-up, as vblade's blocking recv), for at most {@link IDLE_BLOCK_MS},
+ *   then gives Deno's event loop a turn for timers and signals;
+ * - in between, an adaptive spin (reactor/spin.ts) watches the ring a few
+ *   microseconds before sleeping, only while that finds work and nobody else
+ *   needs the CPU.
  *
  * @module
  */
 
 import type { FrameLink } from "../link/types.ts";
-import { waitForFrames } from "../link/wait.ts";
+import { blockForFrames, waitForFrames } from "../link/wait.ts";
+import { eventLoopTurn } from "../reactor/poll.ts";
+import { AdaptiveSpin } from "../reactor/spin.ts";
 import { checkHeader, readShelf, readSlot } from "../wire/mod.ts";
 import type { Export } from "./export.ts";
 
@@ -35,6 +45,14 @@ export interface InterfaceCounters {
   /** Most frames one receive brought: the peak of requests outstanding on this interface. */
   peakBatch: number;
 }
+/**
+ * Longest sleep on the thread before the event loop gets a turn, in
+ * milliseconds: how late a timer or a signal (SIGTERM) may run while the
+ * target is idle.
+ */
+export const IDLE_BLOCK_MS = 10;
+/** Longest run of frame handling before the event loop gets a turn, in milliseconds. */
+export const BUSY_YIELD_MS = 20;
 
 /** Serves a set of exports on a set of links. */
 export class TargetServer {
@@ -55,6 +73,8 @@ export class TargetServer {
   /** Why the loop ended by itself, if it did. */
   failure?: Error;
   #stopped: Promise<void> | undefined;
+  /** The spin before sleeping (`AOE_SPIN_US` sets its limit; 0 never spins). */
+  readonly spin = new AdaptiveSpin();
 
   /**
    * A server that does nothing until {@link run}.
@@ -113,15 +133,11 @@ export class TargetServer {
     return c;
   }
 
-  /**
-   * Processes whatever frames wait on every link; returns how many were
-   * handled. With one link it may block up to a millisecond for the first frame.
-   */
+  /** Processes whatever frames wait on every link, without blocking; returns how many were handled. */
   pollOnce(): number {
     let total = 0;
-    const block = this.links.length === 1;
     for (const link of this.links) {
-      const n = link.receive(block);
+      const n = link.receive();
       this.#batch++;
       if (n > 0) {
         const perLink = this.#interface(link);
@@ -149,26 +165,40 @@ export class TargetServer {
   }
 
   async #loop(): Promise<void> {
+    const links = this.links;
+    const canSpin = links.length > 0 && links.every((link) => link.ready !== undefined);
+    const framesWait = () => links.some((link) => link.ready!());
     let lastYield = performance.now();
     while (this.#running) {
       if (this.pollOnce() > 0) {
         // Busy: stay synchronous, but let timers and signal handlers run now and then.
-        const now = performance.now();
-        if (now - lastYield > 20) {
-          await new Promise((resolve) => setTimeout(resolve, 0));
+        if (performance.now() - lastYield > BUSY_YIELD_MS) {
+          await eventLoopTurn();
           lastYield = performance.now();
         }
         continue;
       }
-      const broken = await waitForFrames(this.links, 200);
-      if (broken.length > 0) {
+      if (canSpin && this.spin.spin(framesWait)) continue;
+      let gone: FrameLink[];
+      const blocked = blockForFrames(links, IDLE_BLOCK_MS);
+      if (blocked) {
+        gone = blocked.gone;
+        if (!blocked.ready || performance.now() - lastYield > BUSY_YIELD_MS) {
+          await eventLoopTurn();
+          lastYield = performance.now();
+        }
+      } else {
+        // In-memory links have no descriptor: wait for them off the thread.
+        gone = await waitForFrames(links, 200);
+        lastYield = performance.now();
+      }
+      if (gone.length > 0) {
         // The interface went away: stop, as vblade exits on a network read error.
         this.failure = new Error(
-          `network interface ${broken.map((l) => l.name).join(", ")} went away`,
+          `network interface ${gone.map((l) => l.name).join(", ")} went away`,
         );
         this.#running = false;
       }
-      lastYield = performance.now();
     }
   }
 
@@ -182,6 +212,7 @@ export class TargetServer {
   stats(): Record<string, unknown> {
     return {
       dispatch: { ...this.counters },
+      spin: { ...this.spin.counters, budgetUs: this.spin.budgetUs },
       links: Object.fromEntries(this.links.map((link) => [link.name, { ...link.counters }])),
       interfaces: Object.fromEntries(
         this.links.map((link) => [link.name, { ...this.#interface(link) }]),
