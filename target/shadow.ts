@@ -25,6 +25,8 @@ import { type BackingStore, FileStore } from "./backing.ts";
 export const MAP_HEADER_BYTES = 4096;
 /** Sectors the merge copies per step (then fdatasync, then clears their bits). */
 export const MERGE_STEP_SECTORS = 2048;
+/** Milliseconds of merging per timer turn before frames get the thread back. */
+export const MERGE_SLICE_MS = 4;
 const MAGIC = "AOESHDW1";
 
 /** Where the export is. */
@@ -217,39 +219,48 @@ export class ShadowStore implements BackingStore {
     const buffer = new Uint8Array(MERGE_STEP_SECTORS * SECTOR_SIZE);
     const step = () => {
       this.#mergeTimer = undefined;
+      // Several steps per timer, for a few milliseconds: the target's idle loop
+      // gives timers a turn only every IDLE_BLOCK_MS (target/server.ts).
+      const started = performance.now();
       try {
-        const end = Math.min(this.sectors, cursor + MERGE_STEP_SECTORS);
-        const copied: [number, number][] = [];
-        let s = cursor;
-        while (s < end) {
-          if (!this.#has(s)) {
-            s++;
-            continue;
+        for (;;) {
+          const end = Math.min(this.sectors, cursor + MERGE_STEP_SECTORS);
+          const copied: [number, number][] = [];
+          let s = cursor;
+          while (s < end) {
+            if (!this.#has(s)) {
+              s++;
+              continue;
+            }
+            let run = 1;
+            while (s + run < end && this.#has(s + run)) run++;
+            const view = buffer.subarray(0, run * SECTOR_SIZE);
+            if (this.#shadow!.read(view, s, run) !== run) {
+              throw new Error("merge: shadow read failed");
+            }
+            if (this.image.write(view, s, run) !== run) {
+              throw new Error("merge: image write failed");
+            }
+            copied.push([s, run]);
+            s += run;
           }
-          let run = 1;
-          while (s + run < end && this.#has(s + run)) run++;
-          const view = buffer.subarray(0, run * SECTOR_SIZE);
-          if (this.#shadow!.read(view, s, run) !== run) {
-            throw new Error("merge: shadow read failed");
+          if (copied.length > 0) {
+            // The image holds the data durably before the map says so.
+            if (!this.image.flush()) throw new Error("merge: flush of the image failed");
+            for (const [lba, run] of copied) {
+              this.#mark(lba, run, false);
+              this.merged += run;
+            }
           }
-          if (this.image.write(view, s, run) !== run) throw new Error("merge: image write failed");
-          copied.push([s, run]);
-          s += run;
-        }
-        if (copied.length > 0) {
-          // The image holds the data durably before the map says so.
-          if (!this.image.flush()) throw new Error("merge: flush of the image failed");
-          for (const [lba, run] of copied) {
-            this.#mark(lba, run, false);
-            this.merged += run;
+          cursor = end;
+          if (cursor < this.sectors) {
+            if (performance.now() - started < MERGE_SLICE_MS) continue;
+            this.#mergeTimer = setTimeout(step, 0);
+            return;
           }
-        }
-        cursor = end;
-        if (cursor < this.sectors) {
-          this.#mergeTimer = setTimeout(step, 0);
+          this.#finishMerge();
           return;
         }
-        this.#finishMerge();
       } catch (error) {
         // Stay merging: reads and writes still see the right data; the next unfreeze retries.
         const merge = this.#merge!;
