@@ -15,8 +15,8 @@ import { Driver } from "../driver/driver.ts";
 import { DEFAULT_PARAMS } from "../driver/params.ts";
 import { driverPaths } from "../driver/paths.ts";
 import { inNetns, openLink } from "../link/mod.ts";
-import { TestNet } from "../tests/helpers/netns.ts";
-import { Daemon } from "../tests/helpers/procs.ts";
+import { TestNet } from "../testing/netns.ts";
+import { Daemon } from "../testing/procs.ts";
 import { targetArgv } from "./targets.ts";
 
 const { values } = parseArgs({

@@ -32,8 +32,8 @@ import {
   writeLba,
   writeTag,
 } from "../wire/mod.ts";
-import { TestNet } from "../tests/helpers/netns.ts";
-import { Daemon } from "../tests/helpers/procs.ts";
+import { TestNet } from "../testing/netns.ts";
+import { Daemon } from "../testing/procs.ts";
 import { targetArgv } from "./targets.ts";
 
 const { values } = parseArgs({

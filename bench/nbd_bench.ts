@@ -23,8 +23,8 @@ import { driverPaths } from "../driver/paths.ts";
 import { inNetns, openLink } from "../link/mod.ts";
 import { driverExports } from "../nbd/bridge.ts";
 import { NbdServer } from "../nbd/server.ts";
-import { TestNet } from "../tests/helpers/netns.ts";
-import { aoeCommand, Daemon } from "../tests/helpers/procs.ts";
+import { TestNet } from "../testing/netns.ts";
+import { aoeCommand, Daemon } from "../testing/procs.ts";
 
 const { values } = parseArgs({
   options: {

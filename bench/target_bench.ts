@@ -30,8 +30,8 @@ import { parseArgs } from "node:util";
 import { cpuSeconds } from "./cpu.ts";
 import { inNetns, RingLink } from "../link/mod.ts";
 import { sectorsPerFrame } from "../wire/mod.ts";
-import { TestNet } from "../tests/helpers/netns.ts";
-import { Daemon } from "../tests/helpers/procs.ts";
+import { TestNet } from "../testing/netns.ts";
+import { Daemon } from "../testing/procs.ts";
 import { targetArgv } from "./targets.ts";
 import { type LoadOptions, type LoadResult, runLoad } from "./loadgen.ts";
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { aoeCommand } from "../tests/helpers/procs.ts";
+import { aoeCommand } from "../testing/procs.ts";
 
 /** Buffer count every benchmarked target advertises (-b). */
 export const BENCH_BUFFERS = 64;

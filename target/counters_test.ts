@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TestClient } from "../tests/helpers/client.ts";
+import { TestClient } from "../testing/client.ts";
 import { MemorySegment } from "../link/mod.ts";
 import { AtaOp } from "../wire/mod.ts";
 import { MemoryStore } from "./backing.ts";

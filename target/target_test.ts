@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { MemorySegment } from "../link/mod.ts";
-import { TestClient } from "../tests/helpers/client.ts";
+import { TestClient } from "../testing/client.ts";
 import {
   AoeError,
   AtaOp,

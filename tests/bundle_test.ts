@@ -5,9 +5,9 @@
  * re-executes, and the NBD bridge.
  */
 import assert from "node:assert/strict";
-import { TestInitiator } from "./helpers/initiator.ts";
-import { Daemon, PROJECT_ROOT } from "./helpers/procs.ts";
-import { sparseFile, withNet } from "./helpers/target.ts";
+import { TestInitiator } from "../testing/initiator.ts";
+import { Daemon, PROJECT_ROOT } from "../testing/procs.ts";
+import { sparseFile, withNet } from "../testing/target.ts";
 
 Deno.test("bundle: the bundled aoe serves a target, loads the driver and exports over NBD", {
   sanitizeOps: false,

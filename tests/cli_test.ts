@@ -3,9 +3,9 @@
  * explains, the daemon form detaches and serves.
  */
 import assert from "node:assert/strict";
-import { aoeCommand } from "./helpers/procs.ts";
-import type { TestNet } from "./helpers/netns.ts";
-import { withNet, writePatternFile } from "./helpers/target.ts";
+import { aoeCommand } from "../testing/procs.ts";
+import type { TestNet } from "../testing/netns.ts";
+import { withNet, writePatternFile } from "../testing/target.ts";
 
 async function aoe(...args: string[]) {
   const argv = aoeCommand(...args);

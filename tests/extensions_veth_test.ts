@@ -8,10 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { AtaOp, Command, encodeAta, readTag, SECTOR_SIZE } from "../wire/mod.ts";
-import { randomBytes, sha256, TestInitiator } from "./helpers/initiator.ts";
-import { Daemon } from "./helpers/procs.ts";
-import { clientIn, sparseFile, startTarget, withNet } from "./helpers/target.ts";
-import type { TestClient } from "./helpers/client.ts";
+import { randomBytes, sha256, TestInitiator } from "../testing/initiator.ts";
+import { Daemon } from "../testing/procs.ts";
+import { clientIn, sparseFile, startTarget, withNet } from "../testing/target.ts";
+import type { TestClient } from "../testing/client.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -19,7 +19,7 @@ import {
   startTarget,
   withNet,
   writePatternFile,
-} from "./helpers/target.ts";
+} from "../testing/target.ts";
 
 const FRAMES = 100_000;
 

@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { AtaOp, Command, encodeAta, encodeHeader } from "../wire/mod.ts";
-import { randomBytes, sha256, TestInitiator } from "./helpers/initiator.ts";
-import type { TestNet } from "./helpers/netns.ts";
-import { Daemon, PROJECT_ROOT } from "./helpers/procs.ts";
-import { clientIn, sparseFile, startTarget, withNet } from "./helpers/target.ts";
+import { randomBytes, sha256, TestInitiator } from "../testing/initiator.ts";
+import type { TestNet } from "../testing/netns.ts";
+import { Daemon, PROJECT_ROOT } from "../testing/procs.ts";
+import { clientIn, sparseFile, startTarget, withNet } from "../testing/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

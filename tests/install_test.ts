@@ -9,7 +9,7 @@ import { EXPORT_KEYS, parseConfig, SERVICE_KEYS } from "../target/config_file.ts
 import { TARGET_HELP } from "../target/options.ts";
 import { TARGET_CTL_HELP } from "../cli/target_ctl_command.ts";
 import { TARGET_SERVICE_HELP } from "../cli/target_service_command.ts";
-import { aoeCommand, PROJECT_ROOT } from "./helpers/procs.ts";
+import { aoeCommand, PROJECT_ROOT } from "../testing/procs.ts";
 
 const UNITS = ["aoe-targets.service", "aoe-target@.service", "aoe-initiator.service"];
 const PAGES = ["aoe.8", "aoe-target.8", "aoe-targets.conf.5"];

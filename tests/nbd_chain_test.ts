@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { randomBytes, sha256, TestInitiator } from "./helpers/initiator.ts";
-import { Daemon } from "./helpers/procs.ts";
-import { sparseFile, startTarget, withNet } from "./helpers/target.ts";
+import { randomBytes, sha256, TestInitiator } from "../testing/initiator.ts";
+import { Daemon } from "../testing/procs.ts";
+import { sparseFile, startTarget, withNet } from "../testing/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

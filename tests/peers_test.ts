@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { AtaOp, Command, ConfigCommand, encodeMask, encodeReserve } from "../wire/mod.ts";
-import { Daemon } from "./helpers/procs.ts";
-import { clientIn, startTarget, withNet, writePatternFile } from "./helpers/target.ts";
+import { Daemon } from "../testing/procs.ts";
+import { clientIn, startTarget, withNet, writePatternFile } from "../testing/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

@@ -18,12 +18,12 @@ import {
   encodeMask,
   MaskCommand,
 } from "../wire/mod.ts";
-import type { TestClient } from "./helpers/client.ts";
-import type { TestNet } from "./helpers/netns.ts";
-import { TestInitiator } from "./helpers/initiator.ts";
+import type { TestClient } from "../testing/client.ts";
+import type { TestNet } from "../testing/netns.ts";
+import { TestInitiator } from "../testing/initiator.ts";
 import { NbdAttr, NbdCmd, parseMessages, resizeMessage } from "../nbd/netlink.ts";
-import { aoeCommand, Daemon } from "./helpers/procs.ts";
-import { clientIn, patternSectors, withNet, writePatternFile } from "./helpers/target.ts";
+import { aoeCommand, Daemon } from "../testing/procs.ts";
+import { clientIn, patternSectors, withNet, writePatternFile } from "../testing/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

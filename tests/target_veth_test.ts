@@ -22,7 +22,7 @@ import {
   startTarget,
   withNet,
   writePatternFile,
-} from "./helpers/target.ts";
+} from "../testing/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

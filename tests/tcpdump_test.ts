@@ -8,9 +8,9 @@
 
 import assert from "node:assert/strict";
 import { AtaOp } from "../wire/mod.ts";
-import { aoeCommand, Daemon } from "./helpers/procs.ts";
-import { clientIn, withNet, writePatternFile } from "./helpers/target.ts";
-import type { TestNet } from "./helpers/netns.ts";
+import { aoeCommand, Daemon } from "../testing/procs.ts";
+import { clientIn, withNet, writePatternFile } from "../testing/target.ts";
+import type { TestNet } from "../testing/netns.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

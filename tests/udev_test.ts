@@ -1,6 +1,6 @@
 /** The udev rules and their installer. (The rules meet a real udevd in the kernel VM tests.) */
 import assert from "node:assert/strict";
-import { PROJECT_ROOT } from "./helpers/procs.ts";
+import { PROJECT_ROOT } from "../testing/procs.ts";
 
 Deno.test("udev: the installer copies the rules and the uninstaller removes them", async () => {
   const dir = Deno.makeTempDirSync();

@@ -5,8 +5,8 @@
  * initiator attaches its devices to the guest's nbd driver, named by udev.
  */
 import assert from "node:assert/strict";
-import { aoeCommand, PROJECT_ROOT } from "./helpers/procs.ts";
-import { tempDir } from "./helpers/target.ts";
+import { aoeCommand, PROJECT_ROOT } from "../testing/procs.ts";
+import { tempDir } from "../testing/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

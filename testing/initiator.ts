@@ -5,8 +5,8 @@
  * @module
  */
 
-import { ask } from "../../driver/daemon.ts";
-import { driverPaths } from "../../driver/paths.ts";
+import { ask } from "../driver/daemon.ts";
+import { driverPaths } from "../driver/paths.ts";
 import type { TestNet } from "./netns.ts";
 import { aoeCommand } from "./procs.ts";
 

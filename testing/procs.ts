@@ -5,7 +5,7 @@
  * @module
  */
 
-const here = new URL("../../", import.meta.url).pathname;
+const here = new URL("../", import.meta.url).pathname;
 
 /** The project's root directory. */
 export const PROJECT_ROOT: string = here;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { FrameLink } from "../../link/mod.ts";
+import type { FrameLink } from "../link/mod.ts";
 import {
   AOE_VERSION,
   AtaFlag,
@@ -17,7 +17,7 @@ import {
   encodeRequestHeader,
   readMac,
   readTag,
-} from "../../wire/mod.ts";
+} from "../wire/mod.ts";
 
 /** A reply: a copy of its bytes. */
 export type Reply = Uint8Array;

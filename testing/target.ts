@@ -4,7 +4,7 @@
  * @module
  */
 
-import { inNetns, PacketLink } from "../../link/mod.ts";
+import { inNetns, PacketLink } from "../link/mod.ts";
 import { TestClient } from "./client.ts";
 import { TestNet } from "./netns.ts";
 import { aoeCommand, Daemon } from "./procs.ts";
