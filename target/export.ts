@@ -18,9 +18,11 @@ import {
   Command,
   CONFIG_HEADER_LENGTH,
   ConfigCommand,
+  configLengthFor,
   decodeReserve,
   DIRECTIVE_LENGTH,
   DirectiveCommand,
+  directivesFor,
   encodeConfig,
   encodeHeader,
   encodeIdentify,
@@ -47,6 +49,7 @@ import {
   readSource,
   RESERVE_HEADER_LENGTH,
   ReserveCommand,
+  reserveMacsFor,
   sectorsPerFrame,
   setAoeError,
 } from "../wire/mod.ts";
@@ -126,6 +129,12 @@ export class Export {
   readonly masks: number[];
   /** The reserve list; empty means not reserved. */
   reservations: number[] = [];
+  /**
+   * The smallest MTU of the interfaces this export is served on, kept current
+   * by its server: a config string, mask list or reserve list is taken only if
+   * a reply carrying it fits every one of them (docs/protocol.md §5-§7).
+   */
+  smallestMtu = Infinity;
   /** What this export counted. */
   readonly counters: ExportCounters = {
     ata: 0,
@@ -327,6 +336,7 @@ export class Export {
       return;
     }
     let error = 0;
+    const tooLong = stringLength > configLengthFor(this.smallestMtu);
     switch (ccmd) {
       case ConfigCommand.read:
         break;
@@ -343,6 +353,10 @@ export class Export {
         }
         break;
       case ConfigCommand.set:
+        if (tooLong) {
+          error = AoeError.badArgument;
+          break;
+        }
         // Set only if empty; setting the same string again succeeds, as in vblade.
         if (
           this.#configLength > 0 &&
@@ -354,7 +368,8 @@ export class Export {
         this.#setConfig(given);
         break;
       case ConfigCommand.forceSet:
-        this.#setConfig(given);
+        if (tooLong) error = AoeError.badArgument;
+        else this.#setConfig(given);
         break;
       default:
         error = AoeError.badArgument;
@@ -362,9 +377,14 @@ export class Export {
     const reply = link.txSlot();
     reply.set(request.subarray(0, HEADER_LENGTH));
     makeResponseHeader(reply, this.#identity(link));
+    const answer = this.#configReply(link, ccmd);
+    if (answer.config.length > configLengthFor(link.mtu)) {
+      // Kept while a larger interface served it alone: this one cannot carry it (§5).
+      error = AoeError.badArgument;
+      answer.config = answer.config.subarray(0, 0);
+    }
     if (error) setAoeError(reply, error);
-    const n = encodeConfig(reply, this.#configReply(link, ccmd));
-    link.commit(n);
+    link.commit(encodeConfig(reply, answer));
   }
 
   #configReply(link: FrameLink, ccmd: number) {
@@ -410,8 +430,10 @@ export class Export {
         let failure = 0;
         if (dcmd === DirectiveCommand.add) {
           if (!this.masks.includes(mac)) {
-            if (this.masks.length >= MAX_MASKS) failure = MaskError.listFull;
-            else this.masks.push(mac);
+            // Full at 32, or when a reply listing one more would not fit every interface (§6).
+            if (this.masks.length >= Math.min(MAX_MASKS, directivesFor(this.smallestMtu))) {
+              failure = MaskError.listFull;
+            } else this.masks.push(mac);
           }
         } else if (dcmd === DirectiveCommand.delete) {
           const index = this.masks.indexOf(mac);
@@ -425,6 +447,11 @@ export class Export {
           return;
         }
       }
+    }
+    if (this.masks.length > directivesFor(link.mtu)) {
+      setAoeError(reply, AoeError.badArgument);
+      link.commit(encodeMask(reply, { mcmd, merror: MaskError.unspecified, directives: [] }));
+      return;
     }
     const directives: MaskDirective[] = this.masks.map((mac) => ({
       dcmd: DirectiveCommand.none,
@@ -452,13 +479,22 @@ export class Export {
         setAoeError(reply, AoeError.targetReserved);
       } else {
         try {
-          this.reservations = decodeReserve(request, length).macs;
+          const macs = decodeReserve(request, length).macs;
+          // A list whose reply would not fit every interface is refused, not kept (§7).
+          if (macs.length > reserveMacsFor(this.smallestMtu)) {
+            setAoeError(reply, AoeError.badArgument);
+          } else this.reservations = macs;
         } catch {
           setAoeError(reply, AoeError.badArgument);
         }
       }
     } else if (rcmd !== ReserveCommand.read) {
       setAoeError(reply, AoeError.badArgument);
+    }
+    if (this.reservations.length > reserveMacsFor(link.mtu)) {
+      setAoeError(reply, AoeError.badArgument);
+      link.commit(encodeReserve(reply, { rcmd, macs: [] }));
+      return;
     }
     link.commit(encodeReserve(reply, { rcmd, macs: this.reservations }));
   }
@@ -483,7 +519,10 @@ export class Export {
         command: Command.config,
         tag: 0,
       });
-      link.commit(encodeConfig(frame, this.#configReply(link, ConfigCommand.read)));
+      const answer = this.#configReply(link, ConfigCommand.read);
+      // A string this interface cannot carry is not announced on it (§5).
+      if (answer.config.length > configLengthFor(link.mtu)) answer.config = new Uint8Array(0);
+      link.commit(encodeConfig(frame, answer));
     }
     link.flush();
   }

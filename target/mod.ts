@@ -12,7 +12,7 @@ import { TargetServer } from "./server.ts";
 
 export { type BackingStore, FileStore, MemoryStore, NullStore } from "./backing.ts";
 export { Export, type ExportCounters, FIRMWARE_VERSION } from "./export.ts";
-export { type DispatchCounters, TargetServer } from "./server.ts";
+export { type DispatchCounters, TargetServer, type TargetServerOptions } from "./server.ts";
 export {
   type ExportSpec,
   parseTargetArgs,

@@ -19,7 +19,7 @@ import type { FrameLink } from "../link/types.ts";
 import { blockForFrames, waitForFrames } from "../link/wait.ts";
 import { eventLoopTurn } from "../reactor/poll.ts";
 import { AdaptiveSpin } from "../reactor/spin.ts";
-import { checkHeader, readShelf, readSlot } from "../wire/mod.ts";
+import { checkHeader, Command, readCommand, readShelf, readSlot } from "../wire/mod.ts";
 import type { Export } from "./export.ts";
 
 /** Frames dropped before any export saw them. */
@@ -34,6 +34,14 @@ export interface DispatchCounters {
   badVersion: number;
   /** Addressed to a shelf.slot no export has. */
   notForUs: number;
+  /** Frames whose handling threw: dropped, the first of each kind logged (docs/protocol.md §9). */
+  failed: number;
+}
+
+/** How to create a {@link TargetServer}. */
+export interface TargetServerOptions {
+  /** Where the one line about the first failed frame of each kind goes (default: stderr). */
+  log?: (message: string) => void;
 }
 
 /** Dispatch counters of one interface, and the largest batch it received. */
@@ -63,6 +71,7 @@ export class TargetServer {
     responses: 0,
     badVersion: 0,
     notForUs: 0,
+    failed: 0,
   };
   /** Per interface (ggaoed's view): frames dropped by reason, peak batch. */
   readonly interfaceCounters = new Map<FrameLink, InterfaceCounters>();
@@ -75,14 +84,24 @@ export class TargetServer {
   #stopped: Promise<void> | undefined;
   /** The spin before sleeping (`AOE_SPIN_US` sets its limit; 0 never spins). */
   readonly spin = new AdaptiveSpin();
+  #log: (message: string) => void;
+  /** Kinds of failure already logged. */
+  #failuresLogged = new Set<string>();
 
   /**
    * A server that does nothing until {@link run}.
    *
    * @param exports the shelf.slots served
    * @param links the interfaces
+   * @param options where failures are logged
    */
-  constructor(readonly exports: readonly Export[], readonly links: readonly FrameLink[]) {}
+  constructor(
+    readonly exports: readonly Export[],
+    readonly links: readonly FrameLink[],
+    options: TargetServerOptions = {},
+  ) {
+    this.#log = options.log ?? ((message) => console.error(message));
+  }
 
   /** Sends every export's start-up advertisement on every link. */
   announce(): void {
@@ -91,8 +110,30 @@ export class TargetServer {
     }
   }
 
-  /** Handles one received frame. */
+  /**
+   * Handles one received frame. Whatever goes wrong while handling it is
+   * counted (`failed`), logged once per kind, and the frame dropped: no frame
+   * ends the process (docs/protocol.md §9).
+   */
   dispatch(frame: Uint8Array, length: number, link: FrameLink): void {
+    try {
+      this.#dispatch(frame, length, link);
+    } catch (error) {
+      this.counters.failed++;
+      const e = error instanceof Error ? error : new Error(String(error));
+      const kind = `${e.name}:${(e as { kind?: string }).kind ?? ""}:${frame[19]}`;
+      if (!this.#failuresLogged.has(kind)) {
+        this.#failuresLogged.add(kind);
+        this.#log(
+          `aoe target: dropped a frame (command ${frame[19]}) on ${link.name}: ${e.name}: ${
+            e.message.split("\n")[0]
+          } (further ones of this kind are only counted: dispatch.failed)`,
+        );
+      }
+    }
+  }
+
+  #dispatch(frame: Uint8Array, length: number, link: FrameLink): void {
     this.counters.received++;
     const perLink = this.#interface(link);
     const problem = checkHeader(frame, length, false);
@@ -112,8 +153,10 @@ export class TargetServer {
     const shelf = readShelf(frame);
     const slot = readSlot(frame);
     let answered = false;
+    const command = readCommand(frame);
     for (const device of this.exports) {
       if (!device.matches(shelf, slot) || !device.servesOn(link.name)) continue;
+      if (command !== Command.ata) device.smallestMtu = this.#smallestMtu(device);
       device.traffic.arrived(this.#batch);
       device.handle(frame, length, link);
       answered = true;
@@ -122,6 +165,13 @@ export class TargetServer {
       this.counters.notForUs++;
       perLink.notForUs++;
     }
+  }
+
+  /** The smallest MTU among the links `device` is served on. */
+  #smallestMtu(device: Export): number {
+    let mtu = Infinity;
+    for (const link of this.links) if (device.servesOn(link.name) && link.mtu < mtu) mtu = link.mtu;
+    return mtu;
   }
 
   #interface(link: FrameLink): InterfaceCounters {

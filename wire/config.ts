@@ -5,11 +5,17 @@
  */
 
 import { requireLength, WireError } from "./errors.ts";
+import { frameLengthFor } from "./header.ts";
 
 /** Headers plus the fixed part of the QC argument. */
 export const CONFIG_HEADER_LENGTH = 32;
 /** Longest config string. */
 export const MAX_CONFIG_LENGTH = 1024;
+
+/** The longest config string a Query Config reply fits in a frame of an interface with this MTU (docs/protocol.md §5). */
+export function configLengthFor(mtu: number): number {
+  return Math.max(0, Math.min(MAX_CONFIG_LENGTH, frameLengthFor(mtu) - CONFIG_HEADER_LENGTH));
+}
 
 /** QC sub-commands (CCmd). */
 export const ConfigCommand = { read: 0, test: 1, testPrefix: 2, set: 3, forceSet: 4 } as const;

@@ -7,12 +7,19 @@
 import { requireLength, WireError } from "./errors.ts";
 import { readMac, writeMac } from "./mac.ts";
 
+/** The largest frame an interface of this MTU sends or receives: the MTU plus the Ethernet header (docs/protocol.md §1). */
+export function frameLengthFor(mtu: number): number {
+  return mtu + ETHERNET_HEADER_LENGTH;
+}
+
 /** AoE's ethertype. */
 export const AOE_ETHERTYPE = 0x88a2;
 /** Protocol version carried in the high nibble of byte 14. */
 export const AOE_VERSION = 1;
 /** Bytes of Ethernet header plus AoE common header. */
 export const HEADER_LENGTH = 24;
+/** Bytes of the Ethernet header (destination, source, ethertype): a frame is this plus the MTU. */
+export const ETHERNET_HEADER_LENGTH = 14;
 /** Broadcast shelf (major). */
 export const BROADCAST_SHELF = 0xffff;
 /** Broadcast slot (minor). */

@@ -6,11 +6,20 @@
 
 import { requireLength, WireError } from "./errors.ts";
 import { readMac, writeMac } from "./mac.ts";
+import { frameLengthFor } from "./header.ts";
 
 /** Headers plus the fixed part of the MAC mask argument. */
 export const MASK_HEADER_LENGTH = 28;
 /** Bytes per directive. */
 export const DIRECTIVE_LENGTH = 8;
+
+/** The most directives a MAC Mask reply fits in a frame of an interface with this MTU (docs/protocol.md §6). */
+export function directivesFor(mtu: number): number {
+  return Math.max(
+    0,
+    Math.min(255, Math.floor((frameLengthFor(mtu) - MASK_HEADER_LENGTH) / DIRECTIVE_LENGTH)),
+  );
+}
 
 /** MCmd values. */
 export const MaskCommand = { read: 0, edit: 1 } as const;

@@ -6,9 +6,19 @@
 
 import { requireLength, WireError } from "./errors.ts";
 import { readMac, writeMac } from "./mac.ts";
+import { frameLengthFor } from "./header.ts";
 
 /** Headers plus the fixed part of the reserve/release argument. */
 export const RESERVE_HEADER_LENGTH = 26;
+
+/** The most MACs a reserve list may hold: 255 (one count byte). */
+export const MAX_RESERVE_MACS = 255;
+
+/** The most reserve-list MACs a reply fits in a frame of an interface with this MTU (docs/protocol.md §7). */
+export function reserveMacsFor(mtu: number): number {
+  const fit = Math.floor((frameLengthFor(mtu) - RESERVE_HEADER_LENGTH) / 6);
+  return Math.max(0, Math.min(MAX_RESERVE_MACS, fit));
+}
 
 /** RCmd values. */
 export const ReserveCommand = { read: 0, set: 1, forceSet: 2 } as const;
