@@ -37,6 +37,15 @@ export interface AtaDevice {
   readonly store: BackingStore;
   /** 512 bytes of IDENTIFY data, kept current by the export. */
   readonly identify: Uint8Array;
+  /**
+   * A flush of the store failed: writes acknowledged before it may be lost.
+   * Set here, cleared only by opening the export again (as the kernel's
+   * errseq_t): every later FLUSH CACHE, and every write of a write-through
+   * (-s) export, fails with ABRT (docs/protocol.md §3).
+   */
+  flushFailed: boolean;
+  /** Called once, when {@link flushFailed} becomes true. */
+  onFlushFailure?(): void;
 }
 
 const FAILED = AtaStatus.ready | AtaStatus.error;
@@ -93,6 +102,11 @@ export function executeAta(device: AtaDevice, exchange: AtaExchange): number {
         return ATA_HEADER_LENGTH;
       }
       if (isWrite) {
+        if (device.flushFailed && store.writeThrough) {
+          // A durable write cannot be promised while earlier ones may be lost.
+          setRegisters(reply, FAILED, AtaErrorBit.abort, count);
+          return ATA_HEADER_LENGTH;
+        }
         const done = count === 0 ? 0 : store.write(request.subarray(ATA_HEADER_LENGTH), lba, count);
         if (done !== count) setRegisters(reply, FAILED, AtaErrorBit.abort, count - done);
         else setRegisters(reply, AtaStatus.ready, 0, 0);
@@ -113,8 +127,16 @@ export function executeAta(device: AtaDevice, exchange: AtaExchange): number {
       return ATA_HEADER_LENGTH + IDENTIFY_LENGTH;
     case AtaOp.flushCache:
     case AtaOp.flushCacheExt:
-      if (store.flush()) setRegisters(reply, AtaStatus.ready, 0, 0);
-      else setRegisters(reply, FAILED, AtaErrorBit.abort, 0);
+      // Once failed, always failed: a later fdatasync that succeeds does not
+      // bring back what the failed one lost (docs/protocol.md §3).
+      if (!device.flushFailed && store.flush()) setRegisters(reply, AtaStatus.ready, 0, 0);
+      else {
+        if (!device.flushFailed) {
+          device.flushFailed = true;
+          device.onFlushFailure?.();
+        }
+        setRegisters(reply, FAILED, AtaErrorBit.abort, 0);
+      }
       return ATA_HEADER_LENGTH;
     case AtaOp.checkPowerMode:
       setRegisters(reply, AtaStatus.ready, 0, 0xff); // 0xff: active or idle

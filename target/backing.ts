@@ -147,7 +147,7 @@ export class FileStore implements BackingStore {
 export class MemoryStore implements BackingStore {
   /** The sectors' bytes. */
   readonly data: Uint8Array;
-  readonly writeThrough = true;
+  readonly writeThrough: boolean;
   readonly canTrim = true;
   /** FLUSH calls seen. */
   flushes = 0;
@@ -156,10 +156,14 @@ export class MemoryStore implements BackingStore {
    * A zeroed store.
    *
    * @param sectors capacity
-   * @param options read-only or not
+   * @param options read-only or not; write-through (as -s, the default) or with a write cache
    */
-  constructor(readonly sectors: number, readonly options: { readOnly?: boolean } = {}) {
+  constructor(
+    readonly sectors: number,
+    readonly options: { readOnly?: boolean; writeThrough?: boolean } = {},
+  ) {
     this.data = new Uint8Array(sectors * SECTOR_SIZE);
+    this.writeThrough = options.writeThrough ?? true;
   }
 
   /** Whether writes are refused. */

@@ -90,6 +90,8 @@ export interface ExportCounters {
   configSilent: number;
   /** ATA replies with an error status or an AoE error. */
   ataErrors: number;
+  /** FLUSH CACHE and durable writes refused because a flush of the store failed (§3). */
+  flushFailures: number;
 }
 
 /** How to create an {@link Export}. */
@@ -109,6 +111,8 @@ export interface ExportOptions {
   config?: Uint8Array;
   /** What the AoEx extensions allow and force (docs/extensions.md). */
   extensions?: ExtensionPolicy;
+  /** Where the line about a failed flush goes (default: stderr). */
+  log?: (message: string) => void;
 }
 
 /** One AoE shelf.slot served by a target. */
@@ -149,7 +153,10 @@ export class Export {
     malformed: 0,
     configSilent: 0,
     ataErrors: 0,
+    flushFailures: 0,
   };
+  /** A flush of the store failed; cleared only by opening the export again (target/ata.ts). */
+  flushFailed = false;
   /** Declarations, tag tracking and CRC of initiators that asked for them (docs/extensions.md). */
   readonly extensions: ExtensionTable;
   /** Requests by kind, bytes, errors by kind, retransmissions, outstanding (target/counters.ts). */
@@ -163,6 +170,7 @@ export class Export {
   };
   #config = new Uint8Array(MAX_CONFIG_LENGTH);
   #configLength = 0;
+  #log: (message: string) => void;
 
   /**
    * An export with its IDENTIFY data built from the store.
@@ -175,6 +183,7 @@ export class Export {
     this.store = options.store;
     this.bufferCount = options.bufferCount;
     this.interfaces = options.interfaces;
+    this.#log = options.log ?? ((message) => console.error(message));
     this.masks = [...(options.masks ?? [])].slice(0, MAX_MASKS);
     if (options.config) this.#setConfig(options.config.subarray(0, MAX_CONFIG_LENGTH));
     this.extensions = new ExtensionTable(options.extensions);
@@ -221,6 +230,13 @@ export class Export {
   /** The current config string. */
   get config(): Uint8Array {
     return this.#config.subarray(0, this.#configLength);
+  }
+
+  /** Logs the failed flush; every later FLUSH CACHE fails until the export is opened again. */
+  onFlushFailure(): void {
+    this.#log(
+      `aoe target: ${this.name}: flush of the store failed: acknowledged writes may be lost; every later FLUSH CACHE fails until the export is reopened`,
+    );
   }
 
   /** Whether this export answers a request addressed to shelf.slot (broadcast included). */
@@ -312,6 +328,9 @@ export class Export {
     exchange.reply = reply;
     exchange.maxSectors = Math.min(255, sectorsPerFrame(link.mtu));
     let n = executeAta(this, exchange);
+    if (this.flushFailed && refusedWhenFlushFailed(command, this.store.writeThrough)) {
+      this.counters.flushFailures++;
+    }
     if (session) n = this.extensions.finishAta(session, request, reply, n);
     this.traffic.ata(request, reply, n, readSource(request));
     if (readAtaStatus(reply) & AtaStatus.error || isError(reply)) this.counters.ataErrors++;
@@ -526,6 +545,12 @@ export class Export {
     }
     link.flush();
   }
+}
+
+/** FLUSH CACHE, or a write of a write-through store: what a failed flush makes fail (target/ata.ts). */
+function refusedWhenFlushFailed(command: number, writeThrough: boolean): boolean {
+  if (command === AtaOp.flushCache || command === AtaOp.flushCacheExt) return true;
+  return writeThrough && (command === AtaOp.writeSectors || command === AtaOp.writeSectorsExt);
 }
 
 function startsWith(whole: Uint8Array, part: Uint8Array): boolean {

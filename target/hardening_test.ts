@@ -127,3 +127,91 @@ Deno.test("item 1: a frame whose handling throws is dropped, counted, logged onc
     assert.ok(r, "still serving");
   }, { store: new ThrowingStore(64) });
 });
+
+/** A store whose first flush fails (EIO from fdatasync), later ones succeed. */
+class FlushFailsOnce extends MemoryStore {
+  failures = 0;
+  constructor(sectors: number, writeThrough: boolean) {
+    super(sectors, { writeThrough });
+  }
+  override flush(): boolean {
+    super.flush();
+    if (this.flushes === 1) {
+      this.failures++;
+      return false;
+    }
+    return true;
+  }
+}
+
+/** One export on one 1500-byte segment with a client. */
+async function oneExport(
+  store: MemoryStore,
+  fn: (client: TestClient, device: Export, logged: string[]) => Promise<void>,
+): Promise<void> {
+  const segment = new MemorySegment({ mtu: 1500 });
+  const link = segment.attach(TARGET_MAC, "eth0");
+  const logged: string[] = [];
+  const device = new Export({
+    shelf: 9,
+    slot: 0,
+    store,
+    bufferCount: 16,
+    log: (m) => logged.push(m),
+  });
+  const server = new TargetServer([device], [link]);
+  const client = new TestClient(segment.attach(SMALL_CLIENT, "c0"), TARGET_MAC);
+  const running = server.run();
+  try {
+    await fn(client, device, logged);
+  } finally {
+    await server.stop();
+    link.close();
+  }
+  await running;
+}
+
+Deno.test("fdatasync latch: after one failed FLUSH CACHE every later one fails until the export is reopened", async () => {
+  const store = new FlushFailsOnce(64, false);
+  const data = new Uint8Array(512).fill(7);
+  await oneExport(store, async (client, device, logged) => {
+    const w = await client.ata(9, 0, { command: AtaOp.writeSectorsExt, lba: 2, count: 1, data });
+    assert.equal(w![27], 0x40);
+    const first = await client.ata(9, 0, { command: AtaOp.flushCacheExt });
+    assert.equal(first![27], 0x41, "the failed flush is reported");
+    assert.equal(first![25], 0x04, "ABRT");
+    for (const command of [AtaOp.flushCacheExt, AtaOp.flushCache]) {
+      const later = await client.ata(9, 0, { command });
+      assert.equal(later![27], 0x41, "a later flush still fails although fdatasync would succeed");
+      assert.equal(later![25], 0x04);
+    }
+    const cached = await client.ata(9, 0, {
+      command: AtaOp.writeSectorsExt,
+      lba: 3,
+      count: 1,
+      data,
+    });
+    assert.equal(cached![27], 0x40, "a cached write is still taken (a later flush will fail)");
+    assert.equal(device.counters.flushFailures, 3);
+    assert.equal(logged.length, 1, logged.join("\n"));
+    assert.match(logged[0], /e9\.0: flush of the store failed/);
+  });
+  await oneExport(store, async (client) => {
+    const again = await client.ata(9, 0, { command: AtaOp.flushCacheExt });
+    assert.equal(again![27], 0x40, "reopened: flushes succeed again");
+  });
+});
+
+Deno.test("fdatasync latch: a write-through export refuses writes once a flush failed", async () => {
+  const store = new FlushFailsOnce(64, true);
+  const data = new Uint8Array(512).fill(9);
+  await oneExport(store, async (client) => {
+    assert.equal((await client.ata(9, 0, { command: AtaOp.flushCache }))![27], 0x41);
+    const w = await client.ata(9, 0, { command: AtaOp.writeSectorsExt, lba: 5, count: 1, data });
+    assert.equal(w![27], 0x41, "durable write refused");
+    assert.equal(w![25], 0x04);
+    assert.equal(store.data[5 * 512], 0, "not written");
+    const r = await client.ata(9, 0, { command: AtaOp.readSectorsExt, lba: 5, count: 1 });
+    assert.equal(r![27], 0x40, "reads go on");
+  });
+});
