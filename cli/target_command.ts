@@ -103,22 +103,25 @@ export async function targetCommand(args: string[]): Promise<number> {
 
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
   const stop = () => resolve();
-  Deno.addSignalListener("SIGTERM", stop);
-  Deno.addSignalListener("SIGINT", stop);
+  // Each of them ends the target after a final fdatasync of every export (vblade dies on SIGHUP).
+  const endSignals = ["SIGTERM", "SIGINT", "SIGHUP"] as const;
+  for (const signal of endSignals) Deno.addSignalListener(signal, stop);
   await Promise.race([stopped, target.server.run()]);
   clearInterval(statsTimer);
-  await target.close();
+  const unflushed = await target.close();
   writeStats();
   sequence.close();
   Deno.removeSignalListener("SIGUSR1", onUsr1);
   Deno.removeSignalListener("SIGUSR2", onUsr2);
-  Deno.removeSignalListener("SIGTERM", stop);
-  Deno.removeSignalListener("SIGINT", stop);
+  for (const signal of endSignals) Deno.removeSignalListener(signal, stop);
+  for (const name of unflushed) {
+    console.error(`aoe target: ${name}: the final flush failed: acknowledged writes may be lost`);
+  }
   if (target.server.failure) {
     console.error(`aoe target: ${target.server.failure.message}`);
     return 1;
   }
-  return 0;
+  return unflushed.length > 0 ? 1 : 0;
 }
 
 /** Re-runs the target detached, its output going to syslog as vbladed's does. */

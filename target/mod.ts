@@ -37,8 +37,12 @@ export { RxTagTracker, WriteTagTracker } from "./tag_tracking.ts";
 export interface RunningTarget {
   /** The frame loop serving the exports. */
   server: TargetServer;
-  /** Stops the loop, flushes and closes every store and link. */
-  close(): Promise<void>;
+  /**
+   * Stops the loop, flushes (fdatasync) and closes every store and link;
+   * resolves with the names of the exports whose final flush failed, or that
+   * had a failed flush latched (target/ata.ts): their acknowledged writes may be lost.
+   */
+  close(): Promise<string[]>;
 }
 
 /**
@@ -81,11 +85,13 @@ export function startTarget(
     server,
     async close() {
       await server.stop();
+      const failed: string[] = [];
       for (const device of exports) {
-        device.store.flush();
+        if (!device.store.flush() || device.flushFailed) failed.push(device.name);
         device.store.close();
       }
       for (const link of links.values()) link.close();
+      return failed;
     },
   };
 }

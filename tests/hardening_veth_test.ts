@@ -64,3 +64,68 @@ Deno.test(
     });
   },
 );
+
+/** Attaches strace to every thread of `pid`, logging the system calls named to `log`. */
+async function traceCalls(pid: number, calls: string, log: string) {
+  const child = new Deno.Command("strace", {
+    args: ["-f", "-p", String(pid), "-e", `trace=${calls}`, "-o", log],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  // strace says "Process N attached" on stderr once it traces.
+  const reader = child.stderr.getReader();
+  let text = "";
+  const deadline = Date.now() + 5000;
+  while (!/attached/.test(text) && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  child.stderr.cancel().catch(() => {});
+  return child;
+}
+
+Deno.test(
+  "SIGHUP, SIGTERM, SIGINT: the target exits 0 after a final fdatasync; the data are in the file",
+  opts,
+  async () => {
+    await withNet({}, async (net, dir, daemons) => {
+      const image = `${dir}/disk.img`;
+      writePatternFile(image, 64, 1);
+      const client = clientIn(net, 1, "i0");
+      for (const [i, signal] of (["SIGHUP", "SIGTERM", "SIGINT"] as const).entries()) {
+        const target = await startTarget(net, ["9", "0", "t1p0", image]);
+        daemons.push(target);
+        const log = `${dir}/strace-${signal}.log`;
+        const strace = await traceCalls(target.pid, "pwrite64,fdatasync", log);
+        const data = patternSectors(20 + i, 1, 77);
+        const w = await client.ata(9, 0, {
+          command: AtaOp.writeSectorsExt,
+          lba: 20 + i,
+          count: 1,
+          data,
+        });
+        assert.equal(w![27], 0x40);
+        target.signal(signal);
+        const status = await Promise.race([
+          target.status,
+          new Promise<undefined>((res) => setTimeout(() => res(undefined), 5000)),
+        ]);
+        assert.ok(status, `${signal}: the target exited`);
+        daemons.pop();
+        await strace.status;
+        assert.equal(status.code, 0, `${signal}: exit code; ${target.stderr}`);
+        assert.equal(status.signal, null, `${signal}: not killed by it`);
+        const calls = Deno.readTextFileSync(log);
+        const lastWrite = calls.lastIndexOf("pwrite64(");
+        const sync = calls.indexOf("fdatasync(", lastWrite);
+        assert.ok(lastWrite >= 0, `${signal}: the write was traced:\n${calls}`);
+        assert.ok(sync > lastWrite, `${signal}: fdatasync after the write:\n${calls}`);
+        assert.match(calls.slice(sync).split("\n")[0], /= 0$/, `${signal}: fdatasync succeeded`);
+        const onDisk = Deno.readFileSync(image).subarray((20 + i) * 512, (21 + i) * 512);
+        assert.deepEqual(onDisk, data, `${signal}: data in the file`);
+      }
+    });
+  },
+);
