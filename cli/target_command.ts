@@ -19,6 +19,7 @@ import { formatStatsTable } from "../target/counters.ts";
 import { sdNotify } from "./sd_notify.ts";
 import { selfCommand } from "./self.ts";
 import { targetServiceCommand } from "./target_service_command.ts";
+import { StatsFile } from "../target/stats_file.ts";
 import { errorMessage } from "../util/errors.ts";
 
 /** Runs `aoe target ARGS`; resolves with the exit code. */
@@ -41,7 +42,12 @@ export async function targetCommand(args: string[]): Promise<number> {
   }
   if (command.daemon) {
     // Check files and interfaces here, where errors can still reach the terminal.
-    const problem = preflight(command.exports);
+    let problem = preflight(command.exports);
+    try {
+      if (!problem && command.statsFile) new StatsFile(command.statsFile).check();
+    } catch (error) {
+      problem = errorMessage(error);
+    }
     if (problem) {
       console.error(`aoe target: ${problem}`);
       return 1;
@@ -49,6 +55,14 @@ export async function targetCommand(args: string[]): Promise<number> {
     return daemonize(args.filter((arg) => arg !== "--daemon"));
   }
 
+  // An unwritable --stats path is refused before anything is opened or announced.
+  const statsFile = command.statsFile ? new StatsFile(command.statsFile) : undefined;
+  try {
+    statsFile?.check();
+  } catch (error) {
+    console.error(`aoe target: ${errorMessage(error)}`);
+    return 1;
+  }
   let target;
   try {
     target = startTarget(command.exports, { link: command.link });
@@ -63,13 +77,8 @@ export async function targetCommand(args: string[]): Promise<number> {
   }
   sdNotify(`READY=1\nMAINPID=${Deno.pid}`); // aoe-target@.service (Type=notify)
 
-  const writeStats = () => {
-    if (!command.statsFile) return;
-    const text = JSON.stringify(target.server.stats(), null, 1);
-    const temporary = `${command.statsFile}.tmp`;
-    Deno.writeTextFileSync(temporary, text);
-    Deno.renameSync(temporary, command.statsFile);
-  };
+  // A failed write is logged once; the target goes on serving (target/stats_file.ts).
+  const writeStats = () => statsFile?.write(target.server.stats());
   writeStats();
   const statsTimer = setInterval(writeStats, 1000);
   const logStats = () => {

@@ -31,6 +31,7 @@ export {
   Session,
 } from "./extensions.ts";
 export { type SignalActions, SignalSequence } from "./signals.ts";
+export { StatsFile } from "./stats_file.ts";
 export { RxTagTracker, WriteTagTracker } from "./tag_tracking.ts";
 
 /** A running target: its server, and how to stop it. */

@@ -99,7 +99,8 @@ Exports a file or block device as AoE shelf.slot on one or more interfaces
                   (implies --track-rx; corrupts data with other initiators)
   --no-extensions answer the extension command as vblade does (unrecognized)
   --and ...   another export served by the same process (its own options and positionals)
-  --stats F   write JSON counters to F every second and at exit (SIGUSR1 logs them too)
+  --stats F   write JSON counters to F every second and at exit (SIGUSR1 logs them too);
+              an unwritable F is refused at start, a later failure is logged once
   --link K    frame I/O: ring (TPACKET_V2 mmap rings), packet (AF_PACKET with
               recvmmsg/sendmmsg batches) or pcap (libpcap); see bench/
   --daemon    run in the background and log to syslog (as vbladed)

@@ -14,6 +14,7 @@ import {
   ReserveCommand,
 } from "../wire/mod.ts";
 import type { TestClient } from "../testing/client.ts";
+import { aoeCommand } from "../testing/procs.ts";
 import {
   clientIn,
   patternSectors,
@@ -126,6 +127,40 @@ Deno.test(
         const onDisk = Deno.readFileSync(image).subarray((20 + i) * 512, (21 + i) * 512);
         assert.deepEqual(onDisk, data, `${signal}: data in the file`);
       }
+    });
+  },
+);
+
+Deno.test(
+  "--stats: an unwritable path is refused at start; a file that cannot be written later is warned about once",
+  opts,
+  async () => {
+    await withNet({}, async (net, dir, daemons) => {
+      const image = `${dir}/disk.img`;
+      writePatternFile(image, 64, 2);
+      const refused = await net.run(
+        0,
+        aoeCommand("target", "--stats", `${dir}/no/such/dir/s.json`, "9", "0", "t1p0", image),
+      );
+      assert.equal(refused.code, 1);
+      assert.equal(refused.stdout, "", "no start line");
+      assert.match(refused.stderr, /^aoe target: --stats .*s\.json: .*No such file/);
+      assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
+
+      Deno.mkdirSync(`${dir}/stats`);
+      const stats = `${dir}/stats/s.json`;
+      const target = await startTarget(net, ["--stats", stats, "9", "0", "t1p0", image]);
+      daemons.push(target);
+      Deno.removeSync(`${dir}/stats`, { recursive: true });
+      await new Promise((r) => setTimeout(r, 2500));
+      const client = clientIn(net, 1, "i0");
+      const r = await client.ata(9, 0, { command: AtaOp.readSectorsExt, lba: 5, count: 1 });
+      assert.deepEqual(r?.subarray(36), patternSectors(5, 1, 2), "still serving");
+      const status = await target.stop();
+      daemons.pop();
+      assert.equal(status.code, 0, target.stderr);
+      assert.equal(target.stderr.match(/--stats/g)?.length, 1, target.stderr);
+      assert.doesNotMatch(target.stderr, /Uncaught|\n\s+at /);
     });
   },
 );
