@@ -138,7 +138,7 @@ export class Export {
    * by its server: a config string, mask list or reserve list is taken only if
    * a reply carrying it fits every one of them (docs/protocol.md §5-§7).
    */
-  smallestMtu = Infinity;
+  smallestMtu: number = Infinity;
   /** What this export counted. */
   readonly counters: ExportCounters = {
     ata: 0,
@@ -156,7 +156,7 @@ export class Export {
     flushFailures: 0,
   };
   /** A flush of the store failed; cleared only by opening the export again (target/ata.ts). */
-  flushFailed = false;
+  flushFailed: boolean = false;
   /** Declarations, tag tracking and CRC of initiators that asked for them (docs/extensions.md). */
   readonly extensions: ExtensionTable;
   /** Requests by kind, bytes, errors by kind, retransmissions, outstanding (target/counters.ts). */
