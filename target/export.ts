@@ -15,6 +15,8 @@ import {
   AtaOp,
   AtaStatus,
   BROADCAST_MAC,
+  BROADCAST_SHELF,
+  BROADCAST_SLOT,
   Command,
   CONFIG_HEADER_LENGTH,
   ConfigCommand,
@@ -46,6 +48,8 @@ import {
   readDirectiveMac,
   readMaskCommand,
   readReserveCommand,
+  readShelf,
+  readSlot,
   readSource,
   RESERVE_HEADER_LENGTH,
   ReserveCommand,
@@ -90,6 +94,8 @@ export interface ExportCounters {
   configSilent: number;
   /** ATA replies with an error status or an AoE error. */
   ataErrors: number;
+  /** ATA commands that change data addressed to a broadcast shelf or slot: refused with error 2 (§2). */
+  broadcastRefused: number;
   /** FLUSH CACHE and durable writes refused because a flush of the store failed (§3). */
   flushFailures: number;
 }
@@ -153,6 +159,7 @@ export class Export {
     malformed: 0,
     configSilent: 0,
     ataErrors: 0,
+    broadcastRefused: 0,
     flushFailures: 0,
   };
   /** A flush of the store failed; cleared only by opening the export again (target/ata.ts). */
@@ -296,6 +303,16 @@ export class Export {
     reply.set(request.subarray(0, ATA_HEADER_LENGTH));
     makeResponseHeader(reply, this.#identity(link));
     const command = readAtaCommand(request);
+    if (
+      (readShelf(request) === BROADCAST_SHELF || readSlot(request) === BROADCAST_SLOT) &&
+      !readsOnly(command)
+    ) {
+      // Broadcast addresses are for discovery: nothing that changes data runs on every export (§2).
+      this.counters.broadcastRefused++;
+      setAoeError(reply, AoeError.badArgument);
+      link.commit(ATA_HEADER_LENGTH);
+      return;
+    }
     if (
       command !== AtaOp.identifyDevice && this.reservations.length > 0 &&
       !this.reservations.includes(readSource(request))
@@ -545,6 +562,12 @@ export class Export {
     }
     link.flush();
   }
+}
+
+/** READ SECTORS (EXT), IDENTIFY DEVICE and CHECK POWER MODE: what a broadcast address may run. */
+function readsOnly(command: number): boolean {
+  return command === AtaOp.readSectors || command === AtaOp.readSectorsExt ||
+    command === AtaOp.identifyDevice || command === AtaOp.checkPowerMode;
 }
 
 /** FLUSH CACHE, or a write of a write-through store: what a failed flush makes fail (target/ata.ts). */

@@ -9,11 +9,13 @@ import { MemorySegment } from "../link/mod.ts";
 import { TestClient } from "../testing/client.ts";
 import {
   AoeError,
+  AtaFlag,
   AtaOp,
   Command,
   ConfigCommand,
   decodeConfig,
   decodeReserve,
+  encodeAta,
   encodeReserve,
   isError,
   readErrorCode,
@@ -215,3 +217,86 @@ Deno.test("fdatasync latch: a write-through export refuses writes once a flush f
     assert.equal(r![27], 0x40, "reads go on");
   });
 });
+
+Deno.test("item 10: ATA commands that change data, sent to a broadcast shelf or slot, run on no export", async () => {
+  const segment = new MemorySegment({ mtu: 1500 });
+  const link = segment.attach(TARGET_MAC, "eth0");
+  const stores = [new MemoryStore(64), new MemoryStore(64), new MemoryStore(64)];
+  stores.forEach((store, i) => store.data.fill(0x11 * (i + 1)));
+  const before = stores.map((store) => store.data.slice());
+  const devices = [
+    new Export({ shelf: 9, slot: 0, store: stores[0], bufferCount: 16 }),
+    new Export({ shelf: 9, slot: 1, store: stores[1], bufferCount: 16 }),
+    new Export({ shelf: 7, slot: 1, store: stores[2], bufferCount: 16 }),
+  ];
+  const server = new TargetServer(devices, [link]);
+  const client = new TestClient(segment.attach(SMALL_CLIENT, "c0"), TARGET_MAC);
+  const running = server.run();
+  try {
+    const data = new Uint8Array(1024).fill(0xee);
+    const dsm = new Uint8Array(512);
+    dsm.set([0, 0, 0, 0, 0, 0, 8, 0]); // TRIM lba 0, 8 sectors
+    const requests = [
+      { command: AtaOp.writeSectorsExt, lba: 0, count: 2, data },
+      { command: AtaOp.writeSectors, aflags: 0, lba: 0xe0000004, count: 2, data },
+      { command: AtaOp.dataSetManagement, feature: 1, count: 1, data: dsm },
+      { command: AtaOp.flushCacheExt },
+    ];
+    for (const [shelf, slot, answering] of [[0xffff, 0xff, 3], [9, 0xff, 2], [0xffff, 1, 2]]) {
+      for (const request of requests) {
+        const tag = client.nextTag();
+        client.sendRaw(buildAta(client, shelf, slot, tag, request));
+        const replies = await client.waitTag(tag, { count: answering, timeoutMs: 500 });
+        assert.equal(replies.length, answering, `${shelf}.${slot} ${request.command}`);
+        for (const reply of replies) assert.equal(readErrorCode(reply), AoeError.badArgument);
+      }
+    }
+    stores.forEach((store, i) => assert.deepEqual(store.data, before[i], `export ${i} unchanged`));
+    assert.equal(devices[0].counters.broadcastRefused, 8);
+    // Reads, IDENTIFY and Query Config still answer broadcast.
+    const tag = client.nextTag();
+    client.sendRaw(
+      buildAta(client, 0xffff, 0xff, tag, { command: AtaOp.readSectorsExt, count: 1 }),
+    );
+    const reads = await client.waitTag(tag, { count: 3, timeoutMs: 1000 });
+    assert.equal(reads.length, 3);
+    for (const r of reads) assert.equal(isError(r), false);
+    const qc = client.nextTag();
+    const frame = new Uint8Array(60);
+    client.header(frame, 0xffff, 0xff, Command.config, qc);
+    client.sendRaw(frame);
+    assert.equal((await client.waitTag(qc, { count: 3, timeoutMs: 1000 })).length, 3);
+  } finally {
+    await server.stop();
+  }
+  await running;
+});
+
+function buildAta(
+  client: TestClient,
+  shelf: number,
+  slot: number,
+  tag: number,
+  request: {
+    command: number;
+    lba?: number;
+    count?: number;
+    aflags?: number;
+    feature?: number;
+    data?: Uint8Array;
+  },
+): Uint8Array {
+  const frame = new Uint8Array(36 + (request.data?.length ?? 0) + 24);
+  client.header(frame, shelf, slot, Command.ata, tag);
+  let aflags = request.aflags ?? AtaFlag.extended;
+  if (request.data) aflags |= AtaFlag.write;
+  const n = encodeAta(frame, {
+    aflags,
+    feature: request.feature ?? 0,
+    sectorCount: request.count ?? 0,
+    command: request.command,
+    lba: request.lba ?? 0,
+  });
+  if (request.data) frame.set(request.data, n);
+  return frame.subarray(0, Math.max(60, n + (request.data?.length ?? 0)));
+}
