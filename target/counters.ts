@@ -189,7 +189,18 @@ export function formatStatsTable(stats: Record<string, unknown>): string {
   // deno-lint-ignore no-explicit-any
   const perLink = (stats.interfaces ?? {}) as Record<string, any>;
   lines.push(
-    ["netif", "rx", "tx", "txerr", "malformed", "response", "version", "notForUs", "peak"]
+    [
+      "netif",
+      "rx",
+      "tx",
+      "txerr",
+      "malformed",
+      "response",
+      "version",
+      "notForUs",
+      "otherHost",
+      "peak",
+    ]
       .map((h, i) => i === 0 ? h.padEnd(8) : h.padStart(9)).join(" "),
   );
   for (const [name, l] of Object.entries(links)) {
@@ -204,6 +215,7 @@ export function formatStatsTable(stats: Record<string, unknown>): string {
         d.responses ?? 0,
         d.badVersion ?? 0,
         d.notForUs ?? 0,
+        d.otherHost ?? 0,
         d.peakBatch ?? 0,
       ].map((v, i) => (i === 0 ? String(v) : String(v).padStart(9))).join(" "),
     );

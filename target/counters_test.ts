@@ -36,5 +36,5 @@ Deno.test("counters: requests by kind, bytes, errors by kind, retransmissions, p
   const table = formatStatsTable(stats);
   assert.match(table, /^export +reads +writes/m);
   assert.match(table, /^e9\.0 +4 +1 +1 +0 +0\.0 +0\.0 +1\/0\/1 +0 +0 +0 +1 +0\/1 +normal$/m);
-  assert.match(table, /^tgt0 +6 +6 +0 +0 +0 +0 +0 +1$/m);
+  assert.match(table, /^tgt0 +6 +6 +0 +0 +0 +0 +0 +0 +1$/m);
 });

@@ -19,7 +19,14 @@ import type { FrameLink } from "../link/types.ts";
 import { blockForFrames, waitForFrames } from "../link/wait.ts";
 import { eventLoopTurn } from "../reactor/poll.ts";
 import { AdaptiveSpin } from "../reactor/spin.ts";
-import { checkHeader, Command, readCommand, readShelf, readSlot } from "../wire/mod.ts";
+import {
+  addressedToOther,
+  checkHeader,
+  Command,
+  readCommand,
+  readShelf,
+  readSlot,
+} from "../wire/mod.ts";
 import type { Export } from "./export.ts";
 
 /** Frames dropped before any export saw them. */
@@ -34,6 +41,8 @@ export interface DispatchCounters {
   badVersion: number;
   /** Addressed to a shelf.slot no export has. */
   notForUs: number;
+  /** Sent to another host's unicast MAC (seen through a bridge, promiscuous mode or veth). */
+  otherHost: number;
   /** Frames whose handling threw: dropped, the first of each kind logged (docs/protocol.md §9). */
   failed: number;
 }
@@ -50,6 +59,8 @@ export interface InterfaceCounters {
   responses: number;
   badVersion: number;
   notForUs: number;
+  /** Sent to another host's unicast MAC. */
+  otherHost: number;
   /** Most frames one receive brought: the peak of requests outstanding on this interface. */
   peakBatch: number;
 }
@@ -71,6 +82,7 @@ export class TargetServer {
     responses: 0,
     badVersion: 0,
     notForUs: 0,
+    otherHost: 0,
     failed: 0,
   };
   /** Per interface (ggaoed's view): frames dropped by reason, peak batch. */
@@ -150,6 +162,12 @@ export class TargetServer {
       }
       return;
     }
+    if (addressedToOther(frame, link.mac)) {
+      // Another host's request: executing it would answer for a target it was not meant for.
+      this.counters.otherHost++;
+      perLink.otherHost++;
+      return;
+    }
     const shelf = readShelf(frame);
     const slot = readSlot(frame);
     let answered = false;
@@ -177,7 +195,7 @@ export class TargetServer {
   #interface(link: FrameLink): InterfaceCounters {
     let c = this.interfaceCounters.get(link);
     if (!c) {
-      c = { malformed: 0, responses: 0, badVersion: 0, notForUs: 0, peakBatch: 0 };
+      c = { malformed: 0, responses: 0, badVersion: 0, notForUs: 0, otherHost: 0, peakBatch: 0 };
       this.interfaceCounters.set(link, c);
     }
     return c;

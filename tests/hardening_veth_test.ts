@@ -6,10 +6,13 @@ import assert from "node:assert/strict";
 import {
   AoeError,
   AtaOp,
+  BROADCAST_MAC,
   Command,
+  ConfigCommand,
   decodeReserve,
   encodeReserve,
   isError,
+  parseMac,
   readErrorCode,
   ReserveCommand,
 } from "../wire/mod.ts";
@@ -161,6 +164,48 @@ Deno.test(
       assert.equal(status.code, 0, target.stderr);
       assert.equal(target.stderr.match(/--stats/g)?.length, 1, target.stderr);
       assert.doesNotMatch(target.stderr, /Uncaught|\n\s+at /);
+    });
+  },
+);
+
+Deno.test(
+  "item 11: frames sent to another host's unicast MAC are dropped and counted; own, broadcast and multicast answered",
+  opts,
+  async () => {
+    await withNet({}, async (net, dir, daemons) => {
+      const image = `${dir}/disk.img`;
+      writePatternFile(image, 64, 6);
+      const stats = `${dir}/stats.json`;
+      const target = await startTarget(net, ["--stats", stats, "9", "0", "t1p0", image]);
+      daemons.push(target);
+      const targetMac = parseMac(await net.mac(0, "t1p0"));
+      const client = clientIn(net, 1, "i0");
+      const data = patternSectors(8, 1, 123);
+      client.dst = 0x02aabbccddee; // someone else's
+      const foreign = await client.ata(9, 0, {
+        command: AtaOp.writeSectorsExt,
+        lba: 8,
+        count: 1,
+        data,
+      }, 500);
+      assert.equal(foreign, undefined, "no reply for another host's frame");
+      assert.equal(await client.config(9, 0, ConfigCommand.forceSet, "stolen", 300), undefined);
+      assert.deepEqual(
+        Deno.readFileSync(image).subarray(8 * 512, 9 * 512),
+        patternSectors(8, 1, 6),
+        "not written",
+      );
+      for (const dst of [targetMac, BROADCAST_MAC, 0x01005e000001]) {
+        client.dst = dst;
+        const r = await client.ata(9, 0, { command: AtaOp.readSectorsExt, lba: 8, count: 1 });
+        assert.deepEqual(r?.subarray(36), patternSectors(8, 1, 6), `to ${dst.toString(16)}`);
+      }
+      await target.stop();
+      daemons.pop();
+      const counters = JSON.parse(Deno.readTextFileSync(stats));
+      assert.equal(counters.dispatch.otherHost, 2);
+      assert.equal(counters.interfaces.t1p0.otherHost, 2);
+      assert.equal(counters.exports["e9.0"].writes, 0);
     });
   },
 );

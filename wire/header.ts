@@ -210,6 +210,15 @@ export function readDestination(frame: Uint8Array): number {
 }
 
 /**
+ * Whether the frame is addressed to another host: its destination is a
+ * unicast MAC (group bit, the low bit of byte 0, clear) other than `mac`.
+ * Broadcast and multicast destinations are not (docs/protocol.md §9).
+ */
+export function addressedToOther(frame: Uint8Array, mac: number): boolean {
+  return (frame[0] & 1) === 0 && readMac(frame, 0) !== mac;
+}
+
+/**
  * Why a received frame cannot be taken as AoE in the direction expected, in
  * the order checked: too short for the header, another ethertype, the wrong
  * direction (a request where responses are expected, or the reverse), a
