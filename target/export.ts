@@ -86,7 +86,10 @@ export interface ExportCounters {
   unknownCommand: number;
   /** Frames from a MAC not on a non-empty mask list, ignored. */
   masked: number;
-  /** ATA from a MAC not on a non-empty reservation list, refused with error 6. */
+  /**
+   * From a MAC not on a non-empty reservation list, refused with error 6: ATA
+   * (but IDENTIFY), config string sets, MAC Mask edits, reserve sets (§7).
+   */
   reserved: number;
   /** Frames too short or with counts past their end, dropped. */
   malformed: number;
@@ -289,6 +292,11 @@ export class Export {
     }
   }
 
+  /** A reservation is held, and not by `source`. */
+  #reservedAgainst(source: number): boolean {
+    return this.reservations.length > 0 && !this.reservations.includes(source);
+  }
+
   #identity(link: FrameLink) {
     return { mac: link.mac, shelf: this.shelf, slot: this.slot };
   }
@@ -373,42 +381,51 @@ export class Export {
     }
     let error = 0;
     const tooLong = stringLength > configLengthFor(this.smallestMtu);
-    switch (ccmd) {
-      case ConfigCommand.read:
-        break;
-      case ConfigCommand.test:
-        if (stringLength !== this.#configLength || !startsWith(this.config, given)) {
-          this.counters.configSilent++;
-          return;
-        }
-        break;
-      case ConfigCommand.testPrefix:
-        if (stringLength > this.#configLength || !startsWith(this.config, given)) {
-          this.counters.configSilent++;
-          return;
-        }
-        break;
-      case ConfigCommand.set:
-        if (tooLong) {
+    if (
+      (ccmd === ConfigCommand.set || ccmd === ConfigCommand.forceSet) &&
+      this.#reservedAgainst(readSource(request))
+    ) {
+      // Only a holder of the reservation changes the string (§7).
+      this.counters.reserved++;
+      error = AoeError.targetReserved;
+    } else {
+      switch (ccmd) {
+        case ConfigCommand.read:
+          break;
+        case ConfigCommand.test:
+          if (stringLength !== this.#configLength || !startsWith(this.config, given)) {
+            this.counters.configSilent++;
+            return;
+          }
+          break;
+        case ConfigCommand.testPrefix:
+          if (stringLength > this.#configLength || !startsWith(this.config, given)) {
+            this.counters.configSilent++;
+            return;
+          }
+          break;
+        case ConfigCommand.set:
+          if (tooLong) {
+            error = AoeError.badArgument;
+            break;
+          }
+          // Set only if empty; setting the same string again succeeds, as in vblade.
+          if (
+            this.#configLength > 0 &&
+            (this.#configLength !== stringLength || !startsWith(this.config, given))
+          ) {
+            error = AoeError.configStringPresent;
+            break;
+          }
+          this.#setConfig(given);
+          break;
+        case ConfigCommand.forceSet:
+          if (tooLong) error = AoeError.badArgument;
+          else this.#setConfig(given);
+          break;
+        default:
           error = AoeError.badArgument;
-          break;
-        }
-        // Set only if empty; setting the same string again succeeds, as in vblade.
-        if (
-          this.#configLength > 0 &&
-          (this.#configLength !== stringLength || !startsWith(this.config, given))
-        ) {
-          error = AoeError.configStringPresent;
-          break;
-        }
-        this.#setConfig(given);
-        break;
-      case ConfigCommand.forceSet:
-        if (tooLong) error = AoeError.badArgument;
-        else this.#setConfig(given);
-        break;
-      default:
-        error = AoeError.badArgument;
+      }
     }
     const reply = link.txSlot();
     reply.set(request.subarray(0, HEADER_LENGTH));
@@ -459,7 +476,11 @@ export class Export {
       link.commit(MASK_HEADER_LENGTH);
       return;
     }
-    if (mcmd === MaskCommand.edit) {
+    if (mcmd === MaskCommand.edit && this.#reservedAgainst(readSource(request))) {
+      // Only a holder of the reservation edits the list (§7); the reply shows it unchanged.
+      this.counters.reserved++;
+      setAoeError(reply, AoeError.targetReserved);
+    } else if (mcmd === MaskCommand.edit) {
       for (let i = 0; i < count; i++) {
         const dcmd = readDirectiveCommand(request, i);
         const mac = readDirectiveMac(request, i);
@@ -508,10 +529,9 @@ export class Export {
     makeResponseHeader(reply, this.#identity(link));
     const source = readSource(request);
     if (rcmd === ReserveCommand.set || rcmd === ReserveCommand.forceSet) {
-      if (
-        rcmd === ReserveCommand.set && this.reservations.length > 0 &&
-        !this.reservations.includes(source)
-      ) {
+      if (this.#reservedAgainst(source)) {
+        // "force set" too: a non-holder cannot take a held reservation (§7).
+        this.counters.reserved++;
         setAoeError(reply, AoeError.targetReserved);
       } else {
         try {

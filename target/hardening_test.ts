@@ -15,9 +15,12 @@ import {
   ConfigCommand,
   decodeConfig,
   decodeReserve,
+  DirectiveCommand,
   encodeAta,
+  encodeMask,
   encodeReserve,
   isError,
+  MaskCommand,
   readErrorCode,
   ReserveCommand,
 } from "../wire/mod.ts";
@@ -300,3 +303,55 @@ function buildAta(
   if (request.data) frame.set(request.data, n);
   return frame.subarray(0, Math.max(60, n + (request.data?.length ?? 0)));
 }
+
+Deno.test("item 12: while a reservation is held only its holders change the config string, mask list or reservation", async () => {
+  const segment = new MemorySegment({ mtu: 1500 });
+  const link = segment.attach(TARGET_MAC, "eth0");
+  const device = new Export({ shelf: 9, slot: 0, store: new MemoryStore(64), bufferCount: 16 });
+  const server = new TargetServer([device], [link]);
+  const holder = new TestClient(segment.attach(JUMBO_CLIENT, "c0"), TARGET_MAC);
+  const other = new TestClient(segment.attach(SMALL_CLIENT, "c1"), TARGET_MAC);
+  const mask = (who: TestClient, directives: { dcmd: number; mac: number }[]) =>
+    who.exchange((frame, tag) => {
+      who.header(frame, 9, 0, Command.macMask, tag);
+      return encodeMask(frame, { mcmd: MaskCommand.edit, merror: 0, directives });
+    });
+  const running = server.run();
+  try {
+    assert.equal(isError((await holder.config(9, 0, ConfigCommand.set, "mine"))!), false);
+    const held = await reserve(holder, ReserveCommand.set, [JUMBO_CLIENT]);
+    assert.deepEqual(decodeReserve(held!).macs, [JUMBO_CLIENT]);
+
+    for (const ccmd of [ConfigCommand.set, ConfigCommand.forceSet]) {
+      const r = await other.config(9, 0, ccmd, "theirs");
+      assert.equal(readErrorCode(r!), AoeError.targetReserved, `config ${ccmd}`);
+      assert.equal(new TextDecoder().decode(decodeConfig(r!).config), "mine");
+    }
+    const read = await other.config(9, 0, ConfigCommand.read);
+    assert.equal(isError(read!), false, "reading is still allowed");
+    const lockOut = await mask(other, [{ dcmd: DirectiveCommand.add, mac: SMALL_CLIENT }]);
+    assert.equal(readErrorCode(lockOut!), AoeError.targetReserved);
+    assert.deepEqual(device.masks, []);
+    for (const rcmd of [ReserveCommand.set, ReserveCommand.forceSet]) {
+      const steal = await reserve(other, rcmd, [SMALL_CLIENT]);
+      assert.equal(readErrorCode(steal!), AoeError.targetReserved, `reserve ${rcmd}`);
+      assert.deepEqual(decodeReserve(steal!).macs, [JUMBO_CLIENT]);
+    }
+    assert.equal(new TextDecoder().decode(device.config), "mine");
+    assert.deepEqual(device.reservations, [JUMBO_CLIENT]);
+    assert.equal(device.counters.reserved, 5);
+
+    // The holder may do all of it.
+    const mine = await holder.config(9, 0, ConfigCommand.forceSet, "still mine");
+    assert.equal(isError(mine!), false);
+    const edit = await mask(holder, [{ dcmd: DirectiveCommand.add, mac: JUMBO_CLIENT }]);
+    assert.equal(isError(edit!), false);
+    assert.deepEqual(device.masks, [JUMBO_CLIENT]);
+    const release = await reserve(holder, ReserveCommand.set, []);
+    assert.equal(isError(release!), false);
+    assert.deepEqual(device.reservations, []);
+  } finally {
+    await server.stop();
+  }
+  await running;
+});

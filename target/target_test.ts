@@ -263,7 +263,10 @@ Deno.test("target: reserve/release enforced for ATA, IDENTIFY still answered", a
     const ok = await client.ata(9, 0, { command: AtaOp.readSectorsExt, count: 1 });
     assert.equal(ok![27], 0x40);
     const forced = await reserve(other, 2, []);
-    assert.deepEqual(decodeReserve(forced!).macs, []);
+    assert.equal(forced![15], AoeError.targetReserved, "a non-holder cannot force it either");
+    assert.deepEqual(decodeReserve(forced!).macs, [CLIENT_MAC]);
+    const released = await reserve(client, 2, []);
+    assert.deepEqual(decodeReserve(released!).macs, []);
     const open = await other.ata(9, 0, { command: AtaOp.readSectorsExt, count: 1 });
     assert.equal(open![27], 0x40);
   });
