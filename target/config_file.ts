@@ -14,6 +14,7 @@ import type { LinkKind } from "../link/mod.ts";
 import { CRC_KINDS, type CrcKind, parseMac } from "../wire/mod.ts";
 import type { ExtensionPolicy } from "./extensions.ts";
 import { DEFAULT_BUFFER_COUNT, type ExportSpec } from "./options.ts";
+import { MAX_MASKS } from "./export.ts";
 
 /** Where the service keeps state, listens and writes metrics by default. */
 export const SERVICE_DEFAULTS = {
@@ -310,7 +311,10 @@ function checkExport(
       for (const item of table.masks) {
         const mac = typeof item === "string" ? parseMac(item) : NaN;
         if (Number.isNaN(mac)) fail("masks", `not a MAC address: ${JSON.stringify(item)}`);
-        else masks.push(mac);
+        else if (!masks.includes(mac)) masks.push(mac);
+      }
+      if (masks.length > MAX_MASKS) {
+        fail("masks", `${masks.length} MACs, the MAC mask list holds at most ${MAX_MASKS}`);
       }
     }
   }

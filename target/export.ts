@@ -110,8 +110,13 @@ export interface ExportOptions {
   store: BackingStore;
   /** Buffer count advertised in Query Config (-b). */
   bufferCount: number;
-  /** Initial MAC mask list (-m). */
+  /** Initial MAC mask list (-m, or kept by the service's state directory). */
   masks?: number[];
+  /**
+   * The administrator's MAC mask list (-m, the config file): always on the
+   * list; MAC Mask edits from the network cannot delete these (§6).
+   */
+  policyMasks?: readonly number[];
   /** Serial for IDENTIFY (default "shelf.slot:hostname", as vblade). */
   serial?: string;
   /** Interfaces this export answers on (default: every link of its server). */
@@ -140,6 +145,8 @@ export class Export {
   readonly identify = new Uint8Array(512);
   /** The MAC mask list; empty lets everyone in. */
   readonly masks: number[];
+  /** The administrator's entries of {@link masks}: edits from the network cannot delete them. */
+  readonly policyMasks: readonly number[];
   /** The reserve list; empty means not reserved. */
   reservations: number[] = [];
   /**
@@ -194,7 +201,13 @@ export class Export {
     this.bufferCount = options.bufferCount;
     this.interfaces = options.interfaces;
     this.#log = options.log ?? ((message) => console.error(message));
-    this.masks = [...(options.masks ?? [])].slice(0, MAX_MASKS);
+    this.policyMasks = [...(options.policyMasks ?? [])];
+    this.masks = [...new Set([...this.policyMasks, ...(options.masks ?? [])])];
+    if (this.masks.length > MAX_MASKS) {
+      throw new RangeError(
+        `${this.masks.length} MACs: the MAC mask list holds at most ${MAX_MASKS}`,
+      );
+    }
     if (options.config) this.#setConfig(options.config.subarray(0, MAX_CONFIG_LENGTH));
     this.extensions = new ExtensionTable(options.extensions);
     encodeIdentify(this.identify, {
@@ -494,7 +507,9 @@ export class Export {
           }
         } else if (dcmd === DirectiveCommand.delete) {
           const index = this.masks.indexOf(mac);
-          if (index >= 0) this.masks.splice(index, 1);
+          // The administrator's entries stay: the network cannot loosen -m (§6).
+          if (this.policyMasks.includes(mac)) failure = MaskError.unspecified;
+          else if (index >= 0) this.masks.splice(index, 1);
         } else if (dcmd !== DirectiveCommand.none) {
           failure = MaskError.badDirective;
         }

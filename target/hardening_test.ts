@@ -14,6 +14,7 @@ import {
   Command,
   ConfigCommand,
   decodeConfig,
+  decodeMask,
   decodeReserve,
   DirectiveCommand,
   encodeAta,
@@ -21,12 +22,15 @@ import {
   encodeReserve,
   isError,
   MaskCommand,
+  MaskError,
   readErrorCode,
   ReserveCommand,
 } from "../wire/mod.ts";
 import { MemoryStore } from "./backing.ts";
 import { Export } from "./export.ts";
 import { TargetServer } from "./server.ts";
+import { parseTargetArgs, UsageError } from "./options.ts";
+import { parseConfig } from "./config_file.ts";
 
 const TARGET_MAC = 0x020000000001;
 const JUMBO_CLIENT = 0x020000000002;
@@ -350,6 +354,76 @@ Deno.test("item 12: while a reservation is held only its holders change the conf
     const release = await reserve(holder, ReserveCommand.set, []);
     assert.equal(isError(release!), false);
     assert.deepEqual(device.reservations, []);
+  } finally {
+    await server.stop();
+  }
+  await running;
+});
+
+Deno.test("item 8: more than 32 MACs in -m or a config file is refused with one line", () => {
+  const macs = Array.from(
+    { length: 33 },
+    (_, i) => `02:00:00:00:01:${i.toString(16).padStart(2, "0")}`,
+  );
+  assert.throws(
+    () => parseTargetArgs(["-m", macs.join(","), "9", "0", "eth0", "disk.img"]),
+    (e: Error) =>
+      e instanceof UsageError &&
+      /-m: 33 MACs given, the MAC mask list holds at most 32/.test(e.message),
+  );
+  assert.equal(
+    parseTargetArgs(["-m", macs.slice(0, 32).join(","), "9", "0", "eth0", "f"]).exports[0].masks
+      .length,
+    32,
+  );
+  const text = `[[export]]\nshelf = 9\nslot = 0\nfile = "/x"\ninterfaces = ["eth0"]\nmasks = ${
+    JSON.stringify(macs)
+  }\n`;
+  assert.throws(() => parseConfig(text, "t.conf"), (e: Error) => {
+    assert.match(e.message, /masks.*33 MACs, the MAC mask list holds at most 32/);
+    assert.doesNotMatch(e.message, /\n/);
+    return true;
+  });
+});
+
+Deno.test("item 8: MAC Mask edits from the network cannot delete the administrator's entries or empty the list", async () => {
+  const segment = new MemorySegment({ mtu: 1500 });
+  const link = segment.attach(TARGET_MAC, "eth0");
+  const device = new Export({
+    shelf: 9,
+    slot: 0,
+    store: new MemoryStore(64),
+    bufferCount: 16,
+    masks: [JUMBO_CLIENT],
+    policyMasks: [JUMBO_CLIENT],
+  });
+  const server = new TargetServer([device], [link]);
+  const listed = new TestClient(segment.attach(JUMBO_CLIENT, "c0"), TARGET_MAC);
+  const outsider = new TestClient(segment.attach(SMALL_CLIENT, "c1"), TARGET_MAC);
+  const edit = (directives: { dcmd: number; mac: number }[]) =>
+    listed.exchange((frame, tag) => {
+      listed.header(frame, 9, 0, Command.macMask, tag);
+      return encodeMask(frame, { mcmd: MaskCommand.edit, merror: 0, directives });
+    });
+  const running = server.run();
+  try {
+    const wipe = await edit([{ dcmd: DirectiveCommand.delete, mac: JUMBO_CLIENT }]);
+    const decoded = decodeMask(wipe!);
+    assert.equal(decoded.merror, MaskError.unspecified);
+    assert.equal(decoded.dirCount, 0, "index of the refused directive");
+    assert.deepEqual(device.masks, [JUMBO_CLIENT], "the list is not emptied");
+    assert.equal(
+      await outsider.config(9, 0, ConfigCommand.read, "", 300),
+      undefined,
+      "still masked",
+    );
+    // A MAC added from the network may be removed again; the administrator's stays.
+    const OTHER = 0x020000000077;
+    await edit([{ dcmd: DirectiveCommand.add, mac: OTHER }]);
+    assert.deepEqual(device.masks, [JUMBO_CLIENT, OTHER]);
+    const removed = await edit([{ dcmd: DirectiveCommand.delete, mac: OTHER }]);
+    assert.equal(decodeMask(removed!).merror, MaskError.none);
+    assert.deepEqual(device.masks, [JUMBO_CLIENT]);
   } finally {
     await server.stop();
   }

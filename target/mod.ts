@@ -66,6 +66,7 @@ export function startTarget(
           store,
           bufferCount: spec.bufferCount,
           masks: spec.masks,
+          policyMasks: spec.masks,
           interfaces: spec.interfaces,
           extensions: spec.extensions,
         }),

@@ -8,6 +8,7 @@
 import type { LinkKind } from "../link/mod.ts";
 import { type CrcKind, parseMac } from "../wire/mod.ts";
 import type { ExtensionPolicy } from "./extensions.ts";
+import { MAX_MASKS } from "./export.ts";
 
 /** One export as given on the command line. */
 export interface ExportSpec {
@@ -85,7 +86,10 @@ Exports a file or block device as AoE shelf.slot on one or more interfaces
               (without -s, IDENTIFY reports a write cache and FLUSH CACHE makes
               earlier writes durable)
   -r          read-only export: writes fail with ATA ABRT
-  -m macs     allow only these initiator MACs (comma separated, colons optional)
+  -m macs     allow only these initiator MACs (comma separated, colons optional;
+              at most 32). This list is the administrator's: MAC Mask edits
+              from the network may add MACs (up to 32 in all) and remove those
+              added, but never remove one of these, so they cannot empty it
   -o offset   skip this many 512-byte sectors at the start of the file
   -l length   export only this many sectors
   -f shadow   shadow file for freeze (AoEde): SIGUSR1 SIGUSR2 freezes, SIGUSR1
@@ -191,7 +195,11 @@ function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
           if (letter === "b") spec.bufferCount = parseInteger(text, "-b");
           if (letter === "o") spec.offset = parseInteger(text, "-o");
           if (letter === "l") spec.length = parseInteger(text, "-l");
-          if (letter === "m") spec.masks!.push(...parseMacList(text, "-m"));
+          if (letter === "m") {
+            for (const mac of parseMacList(text, "-m")) {
+              if (!spec.masks!.includes(mac)) spec.masks!.push(mac);
+            }
+          }
           break;
         } else throw new UsageError(`unknown option -${letter}`);
       }
@@ -218,6 +226,11 @@ function parseGroup(args: string[], command: TargetCommandLine): ExportSpec {
   if (spec.bufferCount! < 2 || spec.bufferCount! > 0xffff) {
     throw new UsageError(
       `-b ${spec.bufferCount}: buffer count must be 2-65535 (the Linux driver cannot use fewer than 2)`,
+    );
+  }
+  if (spec.masks!.length > MAX_MASKS) {
+    throw new UsageError(
+      `-m: ${spec.masks!.length} MACs given, the MAC mask list holds at most ${MAX_MASKS}`,
     );
   }
   if (spec.length !== undefined && spec.length < 1) {

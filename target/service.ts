@@ -134,6 +134,7 @@ export class TargetService {
           store,
           bufferCount: spec.bufferCount,
           masks,
+          policyMasks: spec.masks,
           interfaces: spec.interfaces,
           config,
           extensions: spec.extensions,

@@ -33,6 +33,19 @@ Deno.test("cli: bad target command lines give a one-line error and exit 1", asyn
       ["target", "9", "0", "eth0", "/nonexistent/disk.img"],
       /open \/nonexistent\/disk.img: No such file/,
     ],
+    [
+      [
+        "target",
+        "-m",
+        Array.from({ length: 33 }, (_, i) => `0200000001${i.toString(16).padStart(2, "0")}`)
+          .join(","),
+        "9",
+        "0",
+        "eth0",
+        "f",
+      ],
+      /-m: 33 MACs given, the MAC mask list holds at most 32/,
+    ],
     [["frobnicate"], /unknown command "frobnicate"/],
   ];
   for (const [args, message] of cases) {

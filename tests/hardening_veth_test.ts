@@ -9,9 +9,14 @@ import {
   BROADCAST_MAC,
   Command,
   ConfigCommand,
+  decodeMask,
   decodeReserve,
+  DirectiveCommand,
+  encodeMask,
   encodeReserve,
   isError,
+  MaskCommand,
+  MaskError,
   parseMac,
   readErrorCode,
   ReserveCommand,
@@ -206,6 +211,38 @@ Deno.test(
       assert.equal(counters.dispatch.otherHost, 2);
       assert.equal(counters.interfaces.t1p0.otherHost, 2);
       assert.equal(counters.exports["e9.0"].writes, 0);
+    });
+  },
+);
+
+Deno.test(
+  "item 8: a listed host cannot wipe the -m list from the network; the export stays closed to others",
+  opts,
+  async () => {
+    await withNet({ hosts: 3 }, async (net, dir, daemons) => {
+      const image = `${dir}/disk.img`;
+      writePatternFile(image, 64);
+      const allowed = await net.mac(1, "i0");
+      daemons.push(await startTarget(net, ["-m", allowed, "9", "0", "t1p0", "t2p0", image]));
+      const listed = clientIn(net, 1, "i0");
+      const outsider = clientIn(net, 2, "i0");
+      const wipe = await listed.exchange((frame, tag) => {
+        listed.header(frame, 9, 0, Command.macMask, tag);
+        return encodeMask(frame, {
+          mcmd: MaskCommand.edit,
+          merror: 0,
+          directives: [{ dcmd: DirectiveCommand.delete, mac: parseMac(allowed) }],
+        });
+      });
+      assert.equal(decodeMask(wipe!).merror, MaskError.unspecified);
+      assert.equal(decodeMask(wipe!).directives.length, 0);
+      assert.equal(
+        await outsider.ata(9, 0, { command: AtaOp.readSectorsExt, lba: 1, count: 1 }, 500),
+        undefined,
+        "the outsider is still ignored",
+      );
+      const r = await listed.ata(9, 0, { command: AtaOp.readSectorsExt, lba: 1, count: 1 });
+      assert.deepEqual(r?.subarray(36), patternSectors(1, 1));
     });
   },
 );
