@@ -101,7 +101,8 @@ async function dispatch(args: string[]): Promise<number> {
       console.log(HELP);
       return verb === undefined ? 1 : 0;
     default:
-      if (verb in DRIVER_VERBS) return await driverCommand(verb, rest);
+      // Own properties only: "toString" or "constructor" are not verbs (Object.prototype).
+      if (Object.hasOwn(DRIVER_VERBS, verb)) return await driverCommand(verb, rest);
       console.error(`aoe: unknown command "${verb}" (try "aoe help")`);
       return 1;
   }

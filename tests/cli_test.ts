@@ -299,3 +299,12 @@ Deno.test(
     });
   },
 );
+
+Deno.test("cli: Object.prototype names are not verbs: one-line error, exit 1", async () => {
+  for (const verb of ["toString", "valueOf", "constructor", "hasOwnProperty", "__proto__"]) {
+    const r = await aoe(verb);
+    assert.equal(r.code, 1, `${verb}: ${r.stdout}${r.stderr}`);
+    assert.equal(r.stderr.trim(), `aoe: unknown command "${verb}" (try "aoe help")`);
+    assert.equal(r.stdout, "");
+  }
+});
