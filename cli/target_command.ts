@@ -160,6 +160,7 @@ function preflight(specs: readonly ExportSpec[]): string | undefined {
     for (const spec of specs) {
       new FileStore(spec.file, {
         readOnly: spec.readOnly,
+        direct: spec.direct,
         offsetSectors: spec.offset,
         lengthSectors: spec.length,
       }).close();

@@ -155,6 +155,8 @@ export const linux = {
   FALLOC_FL_KEEP_SIZE: 1,
   FALLOC_FL_PUNCH_HOLE: 2,
   BLKGETSIZE64: 0x80081272n,
+  /** The logical sector size of a block device, an int (_IO(0x12, 104)). */
+  BLKSSZGET: 0x1268n,
   AF_INET: 2,
   SOCK_DGRAM: 2,
   SIOCGIFINDEX: 0x8933n,

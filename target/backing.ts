@@ -84,11 +84,29 @@ export class FileStore implements BackingStore {
       this.sectors = sectors;
       this.#offsetBytes = offset * SECTOR_SIZE;
       this.canTrim = !isBlock && !this.readOnly;
-      if (options.direct) this.#bounce = alignedBuffer(256 * SECTOR_SIZE);
+      if (options.direct) {
+        // O_DIRECT moves whole logical sectors only; AoE addresses 512-byte ones.
+        const logical = isBlock ? this.#logicalSectorSize() : SECTOR_SIZE;
+        if (logical > SECTOR_SIZE) {
+          throw new Error(
+            `-d: ${path} has ${logical}-byte logical sectors; O_DIRECT cannot serve 512-byte sectors from it (leave out -d)`,
+          );
+        }
+        this.#bounce = alignedBuffer(256 * SECTOR_SIZE);
+      }
     } catch (error) {
       libc().close(this.#fd);
       throw error;
     }
+  }
+
+  #logicalSectorSize(): number {
+    const size = new Int32Array(1);
+    check(
+      libc().ioctl(this.#fd, linux.BLKSSZGET, new Uint8Array(size.buffer)),
+      "ioctl BLKSSZGET",
+    );
+    return size[0];
   }
 
   #blockDeviceBytes(): number {
