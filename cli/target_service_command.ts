@@ -249,7 +249,10 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
   await service.server.stop();
   writeStats();
   writeMetrics();
-  await service.close();
+  const unflushed = await service.close();
+  for (const name of unflushed) {
+    log(`${name}: the final flush failed: acknowledged writes may be lost`);
+  }
   for (
     const [signal, listener] of [
       ["SIGUSR1", logStats],
@@ -262,5 +265,5 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
     log(service.server.failure.message);
     return 1;
   }
-  return 0;
+  return unflushed.length > 0 ? 1 : 0;
 }

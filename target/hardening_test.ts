@@ -31,6 +31,7 @@ import { Export } from "./export.ts";
 import { TargetServer } from "./server.ts";
 import { parseTargetArgs, UsageError } from "./options.ts";
 import { parseConfig } from "./config_file.ts";
+import { TargetService } from "./service.ts";
 
 const TARGET_MAC = 0x020000000001;
 const JUMBO_CLIENT = 0x020000000002;
@@ -428,4 +429,24 @@ Deno.test("item 8: MAC Mask edits from the network cannot delete the administrat
     await server.stop();
   }
   await running;
+});
+
+Deno.test("service: close reports an export whose flush failed (latched), so the service exits 1", async () => {
+  const dir = Deno.makeTempDirSync({ dir: Deno.cwd(), prefix: ".aoe-svc-" });
+  const segment = new MemorySegment({ mtu: 1500 });
+  try {
+    Deno.writeFileSync(`${dir}/a.img`, new Uint8Array(64 * 512));
+    Deno.writeFileSync(`${dir}/b.img`, new Uint8Array(64 * 512));
+    const text = `[service]\nstate_dir = ""\n[defaults]\ninterfaces = ["eth0"]\n` +
+      `[[export]]\nshelf = 9\nslot = 0\nfile = "${dir}/a.img"\n` +
+      `[[export]]\nshelf = 9\nslot = 1\nfile = "${dir}/b.img"\n`;
+    const service = new TargetService(parseConfig(text, "t.conf"), {
+      openLink: (name) => segment.attach(TARGET_MAC, name),
+      log: () => {},
+    });
+    service.export("e9.1")!.flushFailed = true;
+    assert.deepEqual(await service.close(), ["e9.1"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

@@ -337,19 +337,25 @@ export class TargetService {
     for (const name of this.#entries.keys()) this.saveExportState(name);
   }
 
-  /** Stops serving: keeps state, flushes and closes every store and link. */
-  async close(): Promise<void> {
+  /**
+   * Stops serving: keeps state, flushes (fdatasync) and closes every store and
+   * link; resolves with the names of the exports whose final flush failed or
+   * had a failed flush latched (target/ata.ts).
+   */
+  async close(): Promise<string[]> {
     clearInterval(this.#stateTimer);
     await this.server.stop();
     this.saveState();
+    const failed: string[] = [];
     for (const { device } of this.#entries.values()) {
-      device.store.flush();
+      if (!device.store.flush() || device.flushFailed) failed.push(device.name);
       device.store.close();
     }
     for (const link of this.#links) link.close();
     this.#entries.clear();
     this.#exports.length = 0;
     this.#links.length = 0;
+    return failed;
   }
 }
 
