@@ -10,6 +10,7 @@ import {
   ConfigCommand,
   decodeConfig,
   decodeIdentify,
+  decodeReserve,
   encodeReserve,
   writeMac,
 } from "../wire/mod.ts";
@@ -102,11 +103,20 @@ Deno.test("fuzz: 100,000 hostile frames, no crash, dropped frames counted, corre
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(exited, false, `target still running (stderr: ${target.stderr})`);
 
-    // Clear any reservation the fuzz set, then check real answers.
-    await client.exchange((
-      f,
-      tag,
-    ) => (client.header(f, 9, 0, Command.reserve, tag), encodeReserve(f, { rcmd: 2, macs: [] })));
+    // Clear any reservation the fuzz set (only a holder may: docs/protocol.md §7, so the
+    // release is sent with a holder's MAC as its source), then check real answers.
+    const held = await client.exchange((f, tag) => (
+      client.header(f, 9, 0, Command.reserve, tag), encodeReserve(f, { rcmd: 0, macs: [] })
+    ));
+    const holders = decodeReserve(held!).macs;
+    if (holders.length > 0) {
+      const release = new Uint8Array(60);
+      client.header(release, 9, 0, Command.reserve, 1);
+      encodeReserve(release, { rcmd: 2, macs: [] });
+      writeMac(release, 6, holders[0]);
+      client.sendRaw(release);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const ident = await client.ata(9, 0, { command: AtaOp.identifyDevice, count: 1 });
     assert.equal(decodeIdentify(ident!.subarray(36)).sectors, 4096);
     const data = patternSectors(4242, 2, 77);
