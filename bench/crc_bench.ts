@@ -30,6 +30,7 @@ import {
   appendCrc,
   ATA_HEADER_LENGTH,
   AtaOp,
+  CRC_KINDS,
   type CrcKind,
   dataCrc,
   encodeAta,
@@ -41,7 +42,7 @@ const { values } = parseArgs({
   options: { mib: { type: "string", default: "64" }, e2e: { type: "boolean", default: false } },
 });
 const MIB = Number(values.mib);
-const KINDS: (CrcKind | undefined)[] = [undefined, "crc32c", "crc8x4"];
+const KINDS: (CrcKind | undefined)[] = [undefined, ...CRC_KINDS];
 const label = (kind: CrcKind | undefined) => kind ?? "none";
 
 /** Runs `fn` over `frames` frames of `bytes` data bytes; returns ms of CPU per MiB. */

@@ -57,7 +57,7 @@ import {
 } from "./device.ts";
 import { DeviceCounterTable } from "./device_counters.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
-import type { DriverParams } from "./params.ts";
+import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
 import { errorMessage } from "../util/errors.ts";
 
 /** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (docs/protocol.md §3). */
@@ -224,7 +224,7 @@ export class Initiator {
   constructor(readonly params: DriverParams, readonly hooks: InitiatorHooks) {
     this.devices = new DeviceTable(params.dyndevs);
     this.extensions = new InitiatorExtensions(
-      { tags: params.tags ?? "counter", crc: params.crc ?? "crc32c" },
+      { tags: params.tags ?? "counter", crc: params.crc ?? DEFAULT_PARAMS.crc },
       (line) => hooks.error(line),
     );
   }

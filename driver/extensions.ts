@@ -14,6 +14,7 @@ import {
   ATA_HEADER_LENGTH,
   Capability,
   checkCrc,
+  CRC_CAPABILITY,
   CRC_LENGTH,
   type CrcKind,
   decodeExtension,
@@ -23,6 +24,7 @@ import {
   EXTENSION_LENGTH,
   ExtensionOp,
   Flag,
+  grantedCrc,
   isExtensionFrame,
   readMac,
 } from "../wire/mod.ts";
@@ -121,8 +123,7 @@ export class InitiatorExtensions {
   #wanted(): number {
     let bits = 0;
     if (this.settings.tags === "counter") bits |= Capability.monotonicTags | Capability.writeOrder;
-    if (this.settings.crc === "crc32c") bits |= Capability.crc32c;
-    if (this.settings.crc === "crc8x4") bits |= Capability.crc8x4;
+    if (this.settings.crc !== "none") bits |= CRC_CAPABILITY[this.settings.crc];
     return bits;
   }
 
@@ -212,11 +213,7 @@ export class InitiatorExtensions {
     if (path.state !== "active") this.counters.declarations++;
     path.state = "active";
     path.granted = arg.capabilities;
-    path.crc = arg.capabilities & Capability.crc32c
-      ? "crc32c"
-      : arg.capabilities & Capability.crc8x4
-      ? "crc8x4"
-      : undefined;
+    path.crc = grantedCrc(arg.capabilities);
     path.tries = 0;
     path.nextAt = performance.now() + Math.max(1, arg.leaseSeconds) * 1000 * RENEW_FRACTION;
   }

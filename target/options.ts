@@ -6,7 +6,7 @@
  */
 
 import type { LinkKind } from "../link/mod.ts";
-import { type CrcKind, parseMac } from "../wire/mod.ts";
+import { CRC_KINDS, type CrcKind, parseMac } from "../wire/mod.ts";
 import type { ExtensionPolicy } from "./extensions.ts";
 import { MAX_MASKS } from "./export.ts";
 
@@ -96,7 +96,7 @@ Exports a file or block device as AoE shelf.slot on one or more interfaces
   -f shadow   shadow file for freeze (AoEde): SIGUSR1 SIGUSR2 freezes, SIGUSR1
               SIGUSR1 SIGUSR2 unfreezes (a lone SIGUSR1 still logs the counters)
   --crc K     checksums granted to initiators that ask (docs/extensions.md):
-              crc32c,crc8x4 (default), one of them, or none
+              crc32,crc32c,crc8x4 (default), some of them, or none
   --track-rx M    track the tags of these initiator MACs (drop duplicates)
                   without a declaration, as AoEde's option; only for
                   initiators whose tags are a monotonic counter
@@ -140,10 +140,10 @@ function parseMacList(text: string, what: string): number[] {
 function parseCrcList(text: string): CrcKind[] {
   if (text === "none") return [];
   return text.split(",").map((item) => {
-    if (item !== "crc32c" && item !== "crc8x4") {
-      throw new UsageError(`--crc: expected crc32c, crc8x4 or none, not ${item}`);
+    if (!CRC_KINDS.includes(item as CrcKind)) {
+      throw new UsageError(`--crc: expected ${CRC_KINDS.join(", ")} or none, not ${item}`);
     }
-    return item;
+    return item as CrcKind;
   });
 }
 

@@ -82,7 +82,7 @@ Deno.test(
         const ext = readStats(stats).exports["e1.0"].extensions;
         const sessions = Object.values(ext.initiators) as Record<string, unknown>[];
         assert.equal(sessions.length, 1);
-        assert.equal(sessions[0].crc, "crc32c");
+        assert.equal(sessions[0].crc, "crc32");
         assert.equal(sessions[0].trackRx, true);
         assert.ok(ext.crcWrites >= 256 && ext.crcReads >= 256, JSON.stringify(ext));
       } finally {

@@ -24,6 +24,7 @@
  */
 
 import { requireLength, WireError } from "./errors.ts";
+import { CRC_KINDS, type CrcKind } from "./crc.ts";
 
 /** The vendor command code this extension uses. */
 export const EXTENSION_COMMAND = 0xf0;
@@ -47,10 +48,27 @@ export const Capability = {
   crc8x4: 0x04,
   /** CRC32C after write data and read reply data. */
   crc32c: 0x08,
+  /** CRC-32 (zlib's, Ethernet's polynomial) after write data and read reply data. */
+  crc32: 0x10,
 } as const;
 
 /** Every capability this version defines. */
-export const ALL_CAPABILITIES = 0x0f;
+export const ALL_CAPABILITIES = 0x1f;
+
+/** The capability bit of each checksum kind. */
+export const CRC_CAPABILITY: Readonly<Record<CrcKind, number>> = {
+  crc32: Capability.crc32,
+  crc32c: Capability.crc32c,
+  crc8x4: Capability.crc8x4,
+};
+
+/** Every checksum bit. */
+export const CRC_CAPABILITIES = Capability.crc32 | Capability.crc32c | Capability.crc8x4;
+
+/** The checksum a set of granted bits names (a target grants at most one), if any. */
+export function grantedCrc(bits: number): CrcKind | undefined {
+  return CRC_KINDS.find((kind) => (bits & CRC_CAPABILITY[kind]) !== 0);
+}
 
 /** The decoded extension argument. */
 export interface ExtensionArg {

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import {
   AtaFlag,
+  Capability,
   Command,
+  crc32,
+  crc32c,
+  CRC_CAPABILITY,
+  CRC_KINDS,
+  dataCrc,
   decodeAta,
   decodeConfig,
   decodeHeader,
@@ -17,6 +23,7 @@ import {
   encodeMask,
   encodeReserve,
   formatMac,
+  grantedCrc,
   makeResponseHeader,
   parseMac,
   readMac,
@@ -225,4 +232,13 @@ Deno.test("identify: capacity in LBA28 (capped) and LBA48 words, strings byte-sw
   assert.equal(words.getUint32(60 * 2, true), 1000);
   assert.equal(decodeIdentify(data).writeCache, false);
   assert.throws(() => decodeIdentify(new Uint8Array(100)), WireError);
+});
+
+Deno.test("crc: the check values of CRC-32 and CRC32C; each kind has its own capability bit", () => {
+  const check = new TextEncoder().encode("123456789");
+  assert.equal(crc32(check), 0xcbf43926);
+  assert.equal(crc32c(check), 0xe3069283);
+  assert.equal(dataCrc("crc32", check), 0xcbf43926);
+  for (const kind of CRC_KINDS) assert.equal(grantedCrc(CRC_CAPABILITY[kind]), kind);
+  assert.equal(grantedCrc(Capability.monotonicTags), undefined);
 });
