@@ -3,11 +3,16 @@
  * benchmark bench/scale_bench.ts runs 1,000 and 4,000): the process starts
  * under a low soft descriptor limit, refuses in one line under a low hard
  * one, and the initiator in another namespace sees every device up within a
- * few seconds whichever starts first, without asking for a discovery again.
+ * few seconds whichever starts first, without asking for a discovery again;
+ * 4,000 exports start and their paced answers to a broadcast all reach a
+ * 512-frame receive ring that is read only every 50 ms.
  */
 import assert from "node:assert/strict";
 import { NEW_DEVICE_BURST, NEW_DEVICES_PER_SECOND } from "../driver/commands.ts";
 import { TestInitiator } from "../testing/initiator.ts";
+import { TestClient } from "../testing/client.ts";
+import { inNetns, RingLink } from "../link/mod.ts";
+import { Command, ConfigCommand, readShelf, readSlot, readTag } from "../wire/mod.ts";
 import { aoeCommand } from "../testing/procs.ts";
 import {
   scaleExports,
@@ -35,10 +40,10 @@ if (CREATION_LIMITED) {
   );
 }
 
-function config(dir: string, count: number): { path: string; names: string[] } {
+function config(dir: string, count: number, bytes = 64 << 20): { path: string; names: string[] } {
   const exports = scaleExports(count);
   const path = `${dir}/targets.conf`;
-  writeScaleConfig(path, exports, { netif: "t1p0", images: sparseImages(dir, exports, 64 << 20) });
+  writeScaleConfig(path, exports, { netif: "t1p0", images: sparseImages(dir, exports, bytes) });
   return { path, names: exports.map((e) => e.name) };
 }
 
@@ -74,6 +79,52 @@ Deno.test(
         lines[0],
         /^aoe target: the exports need about 365 open files, but the hard limit is 128 \(RLIMIT_NOFILE/,
       );
+    });
+  },
+);
+
+Deno.test(
+  "scale: 4,000 exports in one process start under a soft descriptor limit of 1,024 and answer a broadcast Query Config: every reply reaches a 512-frame ring read every 50 ms",
+  opts,
+  async () => {
+    await withNet({}, async (net, dir, daemons) => {
+      const count = 4000;
+      const { path, names } = config(dir, count, 1 << 20);
+      const started = performance.now();
+      daemons.push(
+        await startConfigTarget(net, path, count, {
+          prlimit: ["--nofile=1024:8192"],
+          timeoutMs: 20000,
+        }),
+      );
+      console.log(`${count} exports started in ${(performance.now() - started).toFixed(0)} ms`);
+      // Let the start-up announcements (paced too) go by before listening.
+      await new Promise((r) => setTimeout(r, 2500));
+      const link = inNetns(net.namespaces[1], () => new RingLink("i0", { rxFrames: 512 }));
+      const client = new TestClient(link);
+      try {
+        const frame = new Uint8Array(60);
+        const tag = client.nextTag();
+        client.header(frame, 0xffff, 0xff, Command.config, tag);
+        frame[29] = 0x10 | ConfigCommand.read;
+        client.sendRaw(frame, 60);
+        const seen = new Set<string>();
+        const deadline = performance.now() + 8000;
+        while (seen.size < count && performance.now() < deadline) {
+          // A busy receiver: nothing is read for 50 ms, then everything waiting.
+          await new Promise((r) => setTimeout(r, 50));
+          for (let n = link.receive(); n > 0; n = link.receive()) {
+            for (let i = 0; i < n; i++) {
+              const reply = link.rx[i].subarray(0, link.rxLength[i]);
+              if (readTag(reply) === tag) seen.add(`e${readShelf(reply)}.${readSlot(reply)}`);
+            }
+          }
+        }
+        assert.equal(seen.size, count, `${count - seen.size} replies lost`);
+        assert.deepEqual([...seen].sort(), [...names].sort());
+      } finally {
+        link.close();
+      }
     });
   },
 );
