@@ -155,6 +155,18 @@ function daemonPid(initiator: TestInitiator): number {
   }
 }
 
+/** SIGKILLs every process started with `--rundir=DIR` (this run's own directory, named after its pid). */
+function killRunDirDaemons(runDir: string): void {
+  const mark = `--rundir=${runDir}\0`;
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (cmdline.includes(mark)) Deno.kill(Number(entry.name), "SIGKILL");
+    } catch { /* gone */ }
+  }
+}
+
 async function runCase(n: number, link: LinkKind, tree: Tree, kase: Case): Promise<Row> {
   const row: Row = { n, link, tree, kase, up: 0, notes: [] };
   const exports = scaleExports(n);
@@ -163,15 +175,20 @@ async function runCase(n: number, link: LinkKind, tree: Tree, kase: Case): Promi
   const net = await TestNet.create({});
   const initiator = new TestInitiator(net, 1, { under: TREES[tree] });
   const targets: Daemon[] = [];
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await Promise.all(targets.map((d) => d.stop(2000).catch(() => {})));
-    await deadline(initiator.close(), 15000, "rmmod").catch(() => {});
-    await net.close();
-    Deno.removeSync(images, { recursive: true });
-  };
+  let closing: Promise<void> | undefined;
+  // Ctrl-C during the cleanup waits for the same cleanup.
+  const close = () =>
+    closing ??= (async () => {
+      await Promise.all(targets.map((d) => d.stop(2000).catch(() => {})));
+      await deadline(initiator.close(), 15000, "rmmod").catch(() => {});
+      await net.close();
+      // A daemon that `aoe modprobe` forked while the namespace's processes were killed.
+      killRunDirDaemons(initiator.runDir);
+      Deno.removeSync(images, { recursive: true });
+      try {
+        Deno.removeSync(initiator.runDir, { recursive: true });
+      } catch { /* removed by rmmod */ }
+    })();
   cleanup = close;
   try {
     const paths = sparseImages(images, exports, 64 << 20);
