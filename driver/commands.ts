@@ -153,7 +153,7 @@ interface Frame {
 export interface InitiatorCounters {
   /** Frames received on every link. */
   received: number;
-  /** Shorter than a header, or not AoE. */
+  /** Shorter than a header or than its command's argument, or not AoE. */
   malformed: number;
   /** Requests (R clear) from other initiators, or tags with bit 31 (userland tools). */
   ignored: number;
@@ -281,10 +281,8 @@ export class Initiator {
       this.counters.ignored++;
       return;
     }
-    if (problem === "version") {
-      this.counters.malformed++;
-      return;
-    }
+    // No version check: the kernel's aoenet_rcv() has none, and vblade's start-up announcement
+    // (aoead() zeroes the header and sets only R) carries version 0 (docs/protocol.md §10).
     const shelf = readShelf(frame);
     const slot = readSlot(frame);
     if (frame[19] === EXTENSION_COMMAND) {
