@@ -172,6 +172,8 @@ export interface InitiatorCounters {
   ataErrors: number;
   /** Query Config answers for a new address refused: the table was full or new devices came too fast. */
   refusedDevices: number;
+  /** Frames the kernel dropped on every link for want of receive room (each link's `rxDrops`). */
+  rxDrops: number;
 }
 
 /** Hooks into the rest of the driver. */
@@ -200,6 +202,7 @@ export class Initiator {
     retransmits: 0,
     ataErrors: 0,
     refusedDevices: 0,
+    rxDrops: 0,
   };
   /** The links frames may use (aoe_iflist applied by the caller). */
   links: FrameLink[] = [];
@@ -919,8 +922,19 @@ export class Initiator {
   /** The 100 ms timer: retransmissions, deaths, kicks (rexmit_timer). */
   tick(): void {
     this.extensions.tick();
+    for (const link of this.links) this.#readDrops(link);
     for (const device of this.devices.list()) this.#rexmitTimer(device);
     for (const link of this.links) link.flush();
+  }
+
+  /** Counts what the kernel dropped on a link since the last tick, and says so on `err`. */
+  #readDrops(link: FrameLink): void {
+    const n = link.readDrops();
+    if (n <= 0) return;
+    this.counters.rxDrops += n;
+    this.hooks.error(
+      `${"rx drops".padStart(15)} ${link.name} n=${n} total=${link.counters.rxDrops}`,
+    );
   }
 
   #rexmitTimer(device: AoeDevice): void {

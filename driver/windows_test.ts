@@ -101,7 +101,8 @@ Deno.test("windows: after a loss the window restarts at 1 and slow start regrows
     assert.ok(open >= 16, `the window opened from half the buffer count: ${open}`);
     // Every request is lost for a moment: the first timeout halves the threshold, window 1.
     let lost = 0;
-    segment.impair = (frame) => !isResponse(frame) && readCommand(frame) === Command.ata ? (lost++, 0) : 1;
+    segment.impair = (frame) =>
+      !isResponse(frame) && readCommand(frame) === Command.ata ? (lost++, 0) : 1;
     const dev = driver.blockDevice("e9.0")!;
     const reading = dev.read(0, 64 * 1024); // 64 frames of 1024 bytes
     await until(() => t.maxout === 1, "the window closed to 1 after the timeout", 3000);

@@ -3,6 +3,8 @@
  * initiator, bursts of answers larger than the receive ring, drops counted.
  */
 import assert from "node:assert/strict";
+import { inNetns, PacketLink } from "../link/mod.ts";
+import { BROADCAST_MAC, encodeHeader } from "../wire/mod.ts";
 import { TestInitiator } from "../testing/initiator.ts";
 import type { TestNet } from "../testing/netns.ts";
 import { Daemon } from "../testing/procs.ts";
@@ -25,7 +27,11 @@ async function withInitiator(
 }
 
 /** Polls the attribute tree (no discovery asked) until the device is up; returns the ms it took. */
-async function upWithin(initiator: TestInitiator, name: string, timeoutMs: number): Promise<number> {
+async function upWithin(
+  initiator: TestInitiator,
+  name: string,
+  timeoutMs: number,
+): Promise<number> {
   const started = performance.now();
   for (;;) {
     try {
@@ -56,6 +62,64 @@ Deno.test(
       const status = await initiator.status();
       assert.equal(status.devices.find((d) => d.name === "e7.3")?.sectors, (8 << 20) / 512);
       assert.ok(ms < 1000, `up in ${ms.toFixed(0)} ms`);
+    });
+  },
+);
+
+Deno.test(
+  "discovery: kernel receive drops on a small ring show in aoe err --counters and on err",
+  opts,
+  async () => {
+    await withInitiator({}, async (net, _dir, _daemons, initiator) => {
+      await initiator.modprobe("--rx-frames", "32");
+      const sender = inNetns(net.namespaces[0], () => new PacketLink("t1p0"));
+      try {
+        // Vendor-specific responses: the driver ignores them silently, as fast as it can.
+        for (let i = 0; i < 20000; i++) {
+          const frame = sender.txSlot();
+          encodeHeader(frame, {
+            dst: BROADCAST_MAC,
+            src: sender.mac,
+            version: 1,
+            response: true,
+            error: false,
+            errorCode: 0,
+            shelf: 1,
+            slot: 1,
+            command: 0xf5,
+            tag: i,
+          });
+          sender.commit(60);
+        }
+        sender.flush();
+      } finally {
+        sender.close();
+      }
+      let status = await initiator.status();
+      const deadline = Date.now() + 3000;
+      // Drops are read on the timer tick: wait until every frame is accounted for.
+      const settled = () => status.counters.ignored + status.counters.rxDrops === 20000;
+      while (!settled() && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await initiator.status();
+      }
+      const drops = status.counters.rxDrops;
+      assert.ok(drops > 0, "the kernel dropped part of the burst and the driver read it");
+      assert.equal(status.counters.ignored + drops, 20000, "every frame ignored or dropped");
+      const err = await Deno.open(`${initiator.devDir}/err`, { read: true });
+      const buf = new Uint8Array(4096);
+      const lines = new TextDecoder().decode(buf.subarray(0, (await err.read(buf)) ?? 0));
+      err.close();
+      assert.match(lines, /^ {7}rx drops i0 n=\d+ total=\d+$/m);
+      const shown = await initiator.aoe(["err", "--counters"]);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(shown.stdout, new RegExp(`^rxDrops +${drops}$`, "m"));
+      const row = shown.stdout.split("\n").find((l) => l.startsWith("i0 "));
+      assert.ok(row, shown.stdout);
+      assert.equal(Number(row.trim().split(/ +/).at(-1)), drops, "the interface's rx drops");
+      const json = JSON.parse((await initiator.aoe(["status", "--counters", "--json"])).stdout);
+      assert.equal(json.interfaces[0].name, "i0");
+      assert.equal(json.interfaces[0].counters.rxDrops, drops);
     });
   },
 );
