@@ -131,13 +131,21 @@ Deno.test(
         .join(" ");
       const hostLog = `${dir.path}/out/host-0.log`;
       const guestLog = `${dir.path}/out/guest.log`;
-      // Freeze once the target runs (AoEde's signals, a moment apart); unfreeze after the guest's first write.
+      // Freeze once the target runs (AoEde's signals, a moment apart); unfreeze after the guest's first
+      // write. The guest goes on making a file system; it cannot see the merge, so the host waits for it
+      // and then stops the target (which flushes), while run.sh waits for the host (--host-drain).
       const host =
         `${target} & p=$!; until grep -q "^pid .*e9.0" ${hostLog}; do sleep 0.1; done; ` +
         `kill -USR1 $p; sleep 0.3; kill -USR2 $p; ` +
         `until grep -q "^RESULT write ok" ${guestLog} 2>/dev/null; do sleep 0.2; done; ` +
-        `kill -USR1 $p; sleep 0.3; kill -USR1 $p; sleep 0.3; kill -USR2 $p; wait $p`;
-      const log = await bootGuest(`${dir.path}/out`, guestScript("aoe_kernel_initiator.sh"), host);
+        `kill -USR1 $p; sleep 0.3; kill -USR1 $p; sleep 0.3; kill -USR2 $p; ` +
+        `until grep -q "merged and unfrozen" ${hostLog}; do sleep 0.2; done; kill -TERM $p; wait $p`;
+      const log = await bootGuest(
+        `${dir.path}/out`,
+        guestScript("aoe_kernel_initiator.sh"),
+        host,
+        ["--host-drain", "60"],
+      );
       const attr = (name: string) => log.match(new RegExp(`^ATTR ${name}=(.*)$`, "m"))?.[1];
       assert.equal(attr("state"), "up");
       assert.equal(attr("payload"), "1024");

@@ -8,10 +8,12 @@
 # --veths 2 adds a second host-side port, "aoevm3" (MAC 02:77:00:00:00:03).
 # --hostroot gives the guest the host's / (read-only over 9p, writes to RAM)
 # with udev and fdisk on top, so the project and Deno run inside it.
+# --host-drain S waits up to S seconds, once the VM is off, for the host
+# commands to end by themselves (work the guest does not wait for).
 # Exit status: the guest script's; 124 on timeout; 125 if the VM died.
 set -uo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-mtu=1500; timeout=300; out=""; hosts=(); veths=1; hostroot=0
+mtu=1500; timeout=300; out=""; hosts=(); veths=1; hostroot=0; drain=0
 while [ $# -gt 1 ]; do
   case "$1" in
     --mtu) mtu=$2; shift 2 ;;
@@ -19,6 +21,7 @@ while [ $# -gt 1 ]; do
     --out) out=$2; shift 2 ;;
     --veths) veths=$2; shift 2 ;;
     --hostroot) hostroot=1; shift ;;
+    --host-drain) drain=$2; shift 2 ;;
     --host) hosts+=("$2"); shift 2 ;;
     *) break ;;
   esac
@@ -83,6 +86,10 @@ setsid ip netns exec "$ns" timeout "$timeout" qemu-system-x86_64 -accel tcg -m "
   -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
   -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02 > "$out/qemu.log" 2>&1
 qrc=$?
+deadline=$((SECONDS + drain))
+for p in "${pids[@]}"; do
+  while kill -0 "$p" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+done
 rc=$(sed -n 's/^AOE-VM-EXIT=\([0-9]*\).*/\1/p' "$out/guest.log" | tail -n 1)
 if [ "$qrc" = 124 ]; then rc=124; elif [ -z "$rc" ]; then rc=125; fi
 if [ "$rc" != 0 ]; then
