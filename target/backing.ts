@@ -5,7 +5,7 @@
  * @module
  */
 
-import { alignedBuffer, check, cString, libc, linux } from "../ffi/libc.ts";
+import { alignedBuffer, check, cString, directIoAlignment, libc, linux } from "../ffi/libc.ts";
 import { SECTOR_SIZE } from "../wire/mod.ts";
 
 /** Sector storage behind a target. */
@@ -90,7 +90,10 @@ export class FileStore implements BackingStore {
         // O_DIRECT moves whole logical sectors only; AoE addresses 512-byte ones, so
         // on a 4096-byte-sector device every transfer goes through the aligned bounce
         // buffer, and a write of part of a logical sector reads the rest first.
-        const logical = isBlock ? this.#logicalSectorSize() : SECTOR_SIZE;
+        // A regular file: what its filesystem's device needs (statx), 512 if it does not say.
+        const logical = isBlock
+          ? this.#logicalSectorSize()
+          : Math.max(SECTOR_SIZE, directIoAlignment(this.#fd) ?? SECTOR_SIZE);
         if (logical < SECTOR_SIZE || logical % SECTOR_SIZE !== 0 || logical > 65536) {
           throw new Error(`-d: ${path} has ${logical}-byte logical sectors, which -d cannot serve`);
         }

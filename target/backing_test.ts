@@ -82,3 +82,48 @@ Deno.test("-d on a regular file still opens with O_DIRECT and serves 512-byte se
     Deno.removeSync(file);
   }
 });
+
+async function run(command: string, args: string[]): Promise<boolean> {
+  const out = await new Deno.Command(command, { args, stdout: "null", stderr: "null" }).output()
+    .catch(() => ({ success: false }));
+  return out.success;
+}
+
+Deno.test("-d on a regular file of a filesystem over a 4096-byte-sector device serves 512-byte sectors", async () => {
+  const loop = await loopDevice({ sectorSize: 4096, bytes: 64 << 20 });
+  if (typeof loop === "string") {
+    console.log(`skipped: ${loop}`);
+    return;
+  }
+  const mountPoint = Deno.makeTempDirSync({ prefix: "aoe-mnt-" });
+  try {
+    if (
+      !await run("mkfs.ext4", ["-q", loop.device]) || !await run("mount", [loop.device, mountPoint])
+    ) {
+      console.log("skipped: cannot make or mount an ext4 filesystem");
+      return;
+    }
+    try {
+      const image = `${mountPoint}/disk.img`;
+      Deno.writeFileSync(image, new Uint8Array(0));
+      Deno.truncateSync(image, 1 << 20);
+      const store = new FileStore(image, { direct: true, offsetSectors: 1 });
+      try {
+        const data = new Uint8Array(3 * 512).map((_, i) => i * 7);
+        assert.equal(store.write(data, 2, 3), 3, "a write across two 4096-byte blocks");
+        const back = new Uint8Array(3 * 512);
+        assert.equal(store.read(back, 2, 3), 3);
+        assert.deepEqual(back, data);
+      } finally {
+        store.close();
+      }
+      const bytes = Deno.readFileSync(image).subarray(3 * 512, 6 * 512);
+      assert.deepEqual(bytes, new Uint8Array(3 * 512).map((_, i) => i * 7), "in the file");
+    } finally {
+      await run("umount", [mountPoint]);
+    }
+  } finally {
+    Deno.removeSync(mountPoint, { recursive: true });
+    await loop.remove();
+  }
+});
