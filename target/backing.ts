@@ -56,6 +56,13 @@ export class FileStore implements BackingStore {
   #bounce: Uint8Array | undefined;
   /** What O_DIRECT aligns to and moves at once: the device's logical sector (-d). */
   #align = SECTOR_SIZE;
+  /** Bytes in the file. */
+  #fileBytes = 0;
+  /**
+   * The file opened again without O_DIRECT, for writes into its last logical
+   * sector when the file ends inside it (O_DIRECT would grow the file), or -1.
+   */
+  #tailFd = -1;
 
   /** Opens `path`; throws a one-line Error on any failure. */
   constructor(readonly path: string, options: FileStoreOptions = {}) {
@@ -99,9 +106,17 @@ export class FileStore implements BackingStore {
         }
         this.#align = logical;
         this.#bounce = alignedBuffer(256 * SECTOR_SIZE + 2 * logical, Math.max(4096, logical));
+        this.#fileBytes = totalBytes;
+        if (!isBlock && !this.readOnly && totalBytes % logical !== 0) {
+          this.#tailFd = check(
+            libc().open(cString(path), flags & ~linux.O_DIRECT, 0),
+            `open ${path}`,
+          );
+        }
       }
     } catch (error) {
       libc().close(this.#fd);
+      if (this.#tailFd >= 0) libc().close(this.#tailFd);
       throw error;
     }
   }
@@ -156,6 +171,11 @@ export class FileStore implements BackingStore {
     const alignedStart = start - head;
     const span = this.#roundUp(head + bytes);
     const tail = span - head - bytes;
+    if (alignedStart + span > this.#fileBytes && this.#tailFd >= 0) {
+      // The file ends inside the last logical sector: written through the page cache.
+      const n = Number(libc().pwrite(this.#tailFd, from, BigInt(bytes), BigInt(start)));
+      return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
+    }
     // Read-modify-write of a logical sector the request covers only in part: the first
     // one if the request starts inside it, the last one if it ends inside it.
     if (head > 0 && !this.#readBlock(bounce, 0, alignedStart)) return 0;
@@ -194,7 +214,9 @@ export class FileStore implements BackingStore {
   /** Closes the file (once). */
   close(): void {
     if (this.#fd >= 0) libc().close(this.#fd);
+    if (this.#tailFd >= 0) libc().close(this.#tailFd);
     this.#fd = -1;
+    this.#tailFd = -1;
   }
 }
 

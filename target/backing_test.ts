@@ -119,6 +119,30 @@ Deno.test("-d on a regular file of a filesystem over a 4096-byte-sector device s
       }
       const bytes = Deno.readFileSync(image).subarray(3 * 512, 6 * 512);
       assert.deepEqual(bytes, new Uint8Array(3 * 512).map((_, i) => i * 7), "in the file");
+
+      // A file that ends inside a 4096-byte block: its last sectors are written, it does not grow.
+      const odd = `${mountPoint}/odd.img`;
+      Deno.writeFileSync(odd, new Uint8Array(0));
+      Deno.truncateSync(odd, (1 << 20) + 3 * 512);
+      const tailStore = new FileStore(odd, { direct: true });
+      try {
+        const sectors = tailStore.sectors;
+        assert.equal(sectors, 2051);
+        const data = new Uint8Array(2 * 512).fill(0x6b);
+        assert.equal(tailStore.write(data, sectors - 2, 2), 2, "the last two sectors");
+        assert.equal(tailStore.flush(), true);
+        const back = new Uint8Array(2 * 512);
+        assert.equal(tailStore.read(back, sectors - 2, 2), 2);
+        assert.deepEqual(back, data);
+        assert.equal(tailStore.write(data, 2046, 2), 2, "an aligned write before the tail");
+      } finally {
+        tailStore.close();
+      }
+      assert.equal(Deno.statSync(odd).size, (1 << 20) + 3 * 512, "the file did not grow");
+      assert.deepEqual(
+        Deno.readFileSync(odd).subarray(2049 * 512),
+        new Uint8Array(2 * 512).fill(0x6b),
+      );
     } finally {
       await run("umount", [mountPoint]);
     }
