@@ -24,6 +24,7 @@ export const DAEMON_OPTIONS = {
   rundir: { type: "string" },
   devdir: { type: "string" },
   link: { type: "string" },
+  "rx-frames": { type: "string" },
   group: { type: "string" },
   ...NBD_OPTIONS,
 } as const;
@@ -31,6 +32,8 @@ export const DAEMON_OPTIONS = {
 /** What the shared options mean, checked. */
 export interface DaemonSettings {
   link?: LinkKind;
+  /** Receive room of each link in frames (`--rx-frames`; default: the link's own, docs/frame-io.md §8). */
+  rxFrames?: number;
   access: AccessPolicy;
   tcpPort?: number;
   tcpHost?: string;
@@ -41,11 +44,19 @@ export interface DaemonSettings {
 
 /** Checks the shared options; throws a {@link UsageError} naming the first bad one. */
 export function daemonSettings(
-  values: { link?: string; group?: string } & NbdValues,
+  values: { link?: string; group?: string; "rx-frames"?: string } & NbdValues,
 ): DaemonSettings {
   const link = values.link;
   if (link !== undefined && !["ring", "packet", "pcap"].includes(link)) {
     throw new UsageError(`--link must be ring, packet or pcap, not "${link}"`);
+  }
+  let rxFrames: number | undefined;
+  if (values["rx-frames"] !== undefined) {
+    const text = values["rx-frames"];
+    rxFrames = /^\d{1,7}$/.test(text) ? Number(text) : NaN;
+    if (!(rxFrames >= 1 && rxFrames <= 1 << 20)) {
+      throw new UsageError(`--rx-frames: not a frame count (1-1048576): "${text}"`);
+    }
   }
   const attach = (values["nbd-attach"] as string | undefined) ?? "auto";
   if (!["auto", "yes", "no"].includes(attach)) {
@@ -78,6 +89,7 @@ export function daemonSettings(
   }
   return {
     link: link as LinkKind | undefined,
+    rxFrames,
     access,
     tcpPort,
     tcpHost: values["nbd-host"] as string | undefined,
@@ -125,7 +137,13 @@ export async function daemonCommand(args: string[]): Promise<number> {
       socketMode: access.gid === undefined ? 0o600 : MODES.socket,
       socketGid: access.gid,
     });
-    run = () => runDaemon(params, paths, { link: settings.link, extensions: [bridge], access });
+    run = () =>
+      runDaemon(params, paths, {
+        link: settings.link,
+        rxFrames: settings.rxFrames,
+        extensions: [bridge],
+        access,
+      });
   } catch (error) {
     console.error(`aoe driver-daemon: ${error instanceof Error ? conciseMessage(error) : error}`);
     return 1;

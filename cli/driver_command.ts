@@ -11,7 +11,12 @@ import { ask } from "../driver/daemon.ts";
 import { type DriverParams, resolveParams } from "../driver/params.ts";
 import { type DriverPaths, driverPaths } from "../driver/paths.ts";
 import { aoeStatRows, statusObjects } from "../driver/status.ts";
-import { type DeviceCounters, formatDeviceCounters } from "../driver/device_counters.ts";
+import {
+  type DeviceCounters,
+  formatDeviceCounters,
+  formatInterfaceCounters,
+  type InterfaceCounters,
+} from "../driver/device_counters.ts";
 import { decodeBase64, encodeBase64 } from "../driver/base64.ts";
 import { interfaceExists } from "../link/mod.ts";
 import { sdNotify } from "./sd_notify.ts";
@@ -90,7 +95,7 @@ async function modprobe(args: string[]): Promise<number> {
     `--rundir=${paths.runDir}`,
     `--devdir=${paths.devDir}`,
   ];
-  for (const option of ["link", "group", ...Object.keys(NBD_OPTIONS)] as const) {
+  for (const option of ["link", "rx-frames", "group", ...Object.keys(NBD_OPTIONS)] as const) {
     const value = values[option as keyof typeof values];
     if (value === true) daemonArgs.push(`--${option}`);
     else if (typeof value === "string") daemonArgs.push(`--${option}=${value}`);
@@ -222,8 +227,12 @@ async function flush(args: string[]): Promise<number> {
 }
 
 async function err(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: pathOptions });
+  const { values } = parseArgs({
+    args,
+    options: { ...pathOptions, counters: { type: "boolean" }, json: { type: "boolean" } },
+  });
   const paths = pathsFrom(values);
+  if (values.counters) return await errorCounters(paths, values.json ?? false);
   const file = await Deno.open(`${paths.devDir}/err`, { read: true }).catch(() => {
     throw new CommandError(`${paths.devDir}/err does not exist (is the driver loaded?)`);
   });
@@ -308,15 +317,51 @@ async function daemonAlive(paths: DriverPaths): Promise<boolean> {
   }
 }
 
-/** `aoe status --counters [--json]`: the daemon's per-device counters (driver/device_counters.ts). */
-async function deviceCounters(paths: DriverPaths, json: boolean): Promise<number> {
-  const reply = await ask(paths, { cmd: "status" }) as
-    | { devices: { name: string; counters: DeviceCounters }[]; extensions: unknown }
-    | undefined;
+/** What the daemon's status command answers, as far as the counter views read it. */
+interface CounterReply {
+  counters: Record<string, number>;
+  devices: { name: string; counters: DeviceCounters }[];
+  interfaces?: { name: string; counters: InterfaceCounters }[];
+  extensions: unknown;
+}
+
+async function askCounters(paths: DriverPaths): Promise<CounterReply> {
+  const reply = await ask(paths, { cmd: "status" }) as CounterReply | undefined;
   if (!reply) throw new CommandError("the driver does not answer (is it loaded?)");
+  return reply;
+}
+
+/** `aoe status --counters [--json]`: the daemon's per-device and per-interface counters (driver/device_counters.ts). */
+async function deviceCounters(paths: DriverPaths, json: boolean): Promise<number> {
+  const reply = await askCounters(paths);
   const rows = reply.devices.map((d) => ({ name: d.name, counters: d.counters }));
-  if (json) console.log(JSON.stringify({ devices: rows, extensions: reply.extensions }, null, 1));
-  else console.log(formatDeviceCounters(rows));
+  const interfaces = reply.interfaces ?? [];
+  if (json) {
+    console.log(
+      JSON.stringify({ devices: rows, interfaces, extensions: reply.extensions }, null, 1),
+    );
+  } else {
+    console.log(formatDeviceCounters(rows));
+    console.log(formatInterfaceCounters(interfaces));
+  }
+  return 0;
+}
+
+/**
+ * `aoe err --counters [--json]`: what the driver dropped and why (malformed,
+ * unexpected, kernel receive drops, ...), and each interface's frame counters.
+ */
+async function errorCounters(paths: DriverPaths, json: boolean): Promise<number> {
+  const reply = await askCounters(paths);
+  const interfaces = reply.interfaces ?? [];
+  if (json) {
+    console.log(JSON.stringify({ counters: reply.counters, interfaces }, null, 1));
+    return 0;
+  }
+  const names = Object.keys(reply.counters);
+  const width = Math.max(...names.map((n) => n.length));
+  for (const name of names) console.log(`${name.padEnd(width)} ${reply.counters[name]}`);
+  console.log(formatInterfaceCounters(interfaces));
   return 0;
 }
 

@@ -16,6 +16,7 @@ import {
   UsageError,
 } from "../target/mod.ts";
 import { formatStatsTable } from "../target/counters.ts";
+import { descriptorsNeeded, ensureDescriptors } from "../target/fd_limit.ts";
 import { sdNotify } from "./sd_notify.ts";
 import { selfCommand } from "./self.ts";
 import { targetServiceCommand } from "./target_service_command.ts";
@@ -65,6 +66,7 @@ export async function targetCommand(args: string[]): Promise<number> {
   }
   let target;
   try {
+    ensureDescriptors(descriptorsNeeded(command.exports));
     target = startTarget(command.exports, { link: command.link });
   } catch (error) {
     console.error(`aoe target: ${errorMessage(error)}`);

@@ -19,6 +19,7 @@ import { type ControlReply, type ControlRequest, ControlServer } from "../target
 import { writePrometheusFile } from "../target/prometheus.ts";
 import { type ReloadResult, TargetService } from "../target/service.ts";
 import { writeFileAtomic } from "../target/state_dir.ts";
+import { descriptorsNeeded, ensureDescriptors } from "../target/fd_limit.ts";
 import { sdNotify } from "./sd_notify.ts";
 import { daemonize } from "./target_command.ts";
 import { errorMessage } from "../util/errors.ts";
@@ -131,6 +132,7 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
   const log = (message: string) => console.error(`aoe target: ${message}`);
   let service: TargetService;
   try {
+    ensureDescriptors(descriptorsNeeded(config.exports));
     service = new TargetService(config, { log });
   } catch (error) {
     log(errorMessage(error));
@@ -146,6 +148,8 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
     sdNotify("RELOADING=1");
     try {
       const next = reread();
+      // A reload opens new and changed exports before it closes the old ones.
+      ensureDescriptors(descriptorsNeeded([...service.config.exports, ...next.exports]));
       const result = service.reload(next);
       log(`reloaded ${next.path}: ${describeReload(result)}`);
       if (JSON.stringify(next.service) !== JSON.stringify(service.config.service)) {

@@ -56,6 +56,7 @@ import {
   TargetPath,
 } from "./device.ts";
 import { DeviceCounterTable } from "./device_counters.ts";
+import { FrameTable } from "./frames.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
 import { errorMessage } from "../util/errors.ts";
@@ -153,7 +154,7 @@ interface Frame {
 export interface InitiatorCounters {
   /** Frames received on every link. */
   received: number;
-  /** Shorter than a header, or not AoE. */
+  /** Shorter than a header or than its command's argument, or not AoE. */
   malformed: number;
   /** Requests (R clear) from other initiators, or tags with bit 31 (userland tools). */
   ignored: number;
@@ -171,6 +172,8 @@ export interface InitiatorCounters {
   ataErrors: number;
   /** Query Config answers for a new address refused: the table was full or new devices came too fast. */
   refusedDevices: number;
+  /** Frames the kernel dropped on every link for want of receive room (each link's `rxDrops`). */
+  rxDrops: number;
 }
 
 /** Hooks into the rest of the driver. */
@@ -199,11 +202,12 @@ export class Initiator {
     retransmits: 0,
     ataErrors: 0,
     refusedDevices: 0,
+    rxDrops: 0,
   };
   /** The links frames may use (aoe_iflist applied by the caller). */
   links: FrameLink[] = [];
-  #frames = new Map<number, Frame>();
-  #deferred = new Map<AoeDevice, Frame[]>();
+  /** Active frames by tag and per device, retransmit queues, probes (driver/frames.ts). */
+  #frames = new FrameTable<Frame>();
   #queues = new Map<AoeDevice, QueuedRequest[]>();
   #started = performance.now();
   #identifyPending = new Set<AoeDevice>();
@@ -281,10 +285,8 @@ export class Initiator {
       this.counters.ignored++;
       return;
     }
-    if (problem === "version") {
-      this.counters.malformed++;
-      return;
-    }
+    // No version check: the kernel's aoenet_rcv() has none, and vblade's start-up announcement
+    // (aoead() zeroes the header and sets only R) carries version 0 (docs/protocol.md §10).
     const shelf = readShelf(frame);
     const slot = readSlot(frame);
     if (frame[19] === EXTENSION_COMMAND) {
@@ -407,11 +409,11 @@ export class Initiator {
     if (f && (f.device !== device || f.target.mac !== src)) f = undefined; // forged or misdirected
     const now = performance.now();
     if (f) {
-      this.#frames.delete(tag);
+      this.#frames.remove(f);
       this.#rttSample(device, f.target, (now - f.sentAt) * 1000);
       f.target.nout--;
     } else {
-      const deferred = this.#takeDeferred(device, tag);
+      const deferred = this.#frames.takeDeferred(device, tag);
       if (deferred) {
         this.#rttSample(device, undefined, (now - deferred.sentAt) * 1000);
         f = deferred;
@@ -441,14 +443,6 @@ export class Initiator {
     if (this.#newDeviceTokens < 1) return false;
     this.#newDeviceTokens--;
     return true;
-  }
-
-  #takeDeferred(device: AoeDevice, tag: number): Frame | undefined {
-    const list = this.#deferred.get(device);
-    if (!list) return undefined;
-    const index = list.findIndex((f) => f.tag === tag);
-    if (index < 0) return undefined;
-    return list.splice(index, 1)[0];
   }
 
   /** Jacobson/Karels estimator and window growth (calc_rttavg). */
@@ -525,7 +519,7 @@ export class Initiator {
         }
       }
     }
-    if (f.target.taint > 0 && --f.target.taint > 0 && !this.#hasProbe(f.target)) {
+    if (f.target.taint > 0 && --f.target.taint > 0 && !this.#hasProbe(device, f.target)) {
       if (this.#untainted(device) > 0) this.#probe(device, f.target);
     }
     if (request) {
@@ -564,15 +558,17 @@ export class Initiator {
       }
       return true;
     }
-    let list = this.#deferred.get(f.device);
-    if (!list) this.#deferred.set(f.device, list = []);
-    list.push(f);
+    this.#frames.defer(f);
     this.#rexmitDeferred(f.device);
     return true;
   }
 
-  #hasProbe(target: TargetPath): boolean {
-    for (const f of this.#frames.values()) if (f.target === target && f.probe) return true;
+  /** Whether a probe is out on the target, or waits to be sent to it again. */
+  #hasProbe(device: AoeDevice, target: TargetPath): boolean {
+    if (this.#frames.probes(target) > 0) return true;
+    for (const f of this.#frames.deferred(device) ?? []) {
+      if (f.probe && f.target === target) return true;
+    }
     return false;
   }
 
@@ -689,7 +685,7 @@ export class Initiator {
       waitedTotal: 0,
       ...fields,
     };
-    this.#frames.set(f.tag, f);
+    this.#frames.add(f);
     target.nout++;
     let out = 0;
     for (const t of device.targets) out += t.nout;
@@ -702,9 +698,7 @@ export class Initiator {
     const ifc = target?.nextInterface();
     if (!target || !ifc) return;
     // One IDENTIFY at a time per device.
-    for (const f of this.#frames.values()) {
-      if (f.device === device && f.command === AtaOp.identifyDevice) return;
-    }
+    for (const f of this.#frames.active(device)) if (f.command === AtaOp.identifyDevice) return;
     this.#identifyPending.add(device);
     device.rttavg = RTTAVG_INIT;
     device.rttdev = RTTDEV_INIT;
@@ -861,7 +855,7 @@ export class Initiator {
           this.#transmit(f);
         } catch (error) {
           // Unsent: the frame is forgotten so no timer retransmits what never left.
-          this.#frames.delete(f.tag);
+          this.#frames.remove(f);
           target.nout--;
           throw error;
         }
@@ -874,15 +868,13 @@ export class Initiator {
   /** Nothing could be sent and nothing is outstanding: let the timer rerun the queue (DEVFL_KICKME). */
   #kickIfIdle(device: AoeDevice): void {
     // The targets' counts of frames out say it without scanning the frames.
-    if (device.targets.every((t) => t.nout === 0) && !this.#deferred.get(device)?.length) {
+    if (device.targets.every((t) => t.nout === 0) && !this.#frames.deferred(device)?.length) {
       device.kickme = true;
     }
   }
 
   #outstanding(device: AoeDevice): number {
-    let n = 0;
-    for (const f of this.#frames.values()) if (f.device === device) n++;
-    return n + (this.#deferred.get(device)?.length ?? 0);
+    return this.#frames.outstanding(device);
   }
 
   /** FLUSH CACHE to every target of the device; false if some target had no window. */
@@ -930,8 +922,19 @@ export class Initiator {
   /** The 100 ms timer: retransmissions, deaths, kicks (rexmit_timer). */
   tick(): void {
     this.extensions.tick();
+    for (const link of this.links) this.#readDrops(link);
     for (const device of this.devices.list()) this.#rexmitTimer(device);
     for (const link of this.links) link.flush();
+  }
+
+  /** Counts what the kernel dropped on a link since the last tick, and says so on `err`. */
+  #readDrops(link: FrameLink): void {
+    const n = link.readDrops();
+    if (n <= 0) return;
+    this.counters.rxDrops += n;
+    this.hooks.error(
+      `${"rx drops".padStart(15)} ${link.name} n=${n} total=${link.counters.rxDrops}`,
+    );
   }
 
   #rexmitTimer(device: AoeDevice): void {
@@ -939,8 +942,8 @@ export class Initiator {
     const targetsCount = device.targets.length;
     const now = performance.now();
     const expired: Frame[] = [];
-    for (const f of this.#frames.values()) {
-      if (f.device === device && (now - f.sentAt) * 1000 >= timeout) expired.push(f);
+    for (const f of this.#frames.active(device)) {
+      if ((now - f.sentAt) * 1000 >= timeout) expired.push(f);
     }
     for (const f of expired) {
       const since = (now - f.sentAt) * 1000;
@@ -962,17 +965,17 @@ export class Initiator {
         t.ssthresh = Math.floor(t.maxout / 2);
         t.maxout = 1;
       }
-      this.#frames.delete(f.tag);
+      this.#frames.remove(f);
       t.nout--;
-      if (f.probe) continue;
-      f.ifc.lost++;
-      if (f.ifc.lost > t.nframes * 2 && t.interfaces.length > 1) {
-        t.ejectInterface(f.ifc);
-        this.hooks.changed(device);
+      // A probe waits on the retransmit queue too, to be sent again slowly (rexmit_timer).
+      if (!f.probe) {
+        f.ifc.lost++;
+        if (f.ifc.lost > t.nframes * 2 && t.interfaces.length > 1) {
+          t.ejectInterface(f.ifc);
+          this.hooks.changed(device);
+        }
       }
-      let list = this.#deferred.get(device);
-      if (!list) this.#deferred.set(device, list = []);
-      list.push(f);
+      this.#frames.defer(f);
     }
     this.#rexmitDeferred(device);
     if (device.kickme) {
@@ -989,20 +992,32 @@ export class Initiator {
 
   /** Resends deferred frames as windows allow, with a new tag on the next interface (rexmit_deferred, resend). */
   #rexmitDeferred(device: AoeDevice): void {
-    const list = this.#deferred.get(device);
+    const list = this.#frames.deferred(device);
     if (!list || list.length === 0) return;
     const untainted = this.#untainted(device);
     const now = performance.now();
     for (let i = 0; i < list.length;) {
       const f = list[i];
       let t = f.target;
-      if (t.taint && untainted > 0) {
+      if (f.probe) {
+        // A probe tests only a tainted target while an untainted one serves; it is resent
+        // no sooner than taint × rto after its last send, so a dead target is probed slowly.
+        if (!t.taint || untainted < 1) {
+          list.splice(i, 1);
+          device.kickme = true;
+          continue;
+        }
+        if ((now - f.sentAt) * 1000 < t.taint * this.rto(device)) {
+          i++;
+          continue;
+        }
+      } else if (t.taint && untainted > 0) {
         // Move the frame to an untainted target, leaving a probe on this one.
         const other = device.targets.find((x) =>
           x !== t && x.taint === 0 && x.nout < x.maxout && x.interfaces.length > 0
         );
         if (other) {
-          if (!this.#hasProbe(t)) this.#probe(device, t);
+          if (!this.#hasProbe(device, t)) this.#probe(device, t);
           f.target = other;
           f.waited = 0;
           t = other;
@@ -1028,7 +1043,7 @@ export class Initiator {
       const oldTag = f.tag;
       f.ifc = ifc;
       f.tag = this.#newTag(device);
-      this.#frames.set(f.tag, f);
+      this.#frames.add(f);
       t.nout++;
       this.counters.retransmits++;
       this.deviceCounters.of(device).retransmits++;
@@ -1044,12 +1059,9 @@ export class Initiator {
   /** Marks a device down: all queued and outstanding I/O fails (aoedev_downdev). */
   downDevice(device: AoeDevice): void {
     const failure = new Error(`device ${device.name} is not up`);
-    for (const [tag, f] of this.#frames) {
-      if (f.device !== device) continue;
-      this.#frames.delete(tag);
+    for (const f of this.#frames.clear(device)) {
       if (f.request) f.request.failed = failure.message;
     }
-    this.#deferred.delete(device);
     for (const t of device.targets) {
       t.nout = 0;
       t.resetWindow();

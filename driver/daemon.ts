@@ -42,6 +42,8 @@ export interface DaemonExtension {
 export interface DaemonOptions {
   /** Frame I/O kind (default: the link module's default). */
   link?: LinkKind;
+  /** Receive room of each link in frames (default: the link's own, docs/frame-io.md §8). */
+  rxFrames?: number;
   /** Services started with the driver and stopped before it (the NBD bridge). */
   extensions?: DaemonExtension[];
   /** The group granted access to the sockets and control files (default: root only). */
@@ -68,7 +70,13 @@ export async function runDaemon(
   const access = options.access ?? {};
   // Everything is created owner-only, then opened as meant: the caller's umask never decides.
   restrictUmask();
-  const driver = new Driver({ params, paths, link: options.link, access });
+  const driver = new Driver({
+    params,
+    paths,
+    link: options.link,
+    rxFrames: options.rxFrames,
+    access,
+  });
   const lastResort = installLastResort(driver);
   const extensions = options.extensions ?? [];
   const started: DaemonExtension[] = [];
@@ -256,6 +264,10 @@ async function answer(
         params: driver.params,
         counters: driver.initiator.counters,
         extensions: driver.initiator.extensions.counters,
+        interfaces: [...driver.links.values()].map((link) => ({
+          name: link.name,
+          counters: { ...link.counters },
+        })),
         devices: driver.initiator.devices.list().map((d) => ({
           name: d.name,
           state: d.state,

@@ -78,6 +78,33 @@ export class DeviceCounterTable {
   }
 }
 
+/** One interface's frame counters (the link's, docs/frame-io.md §8), as the daemon reports them. */
+export interface InterfaceCounters {
+  /** Frames received. */
+  received: number;
+  /** Frames sent. */
+  sent: number;
+  /** Frames the link could not send. */
+  sendErrors: number;
+  /** Frames the kernel dropped for want of receive room. */
+  rxDrops: number;
+}
+
+/** The counters of interfaces as a table (`aoe err --counters`, `aoe status --counters`). */
+export function formatInterfaceCounters(
+  rows: { name: string; counters: InterfaceCounters }[],
+): string {
+  const head = ["interface", "received", "sent", "send err", "rx drops"];
+  const lines = [head.map((h, i) => i === 0 ? h.padEnd(10) : h.padStart(9)).join(" ")];
+  for (const { name, counters: c } of rows) {
+    lines.push(
+      [name.padEnd(10), c.received, c.sent, c.sendErrors, c.rxDrops]
+        .map((v, i) => i === 0 ? String(v) : String(v).padStart(9)).join(" "),
+    );
+  }
+  return lines.join("\n");
+}
+
 /** The counters of devices as a table (`aoe status --counters`). */
 export function formatDeviceCounters(rows: { name: string; counters: DeviceCounters }[]): string {
   const head = [

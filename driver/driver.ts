@@ -38,6 +38,8 @@ export interface DriverOptions {
   paths: DriverPaths;
   /** Frame I/O kind (default: the link module's default). */
   link?: LinkKind;
+  /** Receive room of each link in frames (default: the link's own, docs/frame-io.md §8). */
+  rxFrames?: number;
   /** Opens a link by interface name (tests inject in-memory links). */
   openLink?: (name: string) => FrameLink;
   /** Lists candidate interfaces (default: every interface in this namespace but lo). */
@@ -128,7 +130,7 @@ export class Driver {
       try {
         const link = this.options.openLink
           ? this.options.openLink(name)
-          : openLink(name, { kind: this.options.link });
+          : openLink(name, { kind: this.options.link, rxFrames: this.options.rxFrames });
         this.links.set(name, link);
       } catch (error) {
         this.messages.push(

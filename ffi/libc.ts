@@ -50,6 +50,8 @@ const symbols = {
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   getrusage: { parameters: ["i32", "buffer"], result: "i32" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let library: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -125,6 +127,27 @@ export function alignedBuffer(size: number, alignment = 4096): Uint8Array<ArrayB
   return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, rounded));
 }
 
+/** A resource limit of getrlimit(2): the soft limit enforced, and the hard limit it may be raised to. */
+export interface ResourceLimit {
+  /** rlim_cur. */
+  soft: bigint;
+  /** rlim_max. */
+  hard: bigint;
+}
+
+/** getrlimit(2) of `resource` (e.g. {@link linux}.RLIMIT_NOFILE); throws a SystemError. */
+export function getResourceLimit(resource: number): ResourceLimit {
+  const limit = new BigUint64Array(2);
+  check(libc().getrlimit(resource, new Uint8Array(limit.buffer)), "getrlimit");
+  return { soft: limit[0], hard: limit[1] };
+}
+
+/** setrlimit(2) of `resource`; throws a SystemError. */
+export function setResourceLimit(resource: number, limit: ResourceLimit): void {
+  const values = new BigUint64Array([limit.soft, limit.hard]);
+  check(libc().setrlimit(resource, new Uint8Array(values.buffer)), "setrlimit");
+}
+
 /** Constants of Linux x86_64 used by the bindings' callers. */
 export const linux = {
   AF_UNIX: 1,
@@ -144,6 +167,7 @@ export const linux = {
   PACKET_QDISC_BYPASS: 20,
   PACKET_VERSION: 10,
   PACKET_RX_RING: 5,
+  PACKET_STATISTICS: 6,
   PACKET_TX_RING: 13,
   TPACKET_V2: 1,
   PROT_READ: 1,
@@ -183,6 +207,7 @@ export const linux = {
   CLONE_NEWNET: 0x40000000,
   NETLINK_GENERIC: 16,
   RUSAGE_THREAD: 1,
+  RLIMIT_NOFILE: 7,
 } as const;
 
 /** poll(2) events that mean a descriptor is broken: POLLERR, POLLHUP, POLLNVAL. */

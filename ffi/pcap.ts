@@ -20,6 +20,7 @@ const symbols = {
   pcap_get_selectable_fd: { parameters: ["pointer"], result: "i32" },
   pcap_next_ex: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   pcap_inject: { parameters: ["pointer", "buffer", "usize"], result: "i32" },
+  pcap_stats: { parameters: ["pointer", "buffer"], result: "i32" },
   pcap_geterr: { parameters: ["pointer"], result: "pointer" },
   pcap_close: { parameters: ["pointer"], result: "void" },
   pcap_lib_version: { parameters: [], result: "pointer" },
@@ -46,6 +47,10 @@ export function pcapError(handle: Deno.PointerObject): string {
 
 /** pcap_setdirection: capture only frames the interface received. */
 export const PCAP_D_IN = 1;
+/** Size of `struct pcap_stat` on Linux: ps_recv, ps_drop, ps_ifdrop (u_int each). */
+export const PCAP_STAT_SIZE = 12;
+/** Offset of `ps_drop` (frames the kernel dropped for want of buffer room) in `struct pcap_stat`. */
+export const PCAP_STAT_DROP_OFFSET = 4;
 /** Size of `struct bpf_program` on x86_64 (u_int + pointer). */
 export const BPF_PROGRAM_SIZE = 16;
 /** Offset of `caplen` in `struct pcap_pkthdr` on x86_64 (after a 16-byte timeval). */

@@ -28,6 +28,11 @@ export interface MemorySegmentOptions {
   impair?: Impairment;
   /** Delay every frame by this many milliseconds. */
   delayMs?: number;
+  /**
+   * Frames a port's receive queue holds (default: unbounded); more are dropped
+   * and counted, as a kernel's full receive ring drops them.
+   */
+  rxQueue?: number;
 }
 
 /** A shared segment joining {@link MemoryLink} ports. */
@@ -42,6 +47,8 @@ export class MemorySegment {
   impair?: Impairment;
   /** Delay of every frame in milliseconds, changeable while running. */
   delayMs: number;
+  /** Frames a port's receive queue holds, changeable while running. */
+  rxQueue: number;
   #held: { frame: Uint8Array; from: MemoryLink }[] = [];
 
   /**
@@ -54,6 +61,7 @@ export class MemorySegment {
     this.batch = options.batch ?? 32;
     this.impair = options.impair;
     this.delayMs = options.delayMs ?? 0;
+    this.rxQueue = options.rxQueue ?? Infinity;
   }
 
   /** Adds a port with the given MAC (48-bit number) and interface name. */
@@ -94,12 +102,13 @@ export class MemoryLink implements FrameLink {
   readonly rxLength: Uint32Array;
   /** No descriptor: in-memory links are waited for with {@link wait}. */
   readonly pollFd: number = -1;
-  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0, rxDrops: 0 };
   /** Closed ports receive nothing. */
   closed = false;
   #queue: Uint8Array[] = [];
   #waiters: (() => void)[] = [];
   #tx: TransmitSlots;
+  #drops = 0;
 
   /** Use {@link MemorySegment.attach}. */
   constructor(readonly segment: MemorySegment, readonly name: string, readonly mac: number) {
@@ -113,6 +122,10 @@ export class MemoryLink implements FrameLink {
   /** Puts a frame on this port's receive queue (used by the segment and tests). */
   enqueue(frame: Uint8Array): void {
     if (this.closed || frame.length > this.frameCapacity) return;
+    if (this.#queue.length >= this.segment.rxQueue) {
+      this.#drops++;
+      return;
+    }
     this.#queue.push(frame);
     const waiters = this.#waiters;
     this.#waiters = [];
@@ -147,6 +160,13 @@ export class MemoryLink implements FrameLink {
     }
     this.counters.sent += tx.count;
     tx.clear();
+  }
+
+  readDrops(): number {
+    const n = this.#drops;
+    this.#drops = 0;
+    this.counters.rxDrops += n;
+    return n;
   }
 
   wait(timeoutMs: number): Promise<void> {

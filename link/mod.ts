@@ -7,7 +7,8 @@
 import { PacketLink } from "./packet.ts";
 import { PcapLink } from "./pcap.ts";
 import { RingLink } from "./ring.ts";
-import type { FrameLink } from "./types.ts";
+import { interfaceMtu } from "./netif.ts";
+import { type FrameLink, slotSizeFor } from "./types.ts";
 
 export * from "./types.ts";
 export { HOLD, type Impairment, MemoryLink, MemorySegment } from "./memory.ts";
@@ -45,9 +46,25 @@ export function defaultLinkKind(): LinkKind {
   return chosen === "pcap" || chosen === "packet" ? chosen : "ring";
 }
 
-/** Opens a real interface with the given kind of link (default {@link defaultLinkKind}). */
-export function openLink(name: string, options: { kind?: LinkKind } = {}): FrameLink {
+/** Options of {@link openLink}. */
+export interface OpenLinkOptions {
+  /** The kind (default {@link defaultLinkKind}). */
+  kind?: LinkKind;
+  /**
+   * Receive room in frames (default: each kind's own, docs/frame-io.md §8): the
+   * ring's frame count, or that many full frames' worth of socket or libpcap
+   * buffer for the packet and pcap kinds.
+   */
+  rxFrames?: number;
+}
+
+/** Opens a real interface with the given kind of link. */
+export function openLink(name: string, options: OpenLinkOptions = {}): FrameLink {
   const kind = options.kind ?? defaultLinkKind();
-  if (kind === "ring") return new RingLink(name);
-  return kind === "pcap" ? new PcapLink(name) : new PacketLink(name);
+  const frames = options.rxFrames;
+  if (kind === "ring") return new RingLink(name, { rxFrames: frames });
+  const bytes = frames === undefined ? undefined : frames * slotSizeFor(interfaceMtu(name));
+  return kind === "pcap"
+    ? new PcapLink(name, { bufferSize: bytes })
+    : new PacketLink(name, { receiveBuffer: bytes });
 }

@@ -20,8 +20,36 @@ const IOVEC_SIZE = 16;
 export interface PacketLinkOptions {
   /** Frames per batch (default 64). */
   batch?: number;
-  /** Socket receive buffer in bytes (default 8 MiB; root may exceed rmem_max). */
+  /** Socket receive buffer in bytes (default {@link RECEIVE_BUFFER_BYTES}; root may exceed rmem_max). */
   receiveBuffer?: number;
+}
+
+/**
+ * Default receive buffer of a packet socket: a discovery broadcast on a large
+ * segment brings one answer per export at once (1,000 exports, 1,000 frames),
+ * and a window of jumbo reads arrives as a burst; the kernel charges each frame
+ * its buffer's true size (about 2.3 KiB for a 1500-byte frame, 768 bytes for
+ * the smallest), so 32 MiB holds some 14,000 full frames (docs/frame-io.md §8).
+ */
+export const RECEIVE_BUFFER_BYTES = 32 << 20;
+
+const stats = new Uint32Array(2); // struct tpacket_stats: tp_packets, tp_drops
+const statsLength = new Uint32Array([8]);
+
+/**
+ * Frames a packet socket (plain or ringed) dropped since the last call: the
+ * kernel's PACKET_STATISTICS, which it resets on every read. -1 if it cannot be read.
+ */
+export function packetDrops(fd: number): number {
+  statsLength[0] = 8;
+  const r = libc().getsockopt(
+    fd,
+    linux.SOL_PACKET,
+    linux.PACKET_STATISTICS,
+    new Uint8Array(stats.buffer),
+    new Uint8Array(statsLength.buffer),
+  );
+  return r === 0 ? stats[1] : -1;
 }
 
 function htons(value: number): number {
@@ -84,7 +112,7 @@ export class PacketLink implements FrameLink {
   readonly rx: Uint8Array[];
   readonly rxLength: Uint32Array;
   readonly pollFd: number;
-  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0, rxDrops: 0 };
   #fd: number;
   #rx: Batch;
   #tx: Batch;
@@ -113,13 +141,15 @@ export class PacketLink implements FrameLink {
         new Uint8Array(timeout.buffer),
         16,
       );
-      const bufferBytes = options.receiveBuffer ?? 8 << 20;
+      const bufferBytes = options.receiveBuffer ?? RECEIVE_BUFFER_BYTES;
       if (!setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_RCVBUFFORCE, bufferBytes)) {
         setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_RCVBUF, bufferBytes);
       }
-      if (!setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_SNDBUFFORCE, bufferBytes)) {
-        setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_SNDBUF, bufferBytes);
+      const sendBytes = 8 << 20;
+      if (!setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_SNDBUFFORCE, sendBytes)) {
+        setIntOption(this.#fd, linux.SOL_SOCKET, linux.SO_SNDBUF, sendBytes);
       }
+      packetDrops(this.#fd); // start counting from here
     } catch (error) {
       c.close(this.#fd);
       throw error;
@@ -184,6 +214,14 @@ export class PacketLink implements FrameLink {
     }
     this.counters.sent += done;
     this.#txSlots.clear();
+  }
+
+  readDrops(): number {
+    if (this.#fd < 0) return 0;
+    const n = packetDrops(this.#fd);
+    if (n <= 0) return 0;
+    this.counters.rxDrops += n;
+    return n;
   }
 
   async wait(timeoutMs: number): Promise<void> {

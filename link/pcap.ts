@@ -6,7 +6,15 @@
  */
 
 import { cString } from "../ffi/libc.ts";
-import { BPF_PROGRAM_SIZE, pcap, PCAP_D_IN, pcapError, PKTHDR_CAPLEN_OFFSET } from "../ffi/pcap.ts";
+import {
+  BPF_PROGRAM_SIZE,
+  pcap,
+  PCAP_D_IN,
+  PCAP_STAT_DROP_OFFSET,
+  PCAP_STAT_SIZE,
+  pcapError,
+  PKTHDR_CAPLEN_OFFSET,
+} from "../ffi/pcap.ts";
 import { AOE_ETHERTYPE } from "../wire/header.ts";
 import { interfaceInfo } from "./netif.ts";
 import { TransmitSlots } from "./tx_slots.ts";
@@ -17,9 +25,15 @@ import { pollFds, pollFdsSync, SYNC_WAIT_MS } from "./wait.ts";
 export interface PcapLinkOptions {
   /** Frames per receive batch (default 64). */
   batch?: number;
-  /** libpcap's kernel buffer in bytes (default 8 MiB, room for jumbo bursts). */
+  /** libpcap's kernel buffer in bytes (default {@link PCAP_BUFFER_BYTES}). */
   bufferSize?: number;
 }
+
+/**
+ * libpcap's kernel buffer (on Linux its TPACKET ring), room for a discovery
+ * broadcast's answers from a thousand exports and for jumbo bursts (docs/frame-io.md §8).
+ */
+export const PCAP_BUFFER_BYTES = 16 << 20;
 
 /** A libpcap link. */
 export class PcapLink implements FrameLink {
@@ -30,11 +44,15 @@ export class PcapLink implements FrameLink {
   readonly rx: Uint8Array[] = [];
   readonly rxLength: Uint32Array;
   readonly pollFd: number;
-  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0, rxDrops: 0 };
   #handle: Deno.PointerObject | null;
   #headerOut = new BigUint64Array(1);
   #dataOut = new BigUint64Array(1);
   #tx: TransmitSlots;
+  #stats = new Uint8Array(PCAP_STAT_SIZE + 4);
+  #statsView = new DataView(this.#stats.buffer);
+  /** pcap_stats counts from activation; what the last read saw. */
+  #dropsSeen = 0;
 
   /** Opens the interface; throws with libpcap's message on failure. */
   constructor(name: string, options: PcapLinkOptions = {}) {
@@ -55,7 +73,7 @@ export class PcapLink implements FrameLink {
       p.pcap_set_snaplen(handle, this.frameCapacity);
       p.pcap_set_promisc(handle, 0);
       p.pcap_set_immediate_mode(handle, 1);
-      p.pcap_set_buffer_size(handle, options.bufferSize ?? 8 << 20);
+      p.pcap_set_buffer_size(handle, options.bufferSize ?? PCAP_BUFFER_BYTES);
       if (p.pcap_activate(handle) < 0) {
         throw new Error(`pcap_activate ${name}: ${pcapError(handle)}`);
       }
@@ -134,6 +152,15 @@ export class PcapLink implements FrameLink {
       }
     }
     tx.clear();
+  }
+
+  readDrops(): number {
+    if (!this.#handle || pcap().pcap_stats(this.#handle, this.#stats) !== 0) return 0;
+    const total = this.#statsView.getUint32(PCAP_STAT_DROP_OFFSET, true);
+    const n = (total - this.#dropsSeen) >>> 0;
+    this.#dropsSeen = total;
+    this.counters.rxDrops += n;
+    return n;
   }
 
   async wait(timeoutMs: number): Promise<void> {

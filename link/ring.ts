@@ -11,7 +11,7 @@
 
 import { check, libc, linux, SystemError } from "../ffi/libc.ts";
 import { interfaceInfo } from "./netif.ts";
-import { aoePacketSocket, bindToInterface } from "./packet.ts";
+import { aoePacketSocket, bindToInterface, packetDrops } from "./packet.ts";
 import { type FrameLink, type LinkCounters, padToMinimum } from "./types.ts";
 import { pollFds, pollFdsSync, SYNC_WAIT_MS } from "./wait.ts";
 
@@ -25,7 +25,10 @@ const TX_DATA_OFFSET = 32;
 
 /** Options for {@link RingLink}. */
 export interface RingLinkOptions {
-  /** Receive ring frames (default 512). */
+  /**
+   * Receive ring frames (default: {@link RX_RING_BYTES} worth, at least 512),
+   * rounded up to fill whole ring blocks.
+   */
   rxFrames?: number;
   /** Transmit ring frames (default: {@link TX_RING_BYTES} worth, 32 to 256 frames). */
   txFrames?: number;
@@ -68,6 +71,16 @@ function setOption(
  */
 export const TX_RING_BYTES = 512 * 1024;
 
+/**
+ * Bytes of receive ring, when the frame count is not given: 8,192 frames at
+ * MTU 1500, 1,024 at MTU 9000. A discovery broadcast brings one answer per
+ * export at once (a ring of 512 frames lost all but 512 of 1,000 answers), and
+ * a window of jumbo reads arrives as a burst; the kernel drops what does not
+ * fit and counts it in PACKET_STATISTICS (docs/frame-io.md §8). The pages are
+ * touched only as frames arrive.
+ */
+export const RX_RING_BYTES = 16 << 20;
+
 /** How long txSlot() waits for the kernel to give a transmit frame back before it gives up on one reply, in milliseconds. */
 const TX_FRAME_WAIT_MS = 5;
 
@@ -80,7 +93,7 @@ export class RingLink implements FrameLink {
   readonly rx: Uint8Array[];
   readonly rxLength: Uint32Array;
   readonly pollFd: number;
-  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0 };
+  readonly counters: LinkCounters = { received: 0, sent: 0, sendErrors: 0, rxDrops: 0 };
   #fd: number;
   #map: Deno.PointerObject;
   #mapSize: number;
@@ -111,10 +124,21 @@ export class RingLink implements FrameLink {
     // Frames never straddle blocks: a power of two that holds header, padding and the frame.
     this.#frameSize = 2 ** Math.ceil(Math.log2(info.mtu + 14 + 128));
     this.frameCapacity = this.#frameSize - 128;
-    this.#rxFrames = options.rxFrames ?? 512;
+    const rxWanted = options.rxFrames ??
+      Math.max(512, Math.floor(RX_RING_BYTES / this.#frameSize));
     this.#txFrames = options.txFrames ??
       Math.min(256, Math.max(32, Math.floor(TX_RING_BYTES / this.#frameSize)));
-    const blockSize = Math.max(this.#frameSize, 65536);
+    // Blocks are page-aligned powers of two holding whole frames; a ring is whole blocks,
+    // so a small ring (a test's) gets small blocks rather than a block it cannot fill.
+    const smallest = Math.min(rxWanted, this.#txFrames) * this.#frameSize;
+    const blockSize = Math.max(
+      this.#frameSize,
+      4096,
+      Math.min(65536, 2 ** Math.floor(Math.log2(smallest))),
+    );
+    const perBlock = blockSize / this.#frameSize;
+    this.#rxFrames = Math.ceil(rxWanted / perBlock) * perBlock;
+    this.#txFrames = Math.ceil(this.#txFrames / perBlock) * perBlock;
     const c = libc();
     this.#fd = aoePacketSocket();
     try {
@@ -167,6 +191,7 @@ export class RingLink implements FrameLink {
       }
       this.#map = map;
       bindToInterface(this.#fd, info);
+      packetDrops(this.#fd); // start counting from here
     } catch (error) {
       c.close(this.#fd);
       throw error;
@@ -199,7 +224,9 @@ export class RingLink implements FrameLink {
       pollFdsSync([this.#fd], SYNC_WAIT_MS);
     }
     let n = 0;
-    while (n < this.rx.length) {
+    // Never more than the ring holds: past that the batch would wrap onto its own frames.
+    const limit = Math.min(this.rx.length, this.#rxFrames);
+    while (n < limit) {
       const index = this.#rxNext;
       const base = index * this.#frameSize;
       if ((this.#words[base >> 2] & TP_STATUS_USER) === 0) break;
@@ -264,6 +291,19 @@ export class RingLink implements FrameLink {
     if (n >= 0) this.counters.sent += this.#txPending;
     else this.counters.sendErrors += this.#txPending;
     this.#txPending = 0;
+  }
+
+  /** Receive ring frames (rounded up to whole blocks). */
+  get rxFrames(): number {
+    return this.#rxFrames;
+  }
+
+  readDrops(): number {
+    if (this.#fd < 0) return 0;
+    const n = packetDrops(this.#fd);
+    if (n <= 0) return 0;
+    this.counters.rxDrops += n;
+    return n;
   }
 
   async wait(timeoutMs: number): Promise<void> {

@@ -14,6 +14,11 @@ export interface LinkCounters {
   sent: number;
   /** Frames the kernel refused or the link could not send. */
   sendErrors: number;
+  /**
+   * Frames for this link the kernel dropped because its receive ring or buffer
+   * was full, as of the last {@link FrameLink.readDrops} (docs/frame-io.md §8).
+   */
+  rxDrops: number;
 }
 
 /**
@@ -54,6 +59,13 @@ export interface FrameLink {
    * links that cannot tell so cheaply leave it out, and nobody spins on them.
    */
   ready?(): boolean;
+  /**
+   * Reads the kernel's count of frames dropped for want of receive room
+   * (PACKET_STATISTICS, pcap_stats) into `counters.rxDrops`; returns how many
+   * were dropped since the last call. One system call: the caller reads it on
+   * a timer, not per frame.
+   */
+  readDrops(): number;
   /** Resolves when frames may be waiting, or after `timeoutMs`. */
   wait(timeoutMs: number): Promise<void>;
   /** Releases the link. */

@@ -14,6 +14,15 @@ export { type BackingStore, FileStore, MemoryStore, NullStore } from "./backing.
 export { Export, type ExportCounters, FIRMWARE_VERSION } from "./export.ts";
 export { type DispatchCounters, TargetServer, type TargetServerOptions } from "./server.ts";
 export {
+  MAX_PACED_REQUESTS,
+  PACE_BATCH,
+  PACE_INTERVAL_MS,
+  type PacingCounters,
+  type PacingOptions,
+  pacingSeed,
+  ReplyPacer,
+} from "./pacing.ts";
+export {
   type ExportSpec,
   parseTargetArgs,
   TARGET_HELP,

@@ -28,6 +28,7 @@ import {
   readSlot,
 } from "../wire/mod.ts";
 import type { Export } from "./export.ts";
+import { type PacingOptions, pacingSeed, ReplyPacer } from "./pacing.ts";
 
 /** Frames dropped before any export saw them. */
 export interface DispatchCounters {
@@ -51,6 +52,8 @@ export interface DispatchCounters {
 export interface TargetServerOptions {
   /** Where the one line about the first failed frame of each kind goes (default: stderr). */
   log?: (message: string) => void;
+  /** How answers to broadcasts and the start-up announcements are paced. */
+  pacing?: PacingOptions;
 }
 
 /** Dispatch counters of one interface, and the largest batch it received. */
@@ -105,7 +108,7 @@ export class TargetServer {
    *
    * @param exports the shelf.slots served
    * @param links the interfaces
-   * @param options where failures are logged
+   * @param options where failures are logged, how answers to broadcasts are paced (target/pacing.ts)
    */
   constructor(
     readonly exports: readonly Export[],
@@ -113,13 +116,18 @@ export class TargetServer {
     options: TargetServerOptions = {},
   ) {
     this.#log = options.log ?? ((message) => console.error(message));
+    this.pacer = new ReplyPacer(() => this.exports, {
+      seed: () => pacingSeed(this.links[0]?.mac ?? 0, this.exports),
+      ...options.pacing,
+    });
   }
 
-  /** Sends every export's start-up advertisement on every link. */
-  announce(): void {
-    for (const link of this.links) {
-      for (const device of this.exports) if (device.servesOn(link.name)) device.announce(link);
-    }
+  /** Multi-export Query Config answers and announcements, in spaced batches (target/pacing.ts). */
+  readonly pacer: ReplyPacer;
+
+  /** Sends the start-up advertisement of `devices` (default: every export) on every link, paced. */
+  announce(devices: readonly Export[] = this.exports): void {
+    this.pacer.announce(devices, this.links);
   }
 
   /**
@@ -170,6 +178,7 @@ export class TargetServer {
     }
     const shelf = readShelf(frame);
     const slot = readSlot(frame);
+    if (this.pacer.take(frame, length, link, { shelf, slot })) return;
     let answered = false;
     const command = readCommand(frame);
     for (const device of this.exports) {
@@ -204,6 +213,7 @@ export class TargetServer {
   /** Processes whatever frames wait on every link, without blocking; returns how many were handled. */
   pollOnce(): number {
     let total = 0;
+    this.pacer.run();
     for (const link of this.links) {
       const n = link.receive();
       this.#batch++;
@@ -248,7 +258,7 @@ export class TargetServer {
       }
       if (canSpin && this.spin.spin(framesWait)) continue;
       let gone: FrameLink[];
-      const blocked = blockForFrames(links, IDLE_BLOCK_MS);
+      const blocked = blockForFrames(links, this.pacer.sleepMs(IDLE_BLOCK_MS));
       if (blocked) {
         gone = blocked.gone;
         if (!blocked.ready || performance.now() - lastYield > BUSY_YIELD_MS) {
@@ -257,7 +267,7 @@ export class TargetServer {
         }
       } else {
         // In-memory links have no descriptor: wait for them off the thread.
-        gone = await waitForFrames(links, 200);
+        gone = await waitForFrames(links, this.pacer.sleepMs(200));
         lastYield = performance.now();
       }
       if (gone.length > 0) {
@@ -281,6 +291,7 @@ export class TargetServer {
     return {
       dispatch: { ...this.counters },
       spin: { ...this.spin.counters, budgetUs: this.spin.budgetUs },
+      pacing: { ...this.pacer.counters },
       links: Object.fromEntries(this.links.map((link) => [link.name, { ...link.counters }])),
       interfaces: Object.fromEntries(
         this.links.map((link) => [link.name, { ...this.#interface(link) }]),

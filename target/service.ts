@@ -198,10 +198,9 @@ export class TargetService {
       for (const link of entry.spec.interfaces) {
         this.#linkUsers.set(link, (this.#linkUsers.get(link) ?? 0) + 1);
       }
-      for (const link of this.#links) {
-        if (entry.device.servesOn(link.name)) entry.device.announce(link);
-      }
     }
+    // Paced, so that a thousand exports do not overrun an initiator's ring (target/pacing.ts).
+    this.server.announce(opened.entries.map((entry) => entry.device));
     for (const entry of leaving) {
       const name = entry.device.name;
       if (this.#entries.get(name) === entry) this.#entries.delete(name);

@@ -31,10 +31,14 @@ export class TestInitiator {
   readonly runDir: string;
   readonly devDir: string;
 
-  /** @param net the network @param host where the driver runs */
-  constructor(readonly net: TestNet, readonly host: number) {
+  /**
+   * @param net the network
+   * @param host where the driver runs
+   * @param options `under`: the directory that holds the run directory (default /run)
+   */
+  constructor(readonly net: TestNet, readonly host: number, options: { under?: string } = {}) {
     // No "p" in the path: aoetools' aoe-stat drops every path that has one.
-    this.runDir = `/run/aoet${Deno.pid}x${counter++}`;
+    this.runDir = `${options.under ?? "/run"}/aoet${Deno.pid}x${counter++}`;
     this.devDir = `${this.runDir}/dev`;
   }
 

@@ -1,0 +1,125 @@
+/**
+ * Discovery over veth in any start order: Debian's vblade started after the
+ * initiator, bursts of answers larger than the receive ring, drops counted.
+ */
+import assert from "node:assert/strict";
+import { inNetns, PacketLink } from "../link/mod.ts";
+import { BROADCAST_MAC, encodeHeader } from "../wire/mod.ts";
+import { TestInitiator } from "../testing/initiator.ts";
+import type { TestNet } from "../testing/netns.ts";
+import { Daemon } from "../testing/procs.ts";
+import { sparseFile, withNet } from "../testing/target.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+async function withInitiator(
+  options: { hosts?: number; mtu?: number },
+  fn: (net: TestNet, dir: string, daemons: Daemon[], initiator: TestInitiator) => Promise<void>,
+): Promise<void> {
+  await withNet(options, async (net, dir, daemons) => {
+    const initiator = new TestInitiator(net, 1);
+    try {
+      await fn(net, dir, daemons, initiator);
+    } finally {
+      await initiator.close();
+    }
+  });
+}
+
+/** Polls the attribute tree (no discovery asked) until the device is up; returns the ms it took. */
+async function upWithin(
+  initiator: TestInitiator,
+  name: string,
+  timeoutMs: number,
+): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    try {
+      if (Deno.readTextFileSync(`${initiator.sysDir}/block/etherd!${name}/state`) === "up\n") {
+        return performance.now() - started;
+      }
+    } catch { /* not visible yet */ }
+    if (performance.now() - started > timeoutMs) {
+      throw new Error(`${name} not up ${timeoutMs} ms after its target started`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test(
+  "discovery: vblade started after the initiator is up within 1 s, from its announcement alone",
+  opts,
+  async () => {
+    await withInitiator({}, async (net, dir, daemons, initiator) => {
+      await initiator.modprobe();
+      // Let the load-time discovery pass: only vblade's own announcement can find it now.
+      await new Promise((r) => setTimeout(r, 300));
+      const vblade = new Daemon(
+        net.in(0, ["vblade", "7", "3", "t1p0", sparseFile(`${dir}/v.img`, 8 << 20)]),
+      );
+      daemons.push(vblade);
+      const ms = await upWithin(initiator, "e7.3", 1000);
+      const status = await initiator.status();
+      assert.equal(status.devices.find((d) => d.name === "e7.3")?.sectors, (8 << 20) / 512);
+      assert.ok(ms < 1000, `up in ${ms.toFixed(0)} ms`);
+    });
+  },
+);
+
+Deno.test(
+  "discovery: kernel receive drops on a small ring show in aoe err --counters and on err",
+  opts,
+  async () => {
+    await withInitiator({}, async (net, _dir, _daemons, initiator) => {
+      await initiator.modprobe("--rx-frames", "32");
+      const sender = inNetns(net.namespaces[0], () => new PacketLink("t1p0"));
+      try {
+        // Vendor-specific responses: the driver ignores them silently, as fast as it can.
+        for (let i = 0; i < 20000; i++) {
+          const frame = sender.txSlot();
+          encodeHeader(frame, {
+            dst: BROADCAST_MAC,
+            src: sender.mac,
+            version: 1,
+            response: true,
+            error: false,
+            errorCode: 0,
+            shelf: 1,
+            slot: 1,
+            command: 0xf5,
+            tag: i,
+          });
+          sender.commit(60);
+        }
+        sender.flush();
+      } finally {
+        sender.close();
+      }
+      let status = await initiator.status();
+      const deadline = Date.now() + 3000;
+      // Drops are read on the timer tick: wait until every frame is accounted for.
+      const settled = () => status.counters.ignored + status.counters.rxDrops === 20000;
+      while (!settled() && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await initiator.status();
+      }
+      const drops = status.counters.rxDrops;
+      assert.ok(drops > 0, "the kernel dropped part of the burst and the driver read it");
+      assert.equal(status.counters.ignored + drops, 20000, "every frame ignored or dropped");
+      const err = await Deno.open(`${initiator.devDir}/err`, { read: true });
+      const buf = new Uint8Array(4096);
+      const lines = new TextDecoder().decode(buf.subarray(0, (await err.read(buf)) ?? 0));
+      err.close();
+      assert.match(lines, /^ {7}rx drops i0 n=\d+ total=\d+$/m);
+      const shown = await initiator.aoe(["err", "--counters"]);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(shown.stdout, new RegExp(`^rxDrops +${drops}$`, "m"));
+      const row = shown.stdout.split("\n").find((l) => l.startsWith("i0 "));
+      assert.ok(row, shown.stdout);
+      assert.equal(Number(row.trim().split(/ +/).at(-1)), drops, "the interface's rx drops");
+      const json = JSON.parse((await initiator.aoe(["status", "--counters", "--json"])).stdout);
+      assert.equal(json.interfaces[0].name, "i0");
+      assert.equal(json.interfaces[0].counters.rxDrops, drops);
+    });
+  },
+);
