@@ -35,6 +35,7 @@ const symbols = {
   fsync: { parameters: ["i32"], result: "i32" },
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -100,6 +101,23 @@ export function cString(text: string): Uint8Array<ArrayBuffer> {
   out.set(bytes);
   return out;
 }
+
+/**
+ * The file offset and length alignment O_DIRECT needs on an open file
+ * (statx STATX_DIOALIGN, Linux 6.1): the logical sector of the device under
+ * its filesystem. Undefined when the kernel or filesystem does not say.
+ */
+export function directIoAlignment(fd: number): number | undefined {
+  const buffer = new Uint8Array(256); // struct statx
+  const view = new DataView(buffer.buffer);
+  const result = libc().statx(fd, cString(""), AT_EMPTY_PATH, STATX_DIOALIGN, buffer);
+  if (result !== 0 || (view.getUint32(0, true) & STATX_DIOALIGN) === 0) return undefined;
+  const offsetAlign = view.getUint32(0x9c, true); // stx_dio_offset_align
+  return offsetAlign > 0 ? offsetAlign : undefined;
+}
+
+const AT_EMPTY_PATH = 0x1000;
+const STATX_DIOALIGN = 0x2000;
 
 /** Memory aligned for O_DIRECT, owned for the life of the process, as a byte view. */
 export function alignedBuffer(size: number, alignment = 4096): Uint8Array<ArrayBuffer> {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { alignedBuffer, check, cString, libc, linux } from "../ffi/libc.ts";
+import { alignedBuffer, check, cString, directIoAlignment, libc, linux } from "../ffi/libc.ts";
 import { SECTOR_SIZE } from "../wire/mod.ts";
 
 /** Sector storage behind a target. */
@@ -54,6 +54,15 @@ export class FileStore implements BackingStore {
   #fd: number;
   #offsetBytes: number;
   #bounce: Uint8Array | undefined;
+  /** What O_DIRECT aligns to and moves at once: the device's logical sector (-d). */
+  #align = SECTOR_SIZE;
+  /** Bytes in the file. */
+  #fileBytes = 0;
+  /**
+   * The file opened again without O_DIRECT, for writes into its last logical
+   * sector when the file ends inside it (O_DIRECT would grow the file), or -1.
+   */
+  #tailFd = -1;
 
   /** Opens `path`; throws a one-line Error on any failure. */
   constructor(readonly path: string, options: FileStoreOptions = {}) {
@@ -85,17 +94,29 @@ export class FileStore implements BackingStore {
       this.#offsetBytes = offset * SECTOR_SIZE;
       this.canTrim = !isBlock && !this.readOnly;
       if (options.direct) {
-        // O_DIRECT moves whole logical sectors only; AoE addresses 512-byte ones.
-        const logical = isBlock ? this.#logicalSectorSize() : SECTOR_SIZE;
-        if (logical > SECTOR_SIZE) {
-          throw new Error(
-            `-d: ${path} has ${logical}-byte logical sectors; O_DIRECT cannot serve 512-byte sectors from it (leave out -d)`,
+        // O_DIRECT moves whole logical sectors only; AoE addresses 512-byte ones, so
+        // on a 4096-byte-sector device every transfer goes through the aligned bounce
+        // buffer, and a write of part of a logical sector reads the rest first.
+        // A regular file: what its filesystem's device needs (statx), 512 if it does not say.
+        const logical = isBlock
+          ? this.#logicalSectorSize()
+          : Math.max(SECTOR_SIZE, directIoAlignment(this.#fd) ?? SECTOR_SIZE);
+        if (logical < SECTOR_SIZE || logical % SECTOR_SIZE !== 0 || logical > 65536) {
+          throw new Error(`-d: ${path} has ${logical}-byte logical sectors, which -d cannot serve`);
+        }
+        this.#align = logical;
+        this.#bounce = alignedBuffer(256 * SECTOR_SIZE + 2 * logical, Math.max(4096, logical));
+        this.#fileBytes = totalBytes;
+        if (!isBlock && !this.readOnly && totalBytes % logical !== 0) {
+          this.#tailFd = check(
+            libc().open(cString(path), flags & ~linux.O_DIRECT, 0),
+            `open ${path}`,
           );
         }
-        this.#bounce = alignedBuffer(256 * SECTOR_SIZE);
       }
     } catch (error) {
       libc().close(this.#fd);
+      if (this.#tailFd >= 0) libc().close(this.#tailFd);
       throw error;
     }
   }
@@ -120,27 +141,63 @@ export class FileStore implements BackingStore {
 
   read(into: Uint8Array, lba: number, count: number): number {
     const bytes = count * SECTOR_SIZE;
-    const position = BigInt(this.#offsetBytes + lba * SECTOR_SIZE);
-    if (this.#bounce) {
-      const n = Number(libc().pread(this.#fd, this.#bounce, BigInt(bytes), position));
-      if (n > 0) into.set(this.#bounce.subarray(0, n));
+    const start = this.#offsetBytes + lba * SECTOR_SIZE;
+    const bounce = this.#bounce;
+    if (!bounce) {
+      const n = Number(libc().pread(this.#fd, into, BigInt(bytes), BigInt(start)));
       return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
-    const n = Number(libc().pread(this.#fd, into, BigInt(bytes), position));
-    return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
+    // The whole logical sectors around the request, then the part asked for.
+    const head = start % this.#align;
+    const span = this.#roundUp(head + bytes);
+    const n = Number(libc().pread(this.#fd, bounce, BigInt(span), BigInt(start - head)));
+    const got = Math.min(bytes, n - head);
+    if (got <= 0) return 0;
+    into.set(bounce.subarray(head, head + got));
+    return Math.floor(got / SECTOR_SIZE);
   }
 
   write(from: Uint8Array, lba: number, count: number): number {
     if (this.readOnly) return 0;
     const bytes = count * SECTOR_SIZE;
-    const position = BigInt(this.#offsetBytes + lba * SECTOR_SIZE);
-    let source = from;
-    if (this.#bounce) {
-      this.#bounce.set(from.subarray(0, bytes));
-      source = this.#bounce;
+    const start = this.#offsetBytes + lba * SECTOR_SIZE;
+    const bounce = this.#bounce;
+    if (!bounce) {
+      const n = Number(libc().pwrite(this.#fd, from, BigInt(bytes), BigInt(start)));
+      return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
-    const n = Number(libc().pwrite(this.#fd, source, BigInt(bytes), position));
-    return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
+    const align = this.#align;
+    const head = start % align;
+    const alignedStart = start - head;
+    const span = this.#roundUp(head + bytes);
+    const tail = span - head - bytes;
+    if (alignedStart + span > this.#fileBytes && this.#tailFd >= 0) {
+      // The file ends inside the last logical sector: written through the page cache.
+      const n = Number(libc().pwrite(this.#tailFd, from, BigInt(bytes), BigInt(start)));
+      return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
+    }
+    // Read-modify-write of a logical sector the request covers only in part: the first
+    // one if the request starts inside it, the last one if it ends inside it.
+    if (head > 0 && !this.#readBlock(bounce, 0, alignedStart)) return 0;
+    if (tail > 0 && !(head > 0 && span === align)) {
+      if (!this.#readBlock(bounce, span - align, alignedStart + span - align)) return 0;
+    }
+    bounce.set(from.subarray(0, bytes), head);
+    const n = Number(libc().pwrite(this.#fd, bounce, BigInt(span), BigInt(alignedStart)));
+    const done = Math.min(bytes, n - head);
+    return done > 0 ? Math.floor(done / SECTOR_SIZE) : 0;
+  }
+
+  /** `bytes` rounded up to whole logical sectors. */
+  #roundUp(bytes: number): number {
+    return Math.ceil(bytes / this.#align) * this.#align;
+  }
+
+  /** Reads the logical sector at byte `position` into `bounce` at `at`; false on failure. */
+  #readBlock(bounce: Uint8Array, at: number, position: number): boolean {
+    const view = bounce.subarray(at, at + this.#align);
+    return Number(libc().pread(this.#fd, view, BigInt(this.#align), BigInt(position))) ===
+      this.#align;
   }
 
   flush(): boolean {
@@ -157,7 +214,9 @@ export class FileStore implements BackingStore {
   /** Closes the file (once). */
   close(): void {
     if (this.#fd >= 0) libc().close(this.#fd);
+    if (this.#tailFd >= 0) libc().close(this.#tailFd);
     this.#fd = -1;
+    this.#tailFd = -1;
   }
 }
 

@@ -81,8 +81,9 @@ Exports a file or block device as AoE shelf.slot on one or more interfaces
 (a drop-in for vblade: same arguments, same option letters).
 
   -b bufcnt   buffer count advertised in Query Config (default ${DEFAULT_BUFFER_COUNT}, at least 2)
-  -d          open the file with O_DIRECT (bypass the page cache); refused on a
-              device with logical sectors over 512 bytes (serve it without -d)
+  -d          open the file with O_DIRECT (bypass the page cache); on a device
+              with 4096-byte logical sectors, 512-byte sectors are served by
+              read-modify-write of whole logical sectors
   -s          open the file with O_SYNC: every write is on disk before its reply
               (without -s, IDENTIFY reports a write cache and FLUSH CACHE makes
               earlier writes durable)

@@ -23,6 +23,7 @@ import {
 } from "../wire/mod.ts";
 import type { TestClient } from "../testing/client.ts";
 import { aoeCommand } from "../testing/procs.ts";
+import { loopDevice } from "../testing/loop.ts";
 import {
   clientIn,
   patternSectors,
@@ -244,5 +245,51 @@ Deno.test(
       const r = await listed.ata(9, 0, { command: AtaOp.readSectorsExt, lba: 1, count: 1 });
       assert.deepEqual(r?.subarray(36), patternSectors(1, 1));
     });
+  },
+);
+
+Deno.test(
+  "item 9: aoe target -d on a 4096-byte-sector device serves 512-byte sectors to a client",
+  opts,
+  async () => {
+    const loop = await loopDevice({ sectorSize: 4096, bytes: 4 << 20 });
+    if (typeof loop === "string") {
+      console.log(`skipped: ${loop}`);
+      return;
+    }
+    try {
+      await withNet({}, async (net, _dir, daemons) => {
+        const target = await startTarget(net, ["-d", "9", "0", "t1p0", loop.device]);
+        daemons.push(target);
+        assert.match(target.stdout, /e9\.0, 8192 sectors O_RDWR/);
+        const client = clientIn(net, 1, "i0");
+        for (const lba of [0, 1, 7, 8, 4095, 8190]) {
+          const data = patternSectors(lba, 2, 31);
+          const w = await client.ata(9, 0, {
+            command: AtaOp.writeSectorsExt,
+            lba,
+            count: 2,
+            data,
+          });
+          assert.equal(w![27], 0x40, `write at ${lba}`);
+          const r = await client.ata(9, 0, { command: AtaOp.readSectorsExt, lba, count: 2 });
+          assert.deepEqual(r?.subarray(36), data, `read at ${lba}`);
+        }
+        assert.equal((await client.ata(9, 0, { command: AtaOp.flushCacheExt }))![27], 0x40);
+        await target.stop();
+        daemons.pop();
+        const file = await Deno.open(loop.device);
+        try {
+          const bytes = new Uint8Array(1024);
+          await file.seek(7 * 512, Deno.SeekMode.Start);
+          assert.equal(await file.read(bytes), 1024);
+          assert.deepEqual(bytes, patternSectors(7, 2, 31), "on the device");
+        } finally {
+          file.close();
+        }
+      });
+    } finally {
+      await loop.remove();
+    }
   },
 );
