@@ -303,6 +303,15 @@ export class Driver {
         nextDiscovery = now + DISCOVERY_INTERVAL_MS;
         this.discover();
       }
+      // Re-queries go out only once what came before is read: their answers then meet an
+      // empty receive ring (driver/recovery.ts).
+      if (received === 0 && now >= this.initiator.nextPumpAt) {
+        try {
+          this.initiator.pump();
+        } catch (error) {
+          this.#failed("timer", error);
+        }
+      }
       for (const link of this.links.values()) link.flush();
       if (received > 0) {
         idle = false;
@@ -317,7 +326,14 @@ export class Driver {
         continue;
       }
       const links = [...this.links.values()];
-      const wait = Math.max(1, Math.min(TICK_MS, nextTick - performance.now()));
+      const wait = Math.max(
+        1,
+        Math.min(
+          TICK_MS,
+          nextTick - performance.now(),
+          this.initiator.nextPumpAt - performance.now(),
+        ),
+      );
       const pollable = links.every((link) => link.pollFd >= 0);
       if (pollable !== hosting) {
         hosting = pollable;
