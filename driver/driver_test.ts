@@ -60,6 +60,18 @@ Deno.test("driver: discovery finds e9.0, IDENTIFY gives its size, sysfs shows it
   await withRig(async ({ driver, dir }) => {
     await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
     const d = `${dir}/run/sys/block/etherd!e9.0`;
+    // The tree is written lazily, within SYSFS_FLUSH_MS of the change.
+    await until(
+      () => {
+        try {
+          return Deno.readTextFileSync(`${d}/state`) === "up\n";
+        } catch {
+          return false;
+        }
+      },
+      "the state file says up",
+      1000,
+    );
     assert.equal(Deno.readTextFileSync(`${d}/state`), "up\n");
     assert.equal(Deno.readTextFileSync(`${d}/size`), "4096\n");
     assert.equal(Deno.readTextFileSync(`${d}/mac`), "020000000001\n");
