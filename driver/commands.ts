@@ -992,7 +992,14 @@ export class Initiator {
   tick(): void {
     this.extensions.tick();
     for (const link of this.links) this.#readDrops(link);
-    for (const device of this.devices.list()) this.#rexmitTimer(device);
+    for (const device of this.devices.devices.values()) {
+      // An idle device (nothing in flight or queued, no kick, no IDENTIFY awaited) has no
+      // timer work: the kernel's rexmit_timer finds its lists empty too.
+      if (
+        this.#frames.busy(device) || device.kickme || this.#identifyPending.has(device) ||
+        (this.#queues.get(device)?.length ?? 0) > 0
+      ) this.#rexmitTimer(device);
+    }
     for (const link of this.links) link.flush();
   }
 
@@ -1007,7 +1014,11 @@ export class Initiator {
     );
   }
 
+  /** Devices the timer had work for, counted over all ticks (an idle device costs none). */
+  timerRuns = 0;
+
   #rexmitTimer(device: AoeDevice): void {
+    this.timerRuns++;
     const timeout = this.rto(device);
     const targetsCount = device.targets.length;
     const now = performance.now();

@@ -87,3 +87,19 @@ Deno.test("recovery: nothing dropped, nothing asked again", async () => {
     );
   });
 });
+
+Deno.test("timer: idle devices cost the 100 ms tick nothing; a busy one is visited", async () => {
+  await withBurst(Infinity, async (driver) => {
+    await allUp(driver, 3000);
+    const initiator = driver.initiator;
+    // Wait out any IDENTIFY still in flight, then count the timer's visits over many ticks.
+    await new Promise((r) => setTimeout(r, 200));
+    const before = initiator.timerRuns;
+    for (let i = 0; i < 50; i++) initiator.tick();
+    assert.equal(initiator.timerRuns - before, 0, "no device visited while all are idle");
+    const reading = driver.blockDevice("e1.0")!.read(0, 32 * 1024);
+    initiator.tick();
+    assert.equal(initiator.timerRuns - before, 1, "only the device with frames in flight");
+    await reading;
+  });
+});
