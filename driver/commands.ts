@@ -57,6 +57,7 @@ import {
 } from "./device.ts";
 import { DeviceCounterTable } from "./device_counters.ts";
 import { FrameTable } from "./frames.ts";
+import { DiscoveryRecovery } from "./recovery.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
 import { errorMessage } from "../util/errors.ts";
@@ -78,6 +79,9 @@ export function addressableSectors(lba48: boolean): number {
 export const NEW_DEVICE_BURST = 64;
 /** See {@link NEW_DEVICE_BURST}. */
 export const NEW_DEVICES_PER_SECOND = 16;
+
+/** How old an unanswered IDENTIFY must be before a recovery round sends it again, in ms. */
+export const IDENTIFY_RESEND_MS = 50;
 
 /** Seconds a frame may wait on one target before the target is scorned (HARD_SCORN_SECS). */
 export const HARD_SCORN_SECS = 10;
@@ -218,6 +222,8 @@ export class Initiator {
   readonly extensions: InitiatorExtensions;
   /** Per device: requests, bytes, retransmissions, errors, outstanding (`aoe status --counters`). */
   readonly deviceCounters = new DeviceCounterTable();
+  /** Re-queries after a discovery whose answers the kernel dropped (driver/recovery.ts). */
+  readonly recovery: DiscoveryRecovery;
 
   /**
    * An engine with no links yet; set {@link links} before discovering.
@@ -231,6 +237,12 @@ export class Initiator {
       { tags: params.tags ?? "counter", crc: params.crc ?? DEFAULT_PARAMS.crc },
       (line) => hooks.error(line),
     );
+    this.recovery = new DiscoveryRecovery({
+      query: (shelf, slot) => this.#query(shelf, slot),
+      identifyPending: (max) => this.#resendIdentifies(max),
+      log: (line) => hooks.log(line),
+      knownSlots: () => this.devices.list().map((d) => d.slot),
+    });
   }
 
   /** The emulated jiffies counter. */
@@ -246,8 +258,30 @@ export class Initiator {
 
   // ---- discovery ----------------------------------------------------------
 
-  /** Broadcasts Query Config for shelf.slot (default: all) on every allowed link. */
+  /**
+   * Broadcasts Query Config for shelf.slot (default: all) on every allowed
+   * link; a full discovery opens a window in which dropped frames start the
+   * recovery (driver/recovery.ts).
+   */
   discover(shelf = BROADCAST_SHELF, slot = BROADCAST_SLOT): void {
+    if (shelf === BROADCAST_SHELF && slot === BROADCAST_SLOT) {
+      this.recovery.broadcast(performance.now());
+    }
+    this.#query(shelf, slot);
+  }
+
+  /** Sends the recovery's queries that are due; the driver's loop calls it every turn. */
+  pump(): void {
+    const now = performance.now();
+    if (now >= this.recovery.nextAt) this.recovery.pump(now);
+  }
+
+  /** When {@link pump} next has work (performance.now() time; Infinity: none). */
+  get nextPumpAt(): number {
+    return this.recovery.nextAt;
+  }
+
+  #query(shelf: number, slot: number): void {
     for (const link of this.links) {
       if (!this.allowed(link.name)) continue;
       const frame = link.txSlot();
@@ -435,6 +469,9 @@ export class Initiator {
   #mayCreateDevice(): boolean {
     if (this.devices.devices.size >= this.params.maxdevs) return false;
     const now = performance.now();
+    // Answers to a discovery of ours create their devices at once, up to aoe_maxdevs: one
+    // broadcast on a large SAN brings thousands. Unsolicited ones are held to the rate.
+    if (this.recovery.open(now)) return true;
     this.#newDeviceTokens = Math.min(
       NEW_DEVICE_BURST,
       this.#newDeviceTokens + ((now - this.#newDeviceRefill) / 1000) * NEW_DEVICES_PER_SECOND,
@@ -707,6 +744,38 @@ export class Initiator {
     ifc.link.flush();
   }
 
+  /**
+   * Resends the IDENTIFY of up to `max` devices waiting for one whose frame
+   * went out more than {@link IDENTIFY_RESEND_MS} ago (its reply may be among
+   * the frames dropped); returns how many were sent.
+   */
+  #resendIdentifies(max: number): number {
+    const now = performance.now();
+    let sent = 0;
+    for (const device of this.#identifyPending) {
+      if (sent >= max) break;
+      if (device.targets.length === 0) continue;
+      let waiting: Frame | undefined;
+      for (const f of this.#frames.active(device)) {
+        if (f.command === AtaOp.identifyDevice) waiting = f;
+      }
+      if (!waiting) {
+        if (this.#frames.deferred(device)?.length) continue; // the timer resends it
+        this.#identify(device);
+        sent++;
+        continue;
+      }
+      if (now - waiting.sentAt < IDENTIFY_RESEND_MS) continue;
+      this.#frames.remove(waiting);
+      waiting.target.nout--;
+      this.#frames.defer(waiting);
+      this.#rexmitDeferred(device);
+      sent++;
+    }
+    for (const link of this.links) link.flush();
+    return sent;
+  }
+
   /** A probe to a tainted target: a read of lba 0 padded with a full payload of zeros. */
   #probe(device: AoeDevice, target: TargetPath): void {
     const ifc = target.nextInterface();
@@ -923,7 +992,14 @@ export class Initiator {
   tick(): void {
     this.extensions.tick();
     for (const link of this.links) this.#readDrops(link);
-    for (const device of this.devices.list()) this.#rexmitTimer(device);
+    for (const device of this.devices.devices.values()) {
+      // An idle device (nothing in flight or queued, no kick, no IDENTIFY awaited) has no
+      // timer work: the kernel's rexmit_timer finds its lists empty too.
+      if (
+        this.#frames.busy(device) || device.kickme || this.#identifyPending.has(device) ||
+        (this.#queues.get(device)?.length ?? 0) > 0
+      ) this.#rexmitTimer(device);
+    }
     for (const link of this.links) link.flush();
   }
 
@@ -932,12 +1008,17 @@ export class Initiator {
     const n = link.readDrops();
     if (n <= 0) return;
     this.counters.rxDrops += n;
+    this.recovery.drops(n, performance.now());
     this.hooks.error(
       `${"rx drops".padStart(15)} ${link.name} n=${n} total=${link.counters.rxDrops}`,
     );
   }
 
+  /** Devices the timer had work for, counted over all ticks (an idle device costs none). */
+  timerRuns = 0;
+
   #rexmitTimer(device: AoeDevice): void {
+    this.timerRuns++;
     const timeout = this.rto(device);
     const targetsCount = device.targets.length;
     const now = performance.now();

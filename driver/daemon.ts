@@ -237,6 +237,8 @@ async function handleConnection(
         } catch (error) {
           reply = { ok: false, error: errorMessage(error) };
         }
+        // Whoever sees a reply sees the attribute tree as of that reply (it is written lazily).
+        driver.flushFiles();
         await writeAll(connection, encoder.encode(`${JSON.stringify(reply)}\n`));
       }
     }

@@ -15,7 +15,7 @@ import { type ControlCommand, ControlFiles } from "./control.ts";
 import type { AoeDevice } from "./device.ts";
 import { type DriverParams, parseIflist } from "./params.ts";
 import type { DriverPaths } from "./paths.ts";
-import { SysfsTree } from "./sysfs.ts";
+import { SYSFS_FLUSH_BUDGET_MS, SysfsTree } from "./sysfs.ts";
 import { errorMessage } from "../util/errors.ts";
 
 /**
@@ -88,6 +88,13 @@ export class Driver {
   constructor(readonly options: DriverOptions) {
     this.#files = options.files ?? true;
     this.sysfs = new SysfsTree(options.paths.sysDir, options.access);
+    this.sysfs.onError = (error) => {
+      if (this.sysfs.writeErrors === 1) {
+        this.messages.push(
+          `aoe: cannot write the attribute tree (counted): ${errorMessage(error)}`,
+        );
+      }
+    };
     this.control = new ControlFiles(options.paths.devDir, options.access);
     this.initiator = new Initiator(options.params, {
       error: (line) => this.control.error(line),
@@ -303,6 +310,19 @@ export class Driver {
         nextDiscovery = now + DISCOVERY_INTERVAL_MS;
         this.discover();
       }
+      // Idle: the attribute changes of the burst just handled are written now.
+      if (received === 0 && this.#files && this.sysfs.pending) {
+        this.sysfs.flush(SYSFS_FLUSH_BUDGET_MS);
+      }
+      // Re-queries go out only once what came before is read: their answers then meet an
+      // empty receive ring (driver/recovery.ts).
+      if (received === 0 && now >= this.initiator.nextPumpAt) {
+        try {
+          this.initiator.pump();
+        } catch (error) {
+          this.#failed("timer", error);
+        }
+      }
       for (const link of this.links.values()) link.flush();
       if (received > 0) {
         idle = false;
@@ -317,7 +337,14 @@ export class Driver {
         continue;
       }
       const links = [...this.links.values()];
-      const wait = Math.max(1, Math.min(TICK_MS, nextTick - performance.now()));
+      const wait = Math.max(
+        1,
+        Math.min(
+          TICK_MS,
+          nextTick - performance.now(),
+          this.initiator.nextPumpAt - performance.now(),
+        ),
+      );
       const pollable = links.every((link) => link.pollFd >= 0);
       if (pollable !== hosting) {
         hosting = pollable;
@@ -356,6 +383,11 @@ export class Driver {
     this.reactor.host(false);
   }
 
+  /** Writes the attribute changes that wait (they are written lazily, driver/sysfs.ts). */
+  flushFiles(): void {
+    if (this.#files) this.sysfs.flush();
+  }
+
   /** Stops the loop, fails nothing further, closes links and removes the files. */
   async stop(): Promise<void> {
     this.#running = false;
@@ -366,6 +398,7 @@ export class Driver {
     this.links.clear();
     this.#turn?.close();
     if (this.#files) {
+      this.sysfs.flush();
       this.control.remove();
       this.sysfs.remove();
     }

@@ -6,6 +6,7 @@ import { TargetServer } from "../target/server.ts";
 import { Driver } from "./driver.ts";
 import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
 import { driverPaths } from "./paths.ts";
+import { DISCOVERY_WINDOW_MS } from "./recovery.ts";
 
 const TARGET_MAC = 0x020000000001;
 const INITIATOR_MAC = 0x020000000002;
@@ -59,6 +60,18 @@ Deno.test("driver: discovery finds e9.0, IDENTIFY gives its size, sysfs shows it
   await withRig(async ({ driver, dir }) => {
     await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
     const d = `${dir}/run/sys/block/etherd!e9.0`;
+    // The tree is written lazily, within SYSFS_FLUSH_MS of the change.
+    await until(
+      () => {
+        try {
+          return Deno.readTextFileSync(`${d}/state`) === "up\n";
+        } catch {
+          return false;
+        }
+      },
+      "the state file says up",
+      1000,
+    );
     assert.equal(Deno.readTextFileSync(`${d}/state`), "up\n");
     assert.equal(Deno.readTextFileSync(`${d}/size`), "4096\n");
     assert.equal(Deno.readTextFileSync(`${d}/mac`), "020000000001\n");
@@ -284,6 +297,13 @@ Deno.test("driver: spoofed Query Config answers cannot grow the device table wit
   await withRig(async ({ driver }) => {
     await until(() => driver.initiator.devices.get(9, 0)?.up === true, "e9.0 up");
     const link = driver.links.get("eth1")!;
+    // Answers to a discovery of ours are taken up to aoe_maxdevs; unsolicited ones, once its
+    // window has closed, are held to the rate limit.
+    await until(
+      () => !driver.initiator.recovery.open(performance.now()),
+      "the discovery window closed",
+      DISCOVERY_WINDOW_MS + 1000,
+    );
     for (let shelf = 100; shelf < 1100; shelf++) {
       const frame = configAnswer(shelf, 1, 0x02000000aa00);
       driver.initiator.receive(frame, frame.length, link);

@@ -2,7 +2,12 @@
  * The attribute tree, laid out like sysfs under the run directory:
  * `block/etherd!e9.0/{state,mac,netif,firmware-version,payload,size}` and
  * `module/aoe/parameters/aoe_*` (docs/driver.md §8). Files are written
- * only when their content changes.
+ * only when their content changes. Device attributes are written off the hot
+ * path: {@link SysfsTree.writeDevice} only marks the device, and the changes
+ * of many events are written together on a short timer (or when the driver's
+ * loop is idle, or before the daemon answers a request). Each file is replaced
+ * by rename, and a new device's directory is filled aside and renamed into
+ * place, so no reader sees a half-written file or a half-filled directory.
  *
  * @module
  */
@@ -13,10 +18,23 @@ import type { DriverParams } from "./params.ts";
 
 /** The version the in-kernel driver reports. */
 export const DRIVER_VERSION = "85";
+/** Longest a device's changed attributes wait before they are written, in milliseconds. */
+export const SYSFS_FLUSH_MS = 20;
+/** Longest one lazy write of the tree holds the driver's loop, in milliseconds. */
+export const SYSFS_FLUSH_BUDGET_MS = 5;
 
 /** Writes and removes the tree. */
 export class SysfsTree {
   #written = new Map<string, string>();
+  /** Devices whose attributes changed since the last flush, by name (the latest object). */
+  #dirty = new Map<string, AoeDevice>();
+  /** Device directories that exist. */
+  #made = new Set<string>();
+  #timer?: ReturnType<typeof setTimeout>;
+  /** Flushes that failed (a file could not be written); the tree is retried on the next change. */
+  writeErrors = 0;
+  /** Told of a failed write (the driver logs it once). */
+  onError?: (error: unknown) => void;
 
   /**
    * A tree rooted at `sysDir`, written by {@link init}.
@@ -74,25 +92,94 @@ export class SysfsTree {
     this.#write(`${dir}/aoe_maxdevs`, `${params.maxdevs}\n`);
   }
 
-  /** Writes a device's attributes; a device is visible only after its first IDENTIFY. */
+  /**
+   * Marks a device's attributes for writing (within {@link SYSFS_FLUSH_MS});
+   * a device is visible only after its first IDENTIFY. Touches no file.
+   */
   writeDevice(device: AoeDevice): void {
     if (!device.visible) return;
+    this.#dirty.set(device.name, device);
+    this.#schedule();
+  }
+
+  /** Whether changed attributes wait to be written. */
+  get pending(): boolean {
+    return this.#dirty.size > 0;
+  }
+
+  /**
+   * Writes the changed devices' attributes now (the timer, an idle loop,
+   * shutdown), for at most `budgetMs` (default: all of them); what is left
+   * waits for the timer.
+   */
+  flush(budgetMs: number = Infinity): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    const started = performance.now();
+    for (const [name, device] of this.#dirty) {
+      this.#dirty.delete(name);
+      try {
+        this.#writeDeviceNow(device);
+      } catch (error) {
+        this.writeErrors++;
+        this.onError?.(error);
+      }
+      if (performance.now() - started > budgetMs) break;
+    }
+    if (this.#dirty.size > 0) this.#schedule(0); // the rest at the next turn
+  }
+
+  #schedule(delayMs = SYSFS_FLUSH_MS): void {
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.flush(SYSFS_FLUSH_BUDGET_MS);
+    }, delayMs);
+  }
+
+  #attributes(device: AoeDevice): [string, string][] {
+    return [
+      ["state", `${device.state}\n`],
+      ["mac", `${device.macText}\n`],
+      ["netif", `${device.netifText}\n`],
+      ["firmware-version", `0x${device.firmwareVersion.toString(16).padStart(4, "0")}\n`],
+      ["payload", `${device.payload}\n`],
+      ["size", `${device.sectors}\n`],
+    ];
+  }
+
+  #writeDeviceNow(device: AoeDevice): void {
     const dir = this.deviceDir(device.name);
-    this.#mkdir(dir);
-    this.#write(`${dir}/state`, `${device.state}\n`);
-    this.#write(`${dir}/mac`, `${device.macText}\n`);
-    this.#write(`${dir}/netif`, `${device.netifText}\n`);
-    this.#write(
-      `${dir}/firmware-version`,
-      `0x${device.firmwareVersion.toString(16).padStart(4, "0")}\n`,
-    );
-    this.#write(`${dir}/payload`, `${device.payload}\n`);
-    this.#write(`${dir}/size`, `${device.sectors}\n`);
+    const attributes = this.#attributes(device);
+    if (this.#made.has(dir)) {
+      for (const [name, content] of attributes) this.#write(`${dir}/${name}`, content);
+      return;
+    }
+    // A new directory is filled aside and renamed into place whole.
+    const staging = `${this.sysDir}/.new/etherd!${device.name}`;
+    this.#mkdir(staging);
+    for (const [name, content] of attributes) {
+      Deno.writeTextFileSync(`${staging}/${name}`, content);
+      applyMode(`${staging}/${name}`, MODES.attribute);
+    }
+    try {
+      Deno.renameSync(staging, dir);
+    } catch (error) {
+      // Left behind by an earlier run: replace it file by file instead.
+      Deno.removeSync(staging, { recursive: true });
+      if (!(error instanceof Deno.errors.AlreadyExists) && !isNotEmpty(error)) throw error;
+      for (const [name, content] of attributes) this.#write(`${dir}/${name}`, content);
+    }
+    this.#made.add(dir);
+    for (const [name, content] of attributes) this.#written.set(`${dir}/${name}`, content);
   }
 
   /** Removes a device's attribute directory. */
   removeDevice(name: string): void {
     const dir = this.deviceDir(name);
+    this.#dirty.delete(name);
+    this.#made.delete(dir);
     for (const key of [...this.#written.keys()]) {
       if (key.startsWith(`${dir}/`)) this.#written.delete(key);
     }
@@ -101,9 +188,18 @@ export class SysfsTree {
 
   /** Removes the whole tree. */
   remove(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#dirty.clear();
+    this.#made.clear();
     this.#written.clear();
     try {
       Deno.removeSync(this.sysDir, { recursive: true });
     } catch { /* already gone */ }
   }
+}
+
+/** Whether a rename failed because its target is a directory with entries (ENOTEMPTY). */
+function isNotEmpty(error: unknown): boolean {
+  return error instanceof Error && /not empty/i.test(error.message);
 }

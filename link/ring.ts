@@ -224,8 +224,10 @@ export class RingLink implements FrameLink {
       pollFdsSync([this.#fd], SYNC_WAIT_MS);
     }
     let n = 0;
-    // Never more than the ring holds: past that the batch would wrap onto its own frames.
-    const limit = Math.min(this.rx.length, this.#rxFrames);
+    // At most half the ring: the frames handed out stay the caller's until the next receive(),
+    // and the kernel needs free frames meanwhile (a batch of the whole ring would also wrap
+    // onto its own frames).
+    const limit = Math.min(this.rx.length, Math.max(1, this.#rxFrames >> 1));
     while (n < limit) {
       const index = this.#rxNext;
       const base = index * this.#frameSize;
