@@ -18,6 +18,7 @@ import {
   decodeReserve,
   DirectiveCommand,
   encodeAta,
+  encodeConfig,
   encodeMask,
   encodeReserve,
   isError,
@@ -449,4 +450,37 @@ Deno.test("service: close reports an export whose flush failed (latched), so the
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("item 1: a broadcast config string set, answered in paced batches, is still held to the smallest interface", async () => {
+  const big = new MemorySegment({ mtu: 9000 });
+  const little = new MemorySegment({ mtu: 1000 });
+  const links = [big.attach(TARGET_MAC, "eth0"), little.attach(TARGET_MAC, "eth1")];
+  const devices = [0, 1, 2].map((slot) =>
+    new Export({ shelf: 9, slot, store: new MemoryStore(64), bufferCount: 16 })
+  );
+  const server = new TargetServer(devices, links, { log: () => {} });
+  const jumbo = new TestClient(big.attach(JUMBO_CLIENT, "c0"), TARGET_MAC);
+  const running = server.run();
+  try {
+    const tag = jumbo.nextTag();
+    const frame = new Uint8Array(32 + 1024);
+    jumbo.header(frame, 0xffff, 0xff, Command.config, tag);
+    encodeConfig(frame, {
+      bufferCount: 0,
+      firmwareVersion: 0,
+      sectorCount: 0,
+      aoeVersion: 1,
+      ccmd: ConfigCommand.forceSet,
+      config: new Uint8Array(1024).fill(0x78),
+    });
+    jumbo.sendRaw(frame);
+    const replies = await jumbo.waitTag(tag, { count: 3, timeoutMs: 2000 });
+    assert.equal(replies.length, 3);
+    for (const reply of replies) assert.equal(readErrorCode(reply), AoeError.badArgument);
+    for (const device of devices) assert.equal(device.config.length, 0);
+  } finally {
+    await server.stop();
+  }
+  await running;
 });

@@ -23,9 +23,15 @@ import {
   addressedToOther,
   checkHeader,
   Command,
+  ConfigCommand,
+  MaskCommand,
   readCommand,
+  readConfigCommand,
+  readMaskCommand,
+  readReserveCommand,
   readShelf,
   readSlot,
+  ReserveCommand,
 } from "../wire/mod.ts";
 import type { Export } from "./export.ts";
 import { type PacingOptions, pacingSeed, ReplyPacer } from "./pacing.ts";
@@ -139,18 +145,22 @@ export class TargetServer {
     try {
       this.#dispatch(frame, length, link);
     } catch (error) {
-      this.counters.failed++;
-      const e = error instanceof Error ? error : new Error(String(error));
-      const kind = `${e.name}:${(e as { kind?: string }).kind ?? ""}:${frame[19]}`;
-      if (!this.#failuresLogged.has(kind)) {
-        this.#failuresLogged.add(kind);
-        this.#log(
-          `aoe target: dropped a frame (command ${frame[19]}) on ${link.name}: ${e.name}: ${
-            e.message.split("\n")[0]
-          } (further ones of this kind are only counted: dispatch.failed)`,
-        );
-      }
+      this.#failed(error, `a frame (command ${frame[19]}) on ${link.name}`);
     }
+  }
+
+  /** Counts a failure while handling `what`, and logs the first of each kind. */
+  #failed(error: unknown, what: string): void {
+    this.counters.failed++;
+    const e = error instanceof Error ? error : new Error(String(error));
+    const kind = `${e.name}:${(e as { kind?: string }).kind ?? ""}:${what}`;
+    if (this.#failuresLogged.has(kind)) return;
+    this.#failuresLogged.add(kind);
+    this.#log(
+      `aoe target: dropped ${what}: ${e.name}: ${
+        e.message.split("\n")[0]
+      } (further ones of this kind are only counted: dispatch.failed)`,
+    );
   }
 
   #dispatch(frame: Uint8Array, length: number, link: FrameLink): void {
@@ -178,12 +188,16 @@ export class TargetServer {
     }
     const shelf = readShelf(frame);
     const slot = readSlot(frame);
+    if (changesState(frame)) {
+      // What the export is about to keep must fit every interface it serves (§5-§7).
+      for (const device of this.exports) {
+        if (device.matches(shelf, slot)) device.smallestMtu = this.#smallestMtu(device);
+      }
+    }
     if (this.pacer.take(frame, length, link, { shelf, slot })) return;
     let answered = false;
-    const command = readCommand(frame);
     for (const device of this.exports) {
       if (!device.matches(shelf, slot) || !device.servesOn(link.name)) continue;
-      if (command !== Command.ata) device.smallestMtu = this.#smallestMtu(device);
       device.traffic.arrived(this.#batch);
       device.handle(frame, length, link);
       answered = true;
@@ -213,7 +227,11 @@ export class TargetServer {
   /** Processes whatever frames wait on every link, without blocking; returns how many were handled. */
   pollOnce(): number {
     let total = 0;
-    this.pacer.run();
+    try {
+      this.pacer.run();
+    } catch (error) {
+      this.#failed(error, "a paced answer");
+    }
     for (const link of this.links) {
       const n = link.receive();
       this.#batch++;
@@ -307,5 +325,23 @@ export class TargetServer {
         }]),
       ),
     };
+  }
+}
+
+/** A Query Config set, a MAC Mask edit or a Reserve/Release set: a request that changes what an export keeps. */
+function changesState(frame: Uint8Array): boolean {
+  switch (readCommand(frame)) {
+    case Command.config: {
+      const ccmd = readConfigCommand(frame);
+      return ccmd === ConfigCommand.set || ccmd === ConfigCommand.forceSet;
+    }
+    case Command.macMask:
+      return readMaskCommand(frame) === MaskCommand.edit;
+    case Command.reserve: {
+      const rcmd = readReserveCommand(frame);
+      return rcmd === ReserveCommand.set || rcmd === ReserveCommand.forceSet;
+    }
+    default:
+      return false;
   }
 }
