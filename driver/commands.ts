@@ -80,6 +80,17 @@ export const NEW_DEVICE_BURST = 64;
 /** See {@link NEW_DEVICE_BURST}. */
 export const NEW_DEVICES_PER_SECOND = 16;
 
+/** How long a discovery tag stays ours after the last query sent under it, in ms. */
+export const QUERY_TAG_MS = 10_000;
+
+/** Targets asked directly at a time after their unsolicited answers were refused. */
+export const ASKED_TARGETS = 16;
+
+/** A random tag for a Query Config: bit 31 clear (userland tools' tags set it), never 0. */
+function randomTag(): number {
+  return 1 + Math.floor(Math.random() * 0x7ffffffe);
+}
+
 /** How old an unanswered IDENTIFY must be before a recovery round sends it again, in ms. */
 export const IDENTIFY_RESEND_MS = 50;
 
@@ -215,6 +226,11 @@ export class Initiator {
   #queues = new Map<AoeDevice, QueuedRequest[]>();
   #started = performance.now();
   #identifyPending = new Set<AoeDevice>();
+  #queryTag = 0;
+  #previousQueryTag = 0;
+  #queryTagUntil = 0;
+  /** Targets asked directly after their unsolicited answers were refused: tag and when. */
+  #asked = new Map<number, { tag: number; at: number }>();
   /** Token bucket for new devices (NEW_DEVICE_BURST, NEW_DEVICES_PER_SECOND). */
   #newDeviceTokens = NEW_DEVICE_BURST;
   #newDeviceRefill = performance.now();
@@ -282,21 +298,67 @@ export class Initiator {
   }
 
   #query(shelf: number, slot: number): void {
+    const tag = this.#discoveryTag();
     for (const link of this.links) {
-      if (!this.allowed(link.name)) continue;
-      const frame = link.txSlot();
-      encodeRequestHeader(frame, {
-        dst: BROADCAST_MAC,
-        src: link.mac,
-        shelf,
-        slot,
-        command: Command.config,
-        tag: 0,
-      });
-      frame.fill(0, HEADER_LENGTH, CONFIG_HEADER_LENGTH);
-      link.commit(CONFIG_HEADER_LENGTH);
-      link.flush();
+      if (this.allowed(link.name)) this.#sendQuery(link, { dst: BROADCAST_MAC, shelf, slot, tag });
     }
+  }
+
+  #sendQuery(
+    link: FrameLink,
+    query: { dst: number; shelf: number; slot: number; tag: number },
+  ): void {
+    const frame = link.txSlot();
+    encodeRequestHeader(frame, { ...query, src: link.mac, command: Command.config });
+    frame.fill(0, HEADER_LENGTH, CONFIG_HEADER_LENGTH);
+    link.commit(CONFIG_HEADER_LENGTH);
+    link.flush();
+  }
+
+  /**
+   * The tag of our discovery queries: random (bit 31 clear), kept while
+   * queries go out and for {@link QUERY_TAG_MS} after the last (the one before
+   * it is still taken: a pacing target may answer late). Targets
+   * echo it in their answers (vblade and this target copy the request's
+   * header), which tells answers we asked for from announcements and forgeries.
+   */
+  #discoveryTag(): number {
+    const now = performance.now();
+    if (now >= this.#queryTagUntil) {
+      this.#previousQueryTag = this.#queryTag;
+      this.#queryTag = randomTag();
+    }
+    this.#queryTagUntil = now + QUERY_TAG_MS;
+    return this.#queryTag;
+  }
+
+  /** Whether a Query Config answer echoes a query of ours still fresh. */
+  #solicited(tag: number, src: number, now: number): boolean {
+    if (tag !== 0 && (tag === this.#queryTag || tag === this.#previousQueryTag)) {
+      if (now < this.#queryTagUntil + QUERY_TAG_MS) return true;
+    }
+    const asked = this.#asked.get(src);
+    return asked !== undefined && asked.tag === tag && now < asked.at + QUERY_TAG_MS;
+  }
+
+  /**
+   * Unsolicited answers from `src` were refused for their rate (a target
+   * announcing many exports at start-up, or forgeries): ask that MAC itself,
+   * under a tag of its own, so a real target's answers come in at once. At
+   * most once a second per MAC, for at most {@link ASKED_TARGETS} MACs at a time.
+   */
+  #askTarget(src: number, link: FrameLink, now: number): void {
+    const asked = this.#asked.get(src);
+    if (asked && now - asked.at < 1000) return;
+    if (!asked && this.#asked.size >= ASKED_TARGETS) {
+      for (const [mac, entry] of this.#asked) {
+        if (now - entry.at >= QUERY_TAG_MS) this.#asked.delete(mac);
+      }
+      if (this.#asked.size >= ASKED_TARGETS) return;
+    }
+    const tag = randomTag();
+    this.#asked.set(src, { tag, at: now });
+    this.#sendQuery(link, { dst: src, shelf: BROADCAST_SHELF, slot: BROADCAST_SLOT, tag });
   }
 
   // ---- receive ------------------------------------------------------------
@@ -380,20 +442,25 @@ export class Initiator {
       return;
     }
     const bufferCount = Math.min(readBufferCount(frame), this.params.maxout);
-    if (!this.devices.get(shelf, slot) && !this.#mayCreateDevice()) {
-      if (this.counters.refusedDevices++ === 0) {
-        this.hooks.log(
-          `aoe: e${shelf}.${slot}: not added (aoe_maxdevs=${this.params.maxdevs} or too many new devices at once)`,
-        );
+    const src = readSource(frame);
+    if (!this.devices.get(shelf, slot)) {
+      const now = performance.now();
+      const verdict = this.#mayCreateDevice(this.#solicited(readTag(frame), src, now), now);
+      if (verdict !== "yes") {
+        if (this.counters.refusedDevices++ === 0) {
+          this.hooks.log(
+            `aoe: e${shelf}.${slot}: not added (aoe_maxdevs=${this.params.maxdevs} or too many new devices at once)`,
+          );
+        }
+        if (verdict === "rate") this.#askTarget(src, link, now);
+        return;
       }
-      return;
     }
     const device = this.devices.getOrCreate(shelf, slot);
     if (!device) {
       this.hooks.log(`aoe: e${shelf}.${slot}: AoE minor address too large for aoe_dyndevs=0`);
       return;
     }
-    const src = readSource(frame);
     let target = device.targetFor(src);
     if (target) {
       target.nframes = bufferCount;
@@ -465,21 +532,22 @@ export class Initiator {
     this.service(device);
   }
 
-  /** Whether a Query Config answer may add a device: below aoe_maxdevs and within the rate. */
-  #mayCreateDevice(): boolean {
-    if (this.devices.devices.size >= this.params.maxdevs) return false;
-    const now = performance.now();
-    // Answers to a discovery of ours create their devices at once, up to aoe_maxdevs: one
-    // broadcast on a large SAN brings thousands. Unsolicited ones are held to the rate.
-    if (this.recovery.open(now)) return true;
+  /**
+   * Whether a Query Config answer may add a device: below aoe_maxdevs, and
+   * solicited (echoing a query of ours: one broadcast on a large SAN brings
+   * thousands) or within the rate for unsolicited ones.
+   */
+  #mayCreateDevice(solicited: boolean, now: number): "yes" | "maxdevs" | "rate" {
+    if (this.devices.devices.size >= this.params.maxdevs) return "maxdevs";
+    if (solicited) return "yes";
     this.#newDeviceTokens = Math.min(
       NEW_DEVICE_BURST,
       this.#newDeviceTokens + ((now - this.#newDeviceRefill) / 1000) * NEW_DEVICES_PER_SECOND,
     );
     this.#newDeviceRefill = now;
-    if (this.#newDeviceTokens < 1) return false;
+    if (this.#newDeviceTokens < 1) return "rate";
     this.#newDeviceTokens--;
-    return true;
+    return "yes";
   }
 
   /** Jacobson/Karels estimator and window growth (calc_rttavg). */
