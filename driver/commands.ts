@@ -14,7 +14,6 @@ import {
   ATA_HEADER_LENGTH,
   AtaFlag,
   AtaOp,
-  BROADCAST_MAC,
   BROADCAST_SHELF,
   BROADCAST_SLOT,
   checkHeader,
@@ -26,7 +25,6 @@ import {
   encodeRequestHeader,
   EXTENSION_COMMAND,
   formatMac,
-  HEADER_LENGTH,
   IDENTIFY_LENGTH,
   isError,
   LBA28_MAX_SECTORS,
@@ -57,6 +55,7 @@ import {
 } from "./device.ts";
 import { DeviceCounterTable } from "./device_counters.ts";
 import { FrameTable } from "./frames.ts";
+import { DiscoveryQueries } from "./discovery.ts";
 import { DiscoveryRecovery } from "./recovery.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import type { DriverParams } from "./params.ts";
@@ -68,27 +67,6 @@ export const LBA48_MAX_SECTORS = 2 ** 48;
 /** The capacity a device's addressing can reach: a larger claim in IDENTIFY is cut to it. */
 export function addressableSectors(lba48: boolean): number {
   return lba48 ? LBA48_MAX_SECTORS : LBA28_MAX_SECTORS;
-}
-
-/**
- * New devices a burst of Query Config answers may create at once, and how many
- * more each second adds back: a discovery broadcast on a large SAN creates
- * its devices at once, while spoofed answers under new addresses (each costing
- * an IDENTIFY) are held to a trickle. Refusals are counted in `refusedDevices`.
- */
-export const NEW_DEVICE_BURST = 64;
-/** See {@link NEW_DEVICE_BURST}. */
-export const NEW_DEVICES_PER_SECOND = 16;
-
-/** How long a discovery tag stays ours after the last query sent under it, in ms. */
-export const QUERY_TAG_MS = 10_000;
-
-/** Targets asked directly at a time after their unsolicited answers were refused. */
-export const ASKED_TARGETS = 16;
-
-/** A random tag for a Query Config: bit 31 clear (userland tools' tags set it), never 0. */
-function randomTag(): number {
-  return 1 + Math.floor(Math.random() * 0x7ffffffe);
 }
 
 /** How old an unanswered IDENTIFY must be before a recovery round sends it again, in ms. */
@@ -226,14 +204,8 @@ export class Initiator {
   #queues = new Map<AoeDevice, QueuedRequest[]>();
   #started = performance.now();
   #identifyPending = new Set<AoeDevice>();
-  #queryTag = 0;
-  #previousQueryTag = 0;
-  #queryTagUntil = 0;
-  /** Targets asked directly after their unsolicited answers were refused: tag and when. */
-  #asked = new Map<number, { tag: number; at: number }>();
-  /** Token bucket for new devices (NEW_DEVICE_BURST, NEW_DEVICES_PER_SECOND). */
-  #newDeviceTokens = NEW_DEVICE_BURST;
-  #newDeviceRefill = performance.now();
+  /** Discovery's queries and the admission of their answers (driver/discovery.ts). */
+  readonly queries: DiscoveryQueries = new DiscoveryQueries(() => this.params.maxdevs);
   /** Declarations, monotonic tags and CRCs (docs/extensions.md). */
   readonly extensions: InitiatorExtensions;
   /** Per device: requests, bytes, retransmissions, errors, outstanding (`aoe status --counters`). */
@@ -298,67 +270,7 @@ export class Initiator {
   }
 
   #query(shelf: number, slot: number): void {
-    const tag = this.#discoveryTag();
-    for (const link of this.links) {
-      if (this.allowed(link.name)) this.#sendQuery(link, { dst: BROADCAST_MAC, shelf, slot, tag });
-    }
-  }
-
-  #sendQuery(
-    link: FrameLink,
-    query: { dst: number; shelf: number; slot: number; tag: number },
-  ): void {
-    const frame = link.txSlot();
-    encodeRequestHeader(frame, { ...query, src: link.mac, command: Command.config });
-    frame.fill(0, HEADER_LENGTH, CONFIG_HEADER_LENGTH);
-    link.commit(CONFIG_HEADER_LENGTH);
-    link.flush();
-  }
-
-  /**
-   * The tag of our discovery queries: random (bit 31 clear), kept while
-   * queries go out and for {@link QUERY_TAG_MS} after the last (the one before
-   * it is still taken: a pacing target may answer late). Targets
-   * echo it in their answers (vblade and this target copy the request's
-   * header), which tells answers we asked for from announcements and forgeries.
-   */
-  #discoveryTag(): number {
-    const now = performance.now();
-    if (now >= this.#queryTagUntil) {
-      this.#previousQueryTag = this.#queryTag;
-      this.#queryTag = randomTag();
-    }
-    this.#queryTagUntil = now + QUERY_TAG_MS;
-    return this.#queryTag;
-  }
-
-  /** Whether a Query Config answer echoes a query of ours still fresh. */
-  #solicited(tag: number, src: number, now: number): boolean {
-    if (tag !== 0 && (tag === this.#queryTag || tag === this.#previousQueryTag)) {
-      if (now < this.#queryTagUntil + QUERY_TAG_MS) return true;
-    }
-    const asked = this.#asked.get(src);
-    return asked !== undefined && asked.tag === tag && now < asked.at + QUERY_TAG_MS;
-  }
-
-  /**
-   * Unsolicited answers from `src` were refused for their rate (a target
-   * announcing many exports at start-up, or forgeries): ask that MAC itself,
-   * under a tag of its own, so a real target's answers come in at once. At
-   * most once a second per MAC, for at most {@link ASKED_TARGETS} MACs at a time.
-   */
-  #askTarget(src: number, link: FrameLink, now: number): void {
-    const asked = this.#asked.get(src);
-    if (asked && now - asked.at < 1000) return;
-    if (!asked && this.#asked.size >= ASKED_TARGETS) {
-      for (const [mac, entry] of this.#asked) {
-        if (now - entry.at >= QUERY_TAG_MS) this.#asked.delete(mac);
-      }
-      if (this.#asked.size >= ASKED_TARGETS) return;
-    }
-    const tag = randomTag();
-    this.#asked.set(src, { tag, at: now });
-    this.#sendQuery(link, { dst: src, shelf: BROADCAST_SHELF, slot: BROADCAST_SLOT, tag });
+    this.queries.broadcast(this.links.filter((link) => this.allowed(link.name)), shelf, slot);
   }
 
   // ---- receive ------------------------------------------------------------
@@ -445,14 +357,15 @@ export class Initiator {
     const src = readSource(frame);
     if (!this.devices.get(shelf, slot)) {
       const now = performance.now();
-      const verdict = this.#mayCreateDevice(this.#solicited(readTag(frame), src, now), now);
+      const solicited = this.queries.solicited(readTag(frame), src, now);
+      const verdict = this.queries.admit(this.devices.devices.size, solicited, now);
       if (verdict !== "yes") {
         if (this.counters.refusedDevices++ === 0) {
           this.hooks.log(
             `aoe: e${shelf}.${slot}: not added (aoe_maxdevs=${this.params.maxdevs} or too many new devices at once)`,
           );
         }
-        if (verdict === "rate") this.#askTarget(src, link, now);
+        if (verdict === "rate") this.queries.askTarget(src, link, now);
         return;
       }
     }
@@ -530,24 +443,6 @@ export class Initiator {
     }
     this.#complete(f, frame, length, link);
     this.service(device);
-  }
-
-  /**
-   * Whether a Query Config answer may add a device: below aoe_maxdevs, and
-   * solicited (echoing a query of ours: one broadcast on a large SAN brings
-   * thousands) or within the rate for unsolicited ones.
-   */
-  #mayCreateDevice(solicited: boolean, now: number): "yes" | "maxdevs" | "rate" {
-    if (this.devices.devices.size >= this.params.maxdevs) return "maxdevs";
-    if (solicited) return "yes";
-    this.#newDeviceTokens = Math.min(
-      NEW_DEVICE_BURST,
-      this.#newDeviceTokens + ((now - this.#newDeviceRefill) / 1000) * NEW_DEVICES_PER_SECOND,
-    );
-    this.#newDeviceRefill = now;
-    if (this.#newDeviceTokens < 1) return "rate";
-    this.#newDeviceTokens--;
-    return "yes";
   }
 
   /** Jacobson/Karels estimator and window growth (calc_rttavg). */
