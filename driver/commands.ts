@@ -14,7 +14,6 @@ import {
   ATA_HEADER_LENGTH,
   AtaFlag,
   AtaOp,
-  BROADCAST_MAC,
   BROADCAST_SHELF,
   BROADCAST_SLOT,
   checkHeader,
@@ -26,7 +25,6 @@ import {
   encodeRequestHeader,
   EXTENSION_COMMAND,
   formatMac,
-  HEADER_LENGTH,
   IDENTIFY_LENGTH,
   isError,
   LBA28_MAX_SECTORS,
@@ -57,6 +55,7 @@ import {
 } from "./device.ts";
 import { DeviceCounterTable } from "./device_counters.ts";
 import { FrameTable } from "./frames.ts";
+import { DiscoveryQueries } from "./discovery.ts";
 import { DiscoveryRecovery } from "./recovery.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
@@ -69,16 +68,6 @@ export const LBA48_MAX_SECTORS = 2 ** 48;
 export function addressableSectors(lba48: boolean): number {
   return lba48 ? LBA48_MAX_SECTORS : LBA28_MAX_SECTORS;
 }
-
-/**
- * New devices a burst of Query Config answers may create at once, and how many
- * more each second adds back: a discovery broadcast on a large SAN creates
- * its devices at once, while spoofed answers under new addresses (each costing
- * an IDENTIFY) are held to a trickle. Refusals are counted in `refusedDevices`.
- */
-export const NEW_DEVICE_BURST = 64;
-/** See {@link NEW_DEVICE_BURST}. */
-export const NEW_DEVICES_PER_SECOND = 16;
 
 /** How old an unanswered IDENTIFY must be before a recovery round sends it again, in ms. */
 export const IDENTIFY_RESEND_MS = 50;
@@ -215,9 +204,8 @@ export class Initiator {
   #queues = new Map<AoeDevice, QueuedRequest[]>();
   #started = performance.now();
   #identifyPending = new Set<AoeDevice>();
-  /** Token bucket for new devices (NEW_DEVICE_BURST, NEW_DEVICES_PER_SECOND). */
-  #newDeviceTokens = NEW_DEVICE_BURST;
-  #newDeviceRefill = performance.now();
+  /** Discovery's queries and the admission of their answers (driver/discovery.ts). */
+  readonly queries: DiscoveryQueries = new DiscoveryQueries(() => this.params.maxdevs);
   /** Declarations, monotonic tags and CRCs (docs/extensions.md). */
   readonly extensions: InitiatorExtensions;
   /** Per device: requests, bytes, retransmissions, errors, outstanding (`aoe status --counters`). */
@@ -282,21 +270,7 @@ export class Initiator {
   }
 
   #query(shelf: number, slot: number): void {
-    for (const link of this.links) {
-      if (!this.allowed(link.name)) continue;
-      const frame = link.txSlot();
-      encodeRequestHeader(frame, {
-        dst: BROADCAST_MAC,
-        src: link.mac,
-        shelf,
-        slot,
-        command: Command.config,
-        tag: 0,
-      });
-      frame.fill(0, HEADER_LENGTH, CONFIG_HEADER_LENGTH);
-      link.commit(CONFIG_HEADER_LENGTH);
-      link.flush();
-    }
+    this.queries.broadcast(this.links.filter((link) => this.allowed(link.name)), shelf, slot);
   }
 
   // ---- receive ------------------------------------------------------------
@@ -380,20 +354,26 @@ export class Initiator {
       return;
     }
     const bufferCount = Math.min(readBufferCount(frame), this.params.maxout);
-    if (!this.devices.get(shelf, slot) && !this.#mayCreateDevice()) {
-      if (this.counters.refusedDevices++ === 0) {
-        this.hooks.log(
-          `aoe: e${shelf}.${slot}: not added (aoe_maxdevs=${this.params.maxdevs} or too many new devices at once)`,
-        );
+    const src = readSource(frame);
+    if (!this.devices.get(shelf, slot)) {
+      const now = performance.now();
+      const solicited = this.queries.solicited(readTag(frame), src, now);
+      const verdict = this.queries.admit(this.devices.devices.size, solicited, now);
+      if (verdict !== "yes") {
+        if (this.counters.refusedDevices++ === 0) {
+          this.hooks.log(
+            `aoe: e${shelf}.${slot}: not added (aoe_maxdevs=${this.params.maxdevs} or too many new devices at once)`,
+          );
+        }
+        if (verdict === "rate") this.queries.askTarget(src, link, now);
+        return;
       }
-      return;
     }
     const device = this.devices.getOrCreate(shelf, slot);
     if (!device) {
       this.hooks.log(`aoe: e${shelf}.${slot}: AoE minor address too large for aoe_dyndevs=0`);
       return;
     }
-    const src = readSource(frame);
     let target = device.targetFor(src);
     if (target) {
       target.nframes = bufferCount;
@@ -463,23 +443,6 @@ export class Initiator {
     }
     this.#complete(f, frame, length, link);
     this.service(device);
-  }
-
-  /** Whether a Query Config answer may add a device: below aoe_maxdevs and within the rate. */
-  #mayCreateDevice(): boolean {
-    if (this.devices.devices.size >= this.params.maxdevs) return false;
-    const now = performance.now();
-    // Answers to a discovery of ours create their devices at once, up to aoe_maxdevs: one
-    // broadcast on a large SAN brings thousands. Unsolicited ones are held to the rate.
-    if (this.recovery.open(now)) return true;
-    this.#newDeviceTokens = Math.min(
-      NEW_DEVICE_BURST,
-      this.#newDeviceTokens + ((now - this.#newDeviceRefill) / 1000) * NEW_DEVICES_PER_SECOND,
-    );
-    this.#newDeviceRefill = now;
-    if (this.#newDeviceTokens < 1) return false;
-    this.#newDeviceTokens--;
-    return true;
   }
 
   /** Jacobson/Karels estimator and window growth (calc_rttavg). */

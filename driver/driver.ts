@@ -324,6 +324,15 @@ export class Driver {
         }
       }
       for (const link of this.links.values()) link.flush();
+      if (received === 0 && this.#files && this.sysfs.pending) {
+        // More attribute changes to write: look for frames again at once rather than sleep, so
+        // a frame waits for at most one slice of writing (SYSFS_FLUSH_BUDGET_MS).
+        if (performance.now() - lastYield > BUSY_YIELD_MS) {
+          await eventLoopTurn();
+          lastYield = performance.now();
+        } else await this.#turn!.next();
+        continue;
+      }
       if (received > 0) {
         idle = false;
         // Let completions reach their callers (the NBD bridge's sockets) at once; a

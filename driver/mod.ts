@@ -29,6 +29,9 @@ export {
 } from "./daemon.ts";
 export { type AccessPolicy } from "./access.ts";
 export { DRIVER_VERSION, SysfsTree } from "./sysfs.ts";
+export { DiscoveryRecovery, type RecoveryAction, type RecoveryHooks } from "./recovery.ts";
+export { FrameTable, type TableFrame } from "./frames.ts";
+export { type Admission, DiscoveryQueries } from "./discovery.ts";
 export { DEFAULT_PARAMS, type DriverParams, parseIflist, resolveParams } from "./params.ts";
 export { type DriverPaths, driverPaths } from "./paths.ts";
 export { aoeStatRows, formatSize, statusObjects } from "./status.ts";

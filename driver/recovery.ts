@@ -64,6 +64,8 @@ export class DiscoveryRecovery {
   #settleUntil = Infinity;
 
   /**
+   * A schedule with nothing to do until a discovery's answers are dropped.
+   *
    * @param hooks what a round does
    * @param random jitter source in [0, 1) (tests give a fixed one)
    */

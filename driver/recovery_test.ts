@@ -103,3 +103,37 @@ Deno.test("timer: idle devices cost the 100 ms tick nothing; a busy one is visit
     await reading;
   });
 });
+
+Deno.test("discovery: a target announcing 200 exports after the initiator started is asked directly and all come up at once", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aoe-announce-many-" });
+  const segment = new MemorySegment();
+  const link = segment.attach(0x020000000002, "eth1");
+  const driver = new Driver({
+    params: { ...DEFAULT_PARAMS, iflist: [] },
+    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
+    openLink: () => link,
+    listInterfaces: () => ["eth1"],
+    files: false,
+  });
+  driver.start();
+  const exports: Export[] = [];
+  for (let shelf = 1; shelf <= SHELVES; shelf++) {
+    for (let slot = 0; slot < SLOTS; slot++) {
+      exports.push(new Export({ shelf, slot, store: new MemoryStore(64), bufferCount: 16 }));
+    }
+  }
+  const server = new TargetServer(exports, [segment.attach(0x020000000001, "tgt0")]);
+  try {
+    await new Promise((r) => setTimeout(r, 100)); // the load-time discovery found nobody
+    server.run();
+    server.announce();
+    const ms = await allUp(driver, 1000);
+    // The announcements (tag 0) ran past the rate limit; the target asked under its own tag answered.
+    assert.ok(driver.initiator.counters.refusedDevices > 0);
+    assert.ok(ms < 1000, `all up ${ms.toFixed(0)} ms after the announcements`);
+  } finally {
+    await driver.stop();
+    await server.stop();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -72,6 +72,7 @@ export class SysfsTree {
   init(params: DriverParams): void {
     this.#mkdir(`${this.sysDir}/block`);
     this.#mkdir(`${this.sysDir}/module/aoe/parameters`);
+    this.#mkdir(`${this.sysDir}/.new`);
     this.#write(`${this.sysDir}/module/aoe/version`, `${DRIVER_VERSION}\n`);
     this.writeParams(params);
   }
@@ -158,7 +159,8 @@ export class SysfsTree {
     }
     // A new directory is filled aside and renamed into place whole.
     const staging = `${this.sysDir}/.new/etherd!${device.name}`;
-    this.#mkdir(staging);
+    Deno.mkdirSync(staging, { recursive: true });
+    applyMode(staging, MODES.directory);
     for (const [name, content] of attributes) {
       Deno.writeTextFileSync(`${staging}/${name}`, content);
       applyMode(`${staging}/${name}`, MODES.attribute);
