@@ -15,8 +15,8 @@ export { Export, type ExportCounters, FIRMWARE_VERSION } from "./export.ts";
 export { type DispatchCounters, TargetServer, type TargetServerOptions } from "./server.ts";
 export {
   MAX_PACED_REQUESTS,
-  PACE_BATCH,
-  PACE_INTERVAL_MS,
+  PACE_EXPIRY_MS,
+  PACE_WINDOW,
   type PacingCounters,
   type PacingOptions,
   pacingSeed,

@@ -3,42 +3,65 @@
  * announcements (docs/protocol.md §5.1). A broadcast Query Config (shelf
  * 0xFFFF or slot 0xFF) to a target with a thousand exports would otherwise
  * bring a thousand replies in one burst, more than an initiator's receive
- * ring holds (512 frames for this project's ring link): the kernel drops the
- * rest, and as the target answers in the same order every time, every
- * rediscovery loses the same devices.
+ * ring holds (512 frames is typical): the kernel drops the rest, and as the
+ * target answers in the same order every time, every rediscovery loses the
+ * same devices.
  *
- * So at most {@link PACE_BATCH} replies go out at once; the next batch follows
- * {@link PACE_INTERVAL_MS} later plus a jitter of up to half that, drawn from
- * a generator seeded by the target's identity (its MAC and first shelf.slot):
- * the same schedule every time for one target, a different one for each
- * target process, so several processes on a segment drift apart instead of
- * bursting together. The first batch goes at once, so a target with fewer
- * exports than a batch answers exactly as before. Unicast requests, ATA I/O
- * included, never wait: batches are sent between two receive batches of the
- * server's loop, which sleeps no longer than until the next batch is due.
+ * So the answers on an interface go through a window clocked by the
+ * initiator: at most {@link PACE_WINDOW} may be unacknowledged, and a
+ * request from the receiver for an answered device (the IDENTIFY an
+ * initiator sends for a device it has just found) acknowledges its answer
+ * and lets the next one go. An answer nobody acknowledges (a device the
+ * initiator knows already, or nobody listening to an announcement) frees its
+ * place after {@link PACE_EXPIRY_MS} plus a jitter of up to half that, drawn
+ * from a generator seeded by the target's identity (its MAC and first
+ * shelf.slot): the same schedule every time for one target, a different one
+ * for each target process, so several processes on a segment drift apart.
+ * The first window goes at once, so a target with fewer exports answers
+ * exactly as before. Unicast requests, ATA I/O included, never wait: answers
+ * are sent between two receive batches of the server's loop, which sleeps no
+ * longer than until a place in a waiting window is freed.
  *
  * @module
  */
 
 import type { FrameLink } from "../link/types.ts";
-import { BROADCAST_SHELF, BROADCAST_SLOT, Command, readCommand, readSource } from "../wire/mod.ts";
+import {
+  BROADCAST_SHELF,
+  BROADCAST_SLOT,
+  Command,
+  readCommand,
+  readShelf,
+  readSlot,
+  readSource,
+} from "../wire/mod.ts";
 import type { Export } from "./export.ts";
 
-/** Replies (or announcements) sent in one batch: an eighth of a 512-frame receive ring. */
-export const PACE_BATCH = 64;
-/** Milliseconds between two batches, before the jitter (which adds up to half of it). */
-export const PACE_INTERVAL_MS = 20;
+/**
+ * Answers and announcements on one interface that no request has
+ * acknowledged yet, at most: an eighth of a 512-frame receive ring per target
+ * process, leaving room for other processes' answers and for the replies to
+ * the initiator's own requests.
+ */
+export const PACE_WINDOW = 32;
+/**
+ * Milliseconds after which an answer nobody acknowledged frees its place in
+ * the window (plus a per-target jitter of up to half of it): an initiator
+ * that sends nothing back still gets about {@link PACE_WINDOW} answers per
+ * this time.
+ */
+export const PACE_EXPIRY_MS = 200;
 /** Paced requests waiting at most; more (a flood of broadcasts) are dropped and counted. */
 export const MAX_PACED_REQUESTS = 64;
 
 /** How a {@link ReplyPacer} paces. */
 export interface PacingOptions {
-  /** Replies per batch (default {@link PACE_BATCH}). */
-  batch?: number;
-  /** Milliseconds between batches before the jitter (default {@link PACE_INTERVAL_MS}). */
-  intervalMs?: number;
+  /** Unacknowledged answers per interface (default {@link PACE_WINDOW}). */
+  window?: number;
+  /** Milliseconds before an unacknowledged answer frees its place (default {@link PACE_EXPIRY_MS}). */
+  expiryMs?: number;
   /**
-   * Seeds the jitter, or tells it when the first batch goes (the server
+   * Seeds the jitter, or tells it when the first answer goes (the server
    * derives it from its MAC and first shelf.slot, known only once exports are in).
    */
   seed?: number | (() => number);
@@ -48,16 +71,20 @@ export interface PacingOptions {
 
 /** What the pacer did. */
 export interface PacingCounters {
-  /** Query Config requests answered in batches (more than one export matched). */
+  /** Query Config requests answered paced (more than one export matched). */
   requests: number;
   /** A repeat from the same initiator while its answers were being sent: folded into them. */
   merged: number;
   /** Requests dropped because {@link MAX_PACED_REQUESTS} were waiting. */
   overflow: number;
-  /** Batches sent. */
-  batches: number;
+  /** Requests for an answered device that acknowledged its answer. */
+  acks: number;
+  /** Answers whose place in the window was freed by time, unacknowledged. */
+  expired: number;
   /** Replies and announcements sent through the pacer. */
   replies: number;
+  /** Announcements not sent because a discovery asked every export of the interface meanwhile. */
+  superseded: number;
   /** Most requests and announcement rounds waiting at once. */
   peakWaiting: number;
 }
@@ -69,7 +96,7 @@ interface Job {
   /** The request (a copy), or undefined for announcements. */
   request?: Uint8Array;
   length: number;
-  /** The requester's MAC and the address it asked, to fold repeats in. */
+  /** The requester's MAC (-1 for announcements) and the address it asked, to fold repeats in. */
   source: number;
   shelf: number;
   slot: number;
@@ -78,23 +105,47 @@ interface Job {
   remaining: number;
 }
 
-/** Sends the answers of multi-export Query Configs and announcements in spaced batches. */
+/** One answer in a window. */
+interface Sent {
+  /** shelf * 256 + slot. */
+  key: number;
+  /** Who may acknowledge it: the requester, or anyone (-1) for an announcement. */
+  source: number;
+  /** When its place is freed if nobody acknowledges it. */
+  expires: number;
+  acked: boolean;
+}
+
+/** The window of one interface. */
+interface LinkWindow {
+  /** Answers that may go now. */
+  credit: number;
+  /** Unacknowledged answers in the order sent (from `head`), for the expiry. */
+  sent: Sent[];
+  head: number;
+  /** The latest unacknowledged answer of each device, for the acknowledgment. */
+  byKey: Map<number, Sent>;
+}
+
+/** Sends the answers of multi-export Query Configs and announcements, clocked by their receivers. */
 export class ReplyPacer {
   /** What it did. */
   readonly counters: PacingCounters = {
     requests: 0,
     merged: 0,
     overflow: 0,
-    batches: 0,
+    acks: 0,
+    expired: 0,
     replies: 0,
+    superseded: 0,
     peakWaiting: 0,
   };
-  /** Replies per batch. */
-  readonly batch: number;
-  /** Milliseconds between batches before the jitter. */
-  readonly intervalMs: number;
+  /** Unacknowledged answers per interface. */
+  readonly window: number;
+  /** Milliseconds before an unacknowledged answer frees its place, before the jitter. */
+  readonly expiryMs: number;
   #jobs: Job[] = [];
-  #nextAt = -Infinity;
+  #windows = new Map<FrameLink, LinkWindow>();
   #random = 0;
   #seed: number | (() => number);
   #rotation = 0;
@@ -105,11 +156,11 @@ export class ReplyPacer {
    * A pacer with nothing to send.
    *
    * @param live the exports now served (a device removed meanwhile is skipped)
-   * @param options batch size, spacing, seed, clock
+   * @param options window, expiry, seed, clock
    */
   constructor(readonly live: () => readonly Export[], options: PacingOptions = {}) {
-    this.batch = Math.max(1, options.batch ?? PACE_BATCH);
-    this.intervalMs = Math.max(0, options.intervalMs ?? PACE_INTERVAL_MS);
+    this.window = Math.max(1, options.window ?? PACE_WINDOW);
+    this.expiryMs = Math.max(0, options.expiryMs ?? PACE_EXPIRY_MS);
     this.#seed = options.seed ?? 1;
     this.#now = options.now ?? (() => performance.now());
   }
@@ -119,25 +170,29 @@ export class ReplyPacer {
     return this.#jobs.length > 0;
   }
 
-  /** When the next batch may go, on the pacer's clock. */
-  get nextAt(): number {
-    return this.#nextAt;
-  }
-
   /**
-   * How long the server's loop may sleep: `limitMs`, or less when a batch is
-   * due sooner (rounded up to whole milliseconds, as poll(2) takes them).
+   * How long the server's loop may sleep: `limitMs`, 0 when answers may go
+   * now, or until a place in a waiting window is freed by time (rounded up
+   * to whole milliseconds, as poll(2) takes them).
    */
   sleepMs(limitMs: number): number {
     if (this.#jobs.length === 0) return limitMs;
-    return Math.max(0, Math.min(limitMs, Math.ceil(this.#nextAt - this.#now())));
+    let until = limitMs;
+    const now = this.#now();
+    for (const job of this.#jobs) {
+      const window = this.#window(job.link);
+      if (window.credit > 0) return 0;
+      const first = window.sent[window.head];
+      if (first) until = Math.min(until, Math.max(0, Math.ceil(first.expires - now)));
+    }
+    return until;
   }
 
   /**
    * Takes a request addressed to a broadcast shelf or slot if it is a Query
-   * Config that more than one export on `link` matches: answers the first
-   * batch now if one may go, queues the rest. False leaves the request to
-   * the server (any other command, or one export at most).
+   * Config that more than one export on `link` matches: answers what the
+   * window allows now, queues the rest. False leaves the request to the
+   * server (any other command, or one export at most).
    */
   take(request: Uint8Array, length: number, link: FrameLink, address: {
     shelf: number;
@@ -171,9 +226,19 @@ export class ReplyPacer {
       return true;
     }
     this.counters.requests++;
+    if (shelf === BROADCAST_SHELF && slot === BROADCAST_SLOT) {
+      // Announcements still going out were not taken by anyone (an initiator
+      // that listens acknowledges them): this discovery's answers replace them.
+      for (const job of this.#jobs) {
+        if (job.request || job.link !== link) continue;
+        this.counters.superseded += job.remaining;
+        job.remaining = 0;
+      }
+      this.#jobs = this.#jobs.filter((job) => job.remaining > 0);
+    }
     // Start each answer elsewhere in the list, so that a receiver that still
     // loses some does not lose the same ones every time.
-    const cursor = (this.#rotation++ * this.batch) % devices.length;
+    const cursor = (this.#rotation++ * this.window) % devices.length;
     this.#queue({
       link,
       devices,
@@ -188,7 +253,7 @@ export class ReplyPacer {
     return true;
   }
 
-  /** Announces `devices` on `links` (each device on the links it serves), in batches. */
+  /** Announces `devices` on `links` (each device on the links it serves), paced as answers are. */
   announce(devices: readonly Export[], links: readonly FrameLink[]): void {
     for (const link of links) {
       const serving = devices.filter((device) => device.servesOn(link.name));
@@ -206,6 +271,31 @@ export class ReplyPacer {
     }
   }
 
+  /**
+   * A request that the server answers itself (not one the pacer took) came
+   * in: if it is for a device answered to its sender (announced: to anyone),
+   * the answer was taken and its place in the window is free.
+   */
+  heard(request: Uint8Array, link: FrameLink, address: { shelf: number; slot: number }): void {
+    const window = this.#windows.get(link);
+    const sent = window?.byKey.get(address.shelf * 256 + address.slot);
+    if (!window || !sent || sent.acked) return;
+    if (sent.source !== -1 && sent.source !== readSource(request)) return;
+    sent.acked = true;
+    window.byKey.delete(sent.key);
+    window.credit++;
+    this.counters.acks++;
+  }
+
+  #window(link: FrameLink): LinkWindow {
+    let window = this.#windows.get(link);
+    if (!window) {
+      window = { credit: this.window, sent: [], head: 0, byKey: new Map() };
+      this.#windows.set(link, window);
+    }
+    return window;
+  }
+
   #queue(job: Job): void {
     this.#jobs.push(job);
     if (this.#jobs.length > this.counters.peakWaiting) {
@@ -214,41 +304,70 @@ export class ReplyPacer {
     this.run();
   }
 
-  /** Sends one batch if one is due; returns how many answers it sent. */
+  /** Frees the places of answers acknowledged or expired at the head of a window. */
+  #expire(window: LinkWindow, now: number): void {
+    const sent = window.sent;
+    while (window.head < sent.length) {
+      const first = sent[window.head];
+      if (!first.acked) {
+        if (first.expires > now) break;
+        first.acked = true;
+        if (window.byKey.get(first.key) === first) window.byKey.delete(first.key);
+        window.credit++;
+        this.counters.expired++;
+      }
+      window.head++;
+    }
+    if (window.head > 1024 && window.head * 2 > sent.length) {
+      window.sent = sent.slice(window.head);
+      window.head = 0;
+    }
+  }
+
+  /** Sends what the windows allow; returns how many answers it sent. */
   run(): number {
     if (this.#jobs.length === 0) return 0;
     const now = this.#now();
-    if (now < this.#nextAt) return 0;
-    const live = new Set(this.live());
-    let budget = this.batch;
+    for (const window of this.#windows.values()) this.#expire(window, now);
+    let live: Set<Export> | undefined;
     let sent = 0;
-    while (budget > 0 && this.#jobs.length > 0) {
-      const job = this.#jobs[0];
-      while (budget > 0 && job.remaining > 0) {
+    for (const job of this.#jobs) {
+      const window = this.#window(job.link);
+      while (window.credit > 0 && job.remaining > 0) {
         const device = job.devices[job.cursor];
         job.cursor = (job.cursor + 1) % job.devices.length;
         job.remaining--;
+        live ??= new Set(this.live());
         if (!live.has(device)) continue;
         if (job.request) device.handle(job.request, job.length, job.link);
         else device.announce(job.link);
+        const entry: Sent = {
+          key: device.shelf * 256 + device.slot,
+          source: job.source,
+          expires: now + this.#expiry(),
+          acked: false,
+        };
+        window.sent.push(entry);
+        window.byKey.set(entry.key, entry);
+        window.credit--;
         this.#touched.add(job.link);
-        budget--;
         sent++;
       }
-      this.#jobs.shift();
-      // Requests share the batches in turn; an unfinished one goes to the back.
-      if (job.remaining > 0) this.#jobs.push(job);
     }
+    if (this.#jobs.some((job) => job.remaining === 0)) {
+      this.#jobs = this.#jobs.filter((job) => job.remaining > 0);
+    }
+    // Requests on one interface share its window in turn.
+    if (this.#jobs.length > 1) this.#jobs.push(this.#jobs.shift()!);
+    if (sent === 0) return 0;
     for (const link of this.#touched) link.flush();
     this.#touched.clear();
-    this.counters.batches++;
     this.counters.replies += sent;
-    this.#nextAt = now + this.#gap();
     return sent;
   }
 
-  /** The interval plus a jitter of up to half of it, from a per-target xorshift32 sequence. */
-  #gap(): number {
+  /** The expiry plus a jitter of up to half of it, from a per-target xorshift32 sequence. */
+  #expiry(): number {
     if (this.#random === 0) {
       const seed = typeof this.#seed === "function" ? this.#seed() : this.#seed;
       this.#random = seed >>> 0 || 1;
@@ -258,7 +377,7 @@ export class ReplyPacer {
     x ^= x >>> 17;
     x ^= x << 5;
     this.#random = x >>> 0;
-    return this.intervalMs * (1 + 0.5 * (this.#random / 0x100000000));
+    return this.expiryMs * (1 + 0.5 * (this.#random / 0x100000000));
   }
 }
 

@@ -4,7 +4,7 @@ import { TestClient } from "../testing/client.ts";
 import { AtaOp, Command, ConfigCommand, decodeHeader } from "../wire/mod.ts";
 import { MemoryStore } from "./backing.ts";
 import { Export } from "./export.ts";
-import { MAX_PACED_REQUESTS, PACE_BATCH, PACE_INTERVAL_MS } from "./pacing.ts";
+import { MAX_PACED_REQUESTS, PACE_EXPIRY_MS, PACE_WINDOW } from "./pacing.ts";
 import { TargetServer } from "./server.ts";
 
 const TARGET_MAC = 0x020000000001;
@@ -63,56 +63,84 @@ function broadcastConfig(client: TestClient, tag: number): void {
   client.sendRaw(frame, 60);
 }
 
-Deno.test("pacing: 1,000 exports answer a broadcast Query Config in batches of 64, every reply arrives, spaced as designed", () => {
+Deno.test("pacing: 1,000 exports answer a broadcast Query Config to a silent initiator: never more than the window per expiry time, every reply arrives once", () => {
   const { server, client, advance, now } = setup(1000);
   broadcastConfig(client, 0x1234);
   const seen = new Map<string, number>();
-  const gaps: number[] = [];
-  const batches: number[] = [];
+  const times: number[] = [];
   server.pollOnce();
-  let last = now();
-  for (let step = 0; step < 400 && seen.size < 1000; step++) {
-    const got = drain(client.link as MemoryLink);
-    if (got.length > 0) {
-      batches.push(got.length);
-      if (batches.length > 1) gaps.push(now() - last);
-      last = now();
-    }
-    for (const reply of got) {
+  for (let step = 0; step < 20000 && seen.size < 1000; step++) {
+    for (const reply of drain(client.link as MemoryLink)) {
       assert.equal(reply.tag, 0x1234);
       assert.equal(reply.dst, CLIENT_MAC);
       seen.set(reply.name, (seen.get(reply.name) ?? 0) + 1);
+      times.push(now());
     }
     advance(1);
     server.pollOnce();
   }
   assert.equal(seen.size, 1000, "every export answered");
   assert.ok([...seen.values()].every((n) => n === 1), "each exactly once");
-  assert.equal(batches.length, Math.ceil(1000 / PACE_BATCH));
-  assert.ok(batches.every((n) => n <= PACE_BATCH), `batches ${batches}`);
-  // The interval plus a jitter of at most half of it (the fake clock steps by 1 ms).
-  for (const gap of gaps) {
-    assert.ok(gap >= PACE_INTERVAL_MS && gap <= PACE_INTERVAL_MS * 1.5 + 1, `gap ${gap}`);
+  assert.equal(times.filter((t) => t === times[0]).length, PACE_WINDOW, "the first window at once");
+  // Within any span shorter than the expiry, at most a window's worth went out.
+  for (let i = PACE_WINDOW; i < times.length; i++) {
+    assert.ok(times[i] - times[i - PACE_WINDOW] >= PACE_EXPIRY_MS, `answer ${i} at ${times[i]}`);
   }
-  assert.ok(new Set(gaps).size > 1, `jittered: ${gaps}`);
+  // And the expiry's jitter (up to half of it) spreads them.
+  const span = times[times.length - 1] - times[0];
+  assert.ok(span >= ((1000 - PACE_WINDOW) / PACE_WINDOW) * PACE_EXPIRY_MS, `span ${span}`);
+  assert.ok(span <= ((1000 / PACE_WINDOW) + 1) * PACE_EXPIRY_MS * 1.5, `span ${span}`);
   assert.equal(server.pacer.counters.requests, 1);
   assert.equal(server.pacer.counters.replies, 1000);
   assert.equal(server.pacer.pending, false);
+});
+
+Deno.test("pacing: an initiator that sends IDENTIFY for what it was answered clocks the answers: never more than the window outstanding", () => {
+  const { server, client } = setup(1000);
+  broadcastConfig(client, 5);
+  server.pollOnce();
+  const seen = new Set<string>();
+  const outstanding = drain(client.link as MemoryLink).map((r) => r.name);
+  assert.equal(outstanding.length, PACE_WINDOW);
+  // The clock stands still: only the initiator's requests let answers go.
+  for (let round = 0; round < 200 && seen.size < 1000; round++) {
+    const take = outstanding.splice(0, 5);
+    for (const name of take) {
+      seen.add(name);
+      const [shelf, slot] = name.slice(1).split(".").map(Number);
+      const frame = new Uint8Array(60);
+      client.dst = TARGET_MAC;
+      client.header(frame, shelf, slot, Command.ata, 0x100 + round);
+      frame[25] = 1;
+      frame[27] = AtaOp.identifyDevice;
+      client.sendRaw(frame, 60);
+    }
+    server.pollOnce();
+    const more = drain(client.link as MemoryLink).map((r) => r.name);
+    outstanding.push(...more);
+    assert.ok(outstanding.length <= PACE_WINDOW, `${outstanding.length} outstanding`);
+    if (take.length === 0) break;
+  }
+  outstanding.forEach((name) => seen.add(name));
+  assert.equal(seen.size, 1000, "every export answered without the clock moving");
+  assert.ok(server.pacer.counters.acks >= 1000 - PACE_WINDOW);
+  assert.equal(server.pacer.counters.expired, 0);
 });
 
 Deno.test("pacing: unicast ATA is answered at once while a broadcast's answers are paced", async () => {
   const { server, client } = setup(500);
   broadcastConfig(client, 7);
   server.pollOnce();
-  assert.equal(drain(client.link as MemoryLink).length, PACE_BATCH);
+  assert.equal(drain(client.link as MemoryLink).length, PACE_WINDOW);
   assert.ok(server.pacer.pending);
-  // The clock stands still: no further batch may go, but the IDENTIFY is answered.
+  // The clock stands still: no further answer may go, but the IDENTIFY (of a
+  // device not answered yet, so no acknowledgment) is answered.
   client.dst = TARGET_MAC;
-  const reply = client.ata(3, 4, { command: AtaOp.identifyDevice, count: 1 }, 200);
+  const reply = client.ata(20, 0, { command: AtaOp.identifyDevice, count: 1 }, 200);
   server.pollOnce();
   const answer = await reply;
   assert.ok(answer, "IDENTIFY answered");
-  assert.equal(decodeHeader(answer).shelf, 3);
+  assert.equal(decodeHeader(answer).shelf, 20);
   assert.equal(
     client.unmatched.length + drain(client.link as MemoryLink).length,
     0,
@@ -120,11 +148,11 @@ Deno.test("pacing: unicast ATA is answered at once while a broadcast's answers a
   );
 });
 
-Deno.test("pacing: a target with fewer exports than a batch answers everything at once, as before", () => {
-  const { server, client } = setup(40);
+Deno.test("pacing: a target with fewer exports than the window answers everything at once, as before", () => {
+  const { server, client } = setup(PACE_WINDOW - 2);
   broadcastConfig(client, 9);
   server.pollOnce();
-  assert.equal(drain(client.link as MemoryLink).length, 40);
+  assert.equal(drain(client.link as MemoryLink).length, PACE_WINDOW - 2);
   assert.equal(server.pacer.pending, false);
 });
 
@@ -133,10 +161,10 @@ Deno.test("pacing: a repeated broadcast from the same initiator is folded in; ev
   broadcastConfig(client, 1);
   server.pollOnce();
   const first = drain(client.link as MemoryLink);
-  assert.equal(first.length, PACE_BATCH);
+  assert.equal(first.length, PACE_WINDOW);
   broadcastConfig(client, 2);
   const after = new Map<string, number>();
-  for (let step = 0; step < 200; step++) {
+  for (let step = 0; step < 5000; step++) {
     advance(1);
     server.pollOnce();
     for (const reply of drain(client.link as MemoryLink)) after.set(reply.name, reply.tag);
@@ -161,20 +189,30 @@ Deno.test("pacing: a flood of broadcasts from many initiators is bounded", () =>
   assert.ok(server.pacer.counters.peakWaiting <= MAX_PACED_REQUESTS);
 });
 
-Deno.test("pacing: start-up announcements go in batches too", () => {
+Deno.test("pacing: start-up announcements are paced too", () => {
   const { server, client, advance } = setup(300);
   server.announce();
   const names = new Set<string>();
   const first = drain(client.link as MemoryLink);
-  assert.equal(first.length, PACE_BATCH);
+  assert.equal(first.length, PACE_WINDOW);
   assert.ok(first.every((a) => a.dst === 0xffffffffffff && a.tag === 0));
   first.forEach((a) => names.add(a.name));
-  for (let step = 0; step < 200; step++) {
+  for (let step = 0; step < 5000; step++) {
     advance(1);
     server.pollOnce();
     for (const a of drain(client.link as MemoryLink)) names.add(a.name);
   }
   assert.equal(names.size, 300);
+});
+
+Deno.test("pacing: a discovery of every export replaces the announcements nobody took", () => {
+  const { server, client } = setup(300);
+  server.announce();
+  assert.equal(drain(client.link as MemoryLink).length, PACE_WINDOW);
+  broadcastConfig(client, 3);
+  server.pollOnce();
+  assert.equal(server.pacer.counters.superseded, 300 - PACE_WINDOW);
+  assert.equal(server.pacer.counters.requests, 1);
 });
 
 Deno.test("pacing: two targets' schedules differ (deterministic per target), one target's repeats", () => {
@@ -183,7 +221,7 @@ Deno.test("pacing: two targets' schedules differ (deterministic per target), one
     broadcastConfig(client, 1);
     server.pollOnce();
     const times: number[] = [];
-    for (let step = 0; step < 400; step++) {
+    for (let step = 0; step < 1000; step++) {
       if (drain(client.link as MemoryLink).length > 0) times.push(now());
       advance(1);
       server.pollOnce();

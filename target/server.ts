@@ -195,6 +195,7 @@ export class TargetServer {
       }
     }
     if (this.pacer.take(frame, length, link, { shelf, slot })) return;
+    if (this.pacer.pending) this.pacer.heard(frame, link, { shelf, slot });
     let answered = false;
     for (const device of this.exports) {
       if (!device.matches(shelf, slot) || !device.servesOn(link.name)) continue;
