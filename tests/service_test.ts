@@ -733,7 +733,11 @@ Deno.test(
       // (timeout: a target that does not refuse would serve for ever)
       const refused = net.in(
         0,
-        ["timeout", "10", ...aoeCommand("target", "--config", config, "--stats", `${dir}/nowhere/s.json`)],
+        [
+          "timeout",
+          "10",
+          ...aoeCommand("target", "--config", config, "--stats", `${dir}/nowhere/s.json`),
+        ],
       );
       const out = await new Deno.Command(refused[0], {
         args: refused.slice(1),
