@@ -23,6 +23,8 @@ import { descriptorsNeeded, ensureDescriptors } from "../target/fd_limit.ts";
 import { sdNotify } from "./sd_notify.ts";
 import { daemonize } from "./target_command.ts";
 import { errorMessage } from "../util/errors.ts";
+import { FailureLatch } from "../util/failure_latch.ts";
+import { StatsFile } from "../target/stats_file.ts";
 
 /** The usage line of the config-file form. */
 export const TARGET_SERVICE_USAGE =
@@ -122,6 +124,13 @@ export async function targetServiceCommand(args: string[]): Promise<number> {
     console.log(`${path}: ${config.exports.length} exports, valid`);
     return 0;
   }
+  try {
+    // An unwritable --stats is refused at start with one line, also before --daemon detaches.
+    if (config.service.statsFile) new StatsFile(config.service.statsFile).check();
+  } catch (error) {
+    console.error(`aoe target: ${errorMessage(error)}`);
+    return 1;
+  }
   if (values.daemon) {
     return await daemonize(args.filter((arg) => arg !== "--daemon"));
   }
@@ -214,23 +223,27 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
     }
   }
 
+  // A failure is logged once; the target goes on serving (target/stats_file.ts).
+  const stillServing = "still serving, not written until this works again";
+  const statsLatch = new FailureLatch(log, {
+    failed: (message) => `--stats ${settings().statsFile}: ${message}; ${stillServing}`,
+    recovered: "--stats: written again",
+  });
   const writeStats = () => {
     const file = settings().statsFile;
     if (!file) return;
-    try {
-      writeFileAtomic(file, JSON.stringify(service.server.stats(), null, 1), { mode: 0o600 });
-    } catch (error) {
-      log(`stats ${file}: ${(error as Error).message}`);
-    }
+    statsLatch.run(() =>
+      writeFileAtomic(file, JSON.stringify(service.server.stats(), null, 1), { mode: 0o600 })
+    );
   };
+  const metricsLatch = new FailureLatch(log, {
+    failed: (message) => `prometheus ${settings().prometheusDir}: ${message}; ${stillServing}`,
+    recovered: "prometheus: written again",
+  });
   const writeMetrics = () => {
     const dir = settings().prometheusDir;
     if (!dir) return;
-    try {
-      writePrometheusFile(dir, service.server);
-    } catch (error) {
-      log(`prometheus ${dir}: ${(error as Error).message}`);
-    }
+    metricsLatch.run(() => writePrometheusFile(dir, service.server));
   };
   writeStats();
   writeMetrics();

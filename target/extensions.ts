@@ -44,6 +44,12 @@ import { RxTagTracker, WriteTagTracker } from "./tag_tracking.ts";
 
 /** Seconds a declaration holds unless renewed; the initiator renews it well before. */
 export const LEASE_SECONDS = 60;
+/**
+ * Paths one export keeps a session for. A declaration from a new path when
+ * the table is full (and no lease has lapsed) is granted nothing: spoofed
+ * source MACs cannot grow the table without bound (docs/extensions.md §2).
+ */
+export const MAX_SESSIONS = 4096;
 /** ATA error register bit ICRC: interface CRC error (ATA8-ACS), sent with ABRT. */
 export const ATA_ERROR_ICRC = 0x80;
 
@@ -51,7 +57,7 @@ export const ATA_ERROR_ICRC = 0x80;
 export interface ExtensionPolicy {
   /** Answer the extension command at all (false: "unrecognized command", as vblade). Default true. */
   enabled?: boolean;
-  /** CRC kinds granted, preferred first (default CRC32C then CRC8x4). */
+  /** CRC kinds granted, preferred first (default: CRC-32, CRC32C, CRC8x4). */
   crc?: readonly CrcKind[];
   /** Grant WRITE tag tracking when asked (default true). */
   writeOrder?: boolean;
@@ -132,6 +138,9 @@ export class ExtensionTable {
   #forced: Set<number>;
   #logged = 0;
   #logWindow = 0;
+  /** Declarations from new paths refused because the table was full. */
+  #sessionsRefused = 0;
+  #lastSweep = -Infinity;
 
   /**
    * Makes the extension state of one export.
@@ -177,7 +186,8 @@ export class ExtensionTable {
   /** Every session, for the counters. */
   sessions(): Session[] {
     const all: Session[] = [];
-    for (const map of this.#byLink.values()) all.push(...map.values());
+    // No spread: a table of many sessions would overflow the argument stack.
+    for (const map of this.#byLink.values()) for (const s of map.values()) all.push(s);
     return all;
   }
 
@@ -213,17 +223,27 @@ export class ExtensionTable {
     const supported = this.#supported();
     let granted = 0;
     let lease = 0;
-    if (arg.op === ExtensionOp.declare && arg.session !== 0) {
+    let s = arg.op === ExtensionOp.declare && arg.session !== 0
+      ? this.#byLink.get(link)?.get(mac) ?? (this.#room() && this.#add(mac, link))
+      : undefined;
+    if (s === false) {
+      // The table is full: this path stays plain AoE (granted 0, no lease).
+      s = undefined;
+      this.#sessionsRefused++;
+      this.#rateLimitedLog(
+        `${
+          formatMac(mac)
+        }@${link.name}: declaration refused, ${MAX_SESSIONS} paths already declared`,
+      );
+    } else if (s) {
       granted = this.#grant(arg.capabilities);
-      let s = this.#byLink.get(link)?.get(mac);
-      if (!s) s = this.#add(mac, link);
       if (s.id !== arg.session || s.capabilities !== granted) {
         // A new session (initiator restarted, or other capabilities): forget the tag history.
         s.rx.reset();
         s.writes.reset();
         s.counters.declarations++;
         this.counters.declarations++;
-        this.log(`${formatMac(mac)}@${link.name} declares ${describe(granted)}`);
+        this.#rateLimitedLog(`${formatMac(mac)}@${link.name} declares ${describe(granted)}`);
       }
       s.id = arg.session;
       s.capabilities = granted;
@@ -236,14 +256,15 @@ export class ExtensionTable {
         s.trackWrite ||= this.policy.forceWrite.includes(mac);
       }
       lease = LEASE_SECONDS;
+    } else if (arg.op === ExtensionOp.declare) {
+      // Session id 0: nothing granted.
     } else if (arg.op === ExtensionOp.query) {
-      const s = this.session(mac, link);
-      granted = s?.capabilities ?? 0;
+      granted = this.session(mac, link)?.capabilities ?? 0;
     } else if (arg.op === ExtensionOp.withdraw) {
       const s = this.#byLink.get(link)?.get(mac);
       if (s && s.id === arg.session) {
         this.#remove(s);
-        this.log(`${formatMac(mac)}@${link.name} withdraws its declaration`);
+        this.#rateLimitedLog(`${formatMac(mac)}@${link.name} withdraws its declaration`);
       }
     } else {
       setAoeError(reply, AoeError.badArgument);
@@ -257,6 +278,19 @@ export class ExtensionTable {
     });
     link.commit(EXTENSION_LENGTH);
     return true;
+  }
+
+  /** Whether a new session fits, after dropping lapsed ones when the table is full. */
+  #room(): boolean {
+    if (this.#count < MAX_SESSIONS) return true;
+    const now = performance.now();
+    // At most one sweep a second: a flood must not cost a scan of the table per frame.
+    if (now - this.#lastSweep < 1000) return false;
+    this.#lastSweep = now;
+    for (const map of this.#byLink.values()) {
+      for (const s of map.values()) if (s.expires < now) this.#remove(s);
+    }
+    return this.#count < MAX_SESSIONS;
   }
 
   #supported(): number {
@@ -356,6 +390,7 @@ export class ExtensionTable {
   stats(): Record<string, unknown> {
     return {
       ...this.counters,
+      sessionsRefused: this.#sessionsRefused,
       initiators: Object.fromEntries(
         this.sessions().map((s) => [
           `${formatMac(s.mac)}@${s.link.name}`,

@@ -8,7 +8,7 @@ import {
   EXTENSION_COMMAND,
   ExtensionOp,
 } from "../wire/mod.ts";
-import { ExtensionTable } from "./extensions.ts";
+import { ExtensionTable, MAX_SESSIONS } from "./extensions.ts";
 import { RxTagTracker, TAG_WINDOW, tagDistance, WriteTagTracker } from "./tag_tracking.ts";
 
 Deno.test("tag tracking: duplicates and tags older than the window are refused; the counter may wrap", () => {
@@ -104,4 +104,35 @@ Deno.test("extension command: grants the policy's first CRC, write order only wi
   const bad = exchange(table, request(9, 5, all)).reply!;
   assert.equal(bad[14] & 0x04, 0x04, "an unknown op is a bad argument");
   assert.equal(bad[15], 2);
+});
+
+Deno.test("extension command: a flood of declarations from spoofed MACs is bounded: sessions, log lines, stats", async () => {
+  const logged: string[] = [];
+  const table = new ExtensionTable({}, (line) => logged.push(line));
+  const all = Capability.monotonicTags | Capability.crc32;
+  const segment = new MemorySegment();
+  const link = segment.attach(0x020000000001, "tgt0");
+  const declare = (src: number) => {
+    const r = request(ExtensionOp.declare, 1, all, src);
+    table.handleCommand(r.frame, r.length, link, { mac: link.mac, shelf: 1, slot: 0 });
+    link.flush();
+  };
+  const frames = 150_000;
+  for (let i = 0; i < frames; i++) declare(0x020000100000 + i);
+  assert.ok(table.sessions().length <= MAX_SESSIONS, `${table.sessions().length} sessions`);
+  assert.ok(logged.length <= 20, `${logged.length} log lines`);
+  const stats = table.stats() as { sessionsRefused: number; initiators: object };
+  assert.equal(stats.sessionsRefused, frames - MAX_SESSIONS);
+  assert.equal(Object.keys(stats.initiators).length, MAX_SESSIONS);
+  // A refused path gets nothing granted, and plain AoE.
+  const late = request(ExtensionOp.declare, 1, all, 0x02000f000000);
+  const { reply } = exchange(table, late);
+  assert.equal(decodeExtension(reply!).capabilities, 0);
+  assert.equal(table.session(0x02000f000000, link), undefined);
+  // Lapsed sessions make room for a new one.
+  // Lapsed sessions are dropped when the table is full, at most once a second.
+  for (const s of table.sessions().slice(0, 10)) s.expires = 0;
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  declare(0x02000f000001);
+  assert.equal(table.session(0x02000f000001, link)?.crc, "crc32");
 });

@@ -484,3 +484,43 @@ Deno.test("item 1: a broadcast config string set, answered in paced batches, is 
   }
   await running;
 });
+
+Deno.test("service: a state directory that cannot be written is logged once, not every second, and once when it works again", async () => {
+  const dir = Deno.makeTempDirSync({ dir: Deno.cwd(), prefix: ".aoe-svc-" });
+  const segment = new MemorySegment({ mtu: 1500 });
+  const logged: string[] = [];
+  try {
+    Deno.writeFileSync(`${dir}/a.img`, new Uint8Array(64 * 512));
+    Deno.writeFileSync(`${dir}/b.img`, new Uint8Array(64 * 512));
+    const text = `[service]\nstate_dir = "${dir}/state"\n[defaults]\ninterfaces = ["eth0"]\n` +
+      `[[export]]\nshelf = 9\nslot = 0\nfile = "${dir}/a.img"\n` +
+      `[[export]]\nshelf = 9\nslot = 1\nfile = "${dir}/b.img"\n`;
+    const service = new TargetService(parseConfig(text, "t.conf"), {
+      openLink: (name) => segment.attach(TARGET_MAC, name),
+      log: (m) => logged.push(m),
+    });
+    const client = new TestClient(segment.attach(SMALL_CLIENT, "c0"), TARGET_MAC);
+    try {
+      Deno.removeSync(`${dir}/state`, { recursive: true });
+      Deno.writeTextFileSync(`${dir}/state`, "in the way\n");
+      for (let i = 0; i < 4; i++) {
+        // Both exports' strings change every turn: each save fails.
+        await client.config(9, 0, ConfigCommand.forceSet, `zero ${i}`);
+        await client.config(9, 1, ConfigCommand.forceSet, `one ${i}`);
+        await new Promise((r) => setTimeout(r, 1100));
+      }
+      assert.equal(logged.length, 1, logged.join("\n"));
+      assert.match(logged[0], /cannot keep the state of e9\.\d: .*still serving/);
+      Deno.removeSync(`${dir}/state`);
+      Deno.mkdirSync(`${dir}/state`);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(logged.length, 2, logged.join("\n"));
+      assert.match(logged[1], /state .*written again/);
+      assert.match(Deno.readTextFileSync(`${dir}/state/e9.1.json`), /one 3/);
+    } finally {
+      await service.close();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

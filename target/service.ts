@@ -18,6 +18,7 @@ import { Export } from "./export.ts";
 import type { ExportSpec } from "./options.ts";
 import { TargetServer } from "./server.ts";
 import { StateDir } from "./state_dir.ts";
+import { FailureLatch } from "../util/failure_latch.ts";
 
 /** What a reload did, by export name. */
 export interface ReloadResult {
@@ -84,6 +85,8 @@ export class TargetService {
   #stateTimer: ReturnType<typeof setInterval> | undefined;
   #openLink: (name: string, kind?: LinkKind) => FrameLink;
   #log: (message: string) => void;
+  /** A state directory that cannot be written is logged once, not at every save (every second). */
+  #stateLatch: FailureLatch;
 
   /**
    * Opens every export of `config` and starts serving; throws a one-line
@@ -93,6 +96,11 @@ export class TargetService {
     this.#config = config;
     this.#openLink = options.openLink ?? ((name, kind) => openLink(name, { kind }));
     this.#log = options.log ?? ((message) => console.error(message));
+    this.#stateLatch = new FailureLatch(this.#log, {
+      failed: (message) =>
+        `aoe target: cannot keep the state of ${message}; still serving, retried every second`,
+      recovered: `aoe target: state ${config.service.stateDir}: written again`,
+    });
     if (config.service.stateDir) this.#state = new StateDir(config.service.stateDir);
     this.server = new TargetServer(this.#exports, this.#links);
     const opened = this.#open(config.exports, new Map());
@@ -323,12 +331,15 @@ export class TargetService {
     };
     const key = JSON.stringify([[...state.config], state.masks, state.configuredMasks]);
     if (this.#saved.get(name) === key) return;
-    try {
-      this.#state.save(name, state);
+    const dir = this.#state;
+    this.#stateLatch.run(() => {
+      try {
+        dir.save(name, state);
+      } catch (error) {
+        throw new Error(`${name}: ${(error as Error).message}`);
+      }
       this.#saved.set(name, key);
-    } catch (error) {
-      this.#log(`aoe target: cannot keep the state of ${name}: ${(error as Error).message}`);
-    }
+    });
   }
 
   /** Writes the state of every export that changed (every second, and at close). */

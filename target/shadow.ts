@@ -344,8 +344,21 @@ export class ShadowStore implements BackingStore {
     return this.write(zeros, lba, count) === count;
   }
 
+  /**
+   * Closes the shadow, its map and the image. A merge under way stops (the
+   * map on disk still says merging: it resumes when the export is opened
+   * again) and whoever waits for it is told so, never left waiting.
+   */
   close(): void {
     if (this.#mergeTimer !== undefined) clearTimeout(this.#mergeTimer);
+    this.#mergeTimer = undefined;
+    const merge = this.#merge;
+    this.#merge = undefined;
+    merge?.reject(
+      new Error(
+        "the export was closed during the merge; it resumes when the export is opened again",
+      ),
+    );
     this.#shadow?.close();
     if (this.#mapFd >= 0) libc().close(this.#mapFd);
     this.#mapFd = -1;

@@ -164,3 +164,32 @@ Deno.test("shadow: trim while frozen reads zeros and leaves the image; flush whi
     t.remove();
   }
 });
+
+Deno.test("shadow: closing the store during a merge (a reload, a stop) settles the unfreeze; reopened, the merge resumes", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aoe-shadow-" });
+  try {
+    Deno.writeFileSync(`${dir}/img`, new Uint8Array(64 * 512));
+    const store = new ShadowStore(new FileStore(`${dir}/img`), `${dir}/img.shadow`);
+    await store.freeze();
+    assert.equal(store.write(sector(5, 1), 5, 1), 1);
+    const unfrozen = store.unfreeze();
+    store.close();
+    const outcome = await Promise.race([
+      unfrozen.then(() => "resolved", (error: Error) => `rejected: ${error.message}`),
+      new Promise((r) => setTimeout(() => r("still pending"), 500)),
+    ]);
+    assert.match(String(outcome), /^rejected: .*closed/);
+    const again = new ShadowStore(new FileStore(`${dir}/img`), `${dir}/img.shadow`);
+    try {
+      assert.equal(again.state, "merging");
+      await again.unfreeze();
+      const back = new Uint8Array(512);
+      assert.equal(again.read(back, 5, 1), 1);
+      assert.deepEqual(back, sector(5, 1));
+    } finally {
+      again.close();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

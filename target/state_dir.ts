@@ -8,6 +8,7 @@
  * @module
  */
 
+import { check, cString, libc, linux } from "../ffi/libc.ts";
 import { formatMac, parseMac } from "../wire/mod.ts";
 
 /** One export's kept state. */
@@ -74,31 +75,53 @@ export class StateDir {
 
 /**
  * Replaces `path` with `text` so a reader (or a crash) sees either the old or
- * the new content: write a temporary file beside it, fsync, rename, fsync the directory.
+ * the new content: write a temporary file beside it, fsync, rename, fsync the
+ * directory. The temporary file is created anew (O_EXCL|O_NOFOLLOW, any
+ * entry of that name removed first) and its mode set on the open descriptor,
+ * so a symlink planted at its name in a directory others can write is never
+ * followed. `sync: false` skips both fsyncs (a file rewritten every second).
  */
-export function writeFileAtomic(path: string, text: string, options: { mode: number }): void {
+export function writeFileAtomic(
+  path: string,
+  text: string,
+  options: { mode: number; sync?: boolean },
+): void {
+  const sync = options.sync ?? true;
   const slash = path.lastIndexOf("/");
   const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
   const base = path.slice(slash + 1);
   const temporary = `${dir}/.${base}.${Deno.pid}.tmp`;
-  const file = Deno.openSync(temporary, {
-    write: true,
-    create: true,
-    truncate: true,
-    mode: options.mode,
-  });
+  try {
+    Deno.removeSync(temporary); // a stale one, or a planted symlink: the entry itself goes
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const flags = linux.O_WRONLY | linux.O_CREAT | linux.O_EXCL | linux.O_NOFOLLOW |
+    linux.O_CLOEXEC;
+  const fd = check(libc().open(cString(temporary), flags, options.mode), `open ${temporary}`);
   try {
     const bytes = new TextEncoder().encode(text);
-    for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
-    file.syncSync();
+    for (let done = 0; done < bytes.length;) {
+      const rest = bytes.subarray(done);
+      const n = check(
+        libc().pwrite(fd, rest, BigInt(rest.length), BigInt(done)),
+        `write ${temporary}`,
+      );
+      if (n === 0) throw new Error(`write ${temporary}: no progress`);
+      done += n;
+    }
+    check(libc().fchmod(fd, options.mode), `chmod ${temporary}`);
+    if (sync) check(libc().fsync(fd), `fsync ${temporary}`);
   } catch (error) {
-    file.close();
-    Deno.removeSync(temporary);
+    libc().close(fd);
+    try {
+      Deno.removeSync(temporary);
+    } catch { /* gone */ }
     throw error;
   }
-  file.close();
-  Deno.chmodSync(temporary, options.mode);
+  libc().close(fd);
   Deno.renameSync(temporary, path);
+  if (!sync) return;
   const directory = Deno.openSync(dir, { read: true });
   try {
     directory.syncSync();

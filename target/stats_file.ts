@@ -1,6 +1,6 @@
 /**
  * `aoe target --stats FILE`: the counters as JSON, replaced whole (written to
- * FILE.tmp, then renamed) every second and at exit. A path that cannot be
+ * a new temporary file beside it, then renamed; mode 0644) every second and at exit. A path that cannot be
  * written is refused at start; a write that fails later (the directory
  * removed, a full disk) is reported once and the target goes on serving.
  *
@@ -8,6 +8,7 @@
  */
 
 import { errorMessage } from "../util/errors.ts";
+import { writeFileAtomic } from "./state_dir.ts";
 
 /** The stats file of `aoe target`. */
 export class StatsFile {
@@ -57,15 +58,7 @@ export class StatsFile {
   }
 
   #replace(text: string): void {
-    const temporary = `${this.path}.tmp`;
-    Deno.writeTextFileSync(temporary, text);
-    try {
-      Deno.renameSync(temporary, this.path);
-    } catch (error) {
-      try {
-        Deno.removeSync(temporary);
-      } catch { /* already gone */ }
-      throw error;
-    }
+    // Never through a symlink planted at the temporary name (target/state_dir.ts).
+    writeFileAtomic(this.path, text, { mode: 0o644, sync: false });
   }
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { StatsFile } from "./stats_file.ts";
+import { writeFileAtomic } from "./state_dir.ts";
 
 Deno.test("stats file: an unwritable path is refused with one line", () => {
   const file = new StatsFile("/nonexistent-dir/stats.json", { log: () => {} });
@@ -27,6 +28,32 @@ Deno.test("stats file: a write failing while running warns once, never throws, r
     assert.equal(file.write({ a: 3 }), true);
     assert.equal(logged.length, 2);
     assert.deepEqual(JSON.parse(Deno.readTextFileSync(`${dir}/sub/stats.json`)), { a: 3 });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("stats file and atomic writes: a symlink planted at the temporary name is not followed", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aoe-stats-" });
+  try {
+    // What an unprivileged user can do in a world-writable directory (the target runs as root).
+    Deno.writeTextFileSync(`${dir}/victim`, "precious\n");
+    Deno.symlinkSync(`${dir}/victim`, `${dir}/stats.json.tmp`);
+    Deno.symlinkSync(`${dir}/victim`, `${dir}/.stats.json.${Deno.pid}.tmp`);
+    const victimMode = Deno.statSync(`${dir}/victim`).mode! & 0o777;
+    const file = new StatsFile(`${dir}/stats.json`, { log: () => {} });
+    file.check();
+    assert.equal(file.write({ a: 1 }), true);
+    assert.equal(Deno.readTextFileSync(`${dir}/victim`), "precious\n");
+    assert.deepEqual(JSON.parse(Deno.readTextFileSync(`${dir}/stats.json`)), { a: 1 });
+    assert.ok(!Deno.lstatSync(`${dir}/stats.json`).isSymlink);
+
+    Deno.symlinkSync(`${dir}/victim`, `${dir}/.state.json.${Deno.pid}.tmp`);
+    writeFileAtomic(`${dir}/state.json`, "{}\n", { mode: 0o600 });
+    assert.equal(Deno.readTextFileSync(`${dir}/victim`), "precious\n");
+    assert.equal(Deno.readTextFileSync(`${dir}/state.json`), "{}\n");
+    assert.equal(Deno.statSync(`${dir}/state.json`).mode! & 0o777, 0o600);
+    assert.equal(Deno.statSync(`${dir}/victim`).mode! & 0o777, victimMode, "not chmod-ed either");
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

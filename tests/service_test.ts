@@ -715,3 +715,58 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  "service: a --stats or Prometheus write failing while running is logged once, the target keeps serving; an unwritable --stats is refused at start",
+  opts,
+  async () => {
+    await withNet({}, async (net, dir, daemons) => {
+      writePatternFile(`${dir}/a.img`, 64);
+      const config = `${dir}/targets.conf`;
+      Deno.mkdirSync(`${dir}/out`);
+      Deno.writeTextFileSync(
+        config,
+        configText(dir, [{ shelf: 5, slot: 2, file: `${dir}/a.img` }], [
+          `stats_file = "${dir}/out/stats.json"`,
+        ]),
+      );
+      // (timeout: a target that does not refuse would serve for ever)
+      const refused = net.in(
+        0,
+        [
+          "timeout",
+          "10",
+          ...aoeCommand("target", "--config", config, "--stats", `${dir}/nowhere/s.json`),
+        ],
+      );
+      const out = await new Deno.Command(refused[0], {
+        args: refused.slice(1),
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 1, stderr);
+      assert.match(stderr, /^aoe target: --stats .*nowhere\/s\.json: .*\n$/);
+
+      daemons.push(await startService(net, config, 1));
+      await new Promise((r) => setTimeout(r, 1200));
+      assert.ok(Deno.statSync(`${dir}/out/stats.json`).isFile);
+      assert.equal(Deno.statSync(`${dir}/out/stats.json`).mode! & 0o777, 0o600);
+      Deno.removeSync(`${dir}/out`, { recursive: true });
+      // The Prometheus directory replaced by a file: every write fails from now on.
+      Deno.removeSync(`${dir}/prom`, { recursive: true });
+      Deno.writeTextFileSync(`${dir}/prom`, "in the way\n");
+      await new Promise((r) => setTimeout(r, 3500));
+      const client = clientIn(net, 1, "i0");
+      assert.equal(await identifySectors(client, 5, 2), 64, "still serving");
+      const lines = daemons[0].stderr.split("\n");
+      assert.equal(lines.filter((l) => /stats\.json/.test(l)).length, 1, daemons[0].stderr);
+      assert.equal(lines.filter((l) => /prom/.test(l)).length, 1, daemons[0].stderr);
+      Deno.mkdirSync(`${dir}/out`);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.ok(Deno.statSync(`${dir}/out/stats.json`).isFile, "written again");
+      const stop = await daemons[0].stop();
+      assert.equal(stop.code, 0, daemons[0].stderr);
+    });
+  },
+);
