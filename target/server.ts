@@ -36,6 +36,9 @@ import {
 import type { Export } from "./export.ts";
 import { type PacingOptions, pacingSeed, ReplyPacer } from "./pacing.ts";
 
+/** No export at an address. */
+const NO_EXPORTS: readonly Export[] = [];
+
 /** Frames dropped before any export saw them. */
 export interface DispatchCounters {
   /** Frames received on every link. */
@@ -108,6 +111,9 @@ export class TargetServer {
   #log: (message: string) => void;
   /** Kinds of failure already logged. */
   #failuresLogged = new Set<string>();
+  /** Exports by shelf * 256 + slot, for unicast frames (rebuilt when the exports change). */
+  #addressIndex: Map<number, Export[]> | undefined;
+  #indexedCount = 0;
 
   /**
    * A server that does nothing until {@link run}.
@@ -163,6 +169,27 @@ export class TargetServer {
     );
   }
 
+  /**
+   * Says that `exports` changed in place (a reload added, replaced or removed
+   * one): the address index is rebuilt at the next frame.
+   */
+  exportsChanged(): void {
+    this.#addressIndex = undefined;
+  }
+
+  #byAddress(): Map<number, Export[]> {
+    if (this.#addressIndex && this.#indexedCount === this.exports.length) return this.#addressIndex;
+    const index = new Map<number, Export[]>();
+    for (const device of this.exports) {
+      const key = device.shelf * 256 + device.slot;
+      const list = index.get(key);
+      if (list) list.push(device);
+      else index.set(key, [device]);
+    }
+    this.#indexedCount = this.exports.length;
+    return this.#addressIndex = index;
+  }
+
   #dispatch(frame: Uint8Array, length: number, link: FrameLink): void {
     this.counters.received++;
     const perLink = this.#interface(link);
@@ -197,7 +224,11 @@ export class TargetServer {
     if (this.pacer.take(frame, length, link, { shelf, slot })) return;
     if (this.pacer.pending) this.pacer.heard(frame, link, { shelf, slot });
     let answered = false;
-    for (const device of this.exports) {
+    // A unicast address is looked up; only a broadcast visits every export.
+    const candidates = shelf === 0xffff || slot === 0xff
+      ? this.exports
+      : this.#byAddress().get(shelf * 256 + slot) ?? NO_EXPORTS;
+    for (const device of candidates) {
       if (!device.matches(shelf, slot) || !device.servesOn(link.name)) continue;
       device.traffic.arrived(this.#batch);
       device.handle(frame, length, link);

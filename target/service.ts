@@ -203,6 +203,7 @@ export class TargetService {
       const index = previous ? this.#exports.indexOf(previous.device) : -1;
       if (index >= 0) this.#exports[index] = entry.device;
       else this.#exports.push(entry.device);
+      this.server.exportsChanged();
       for (const link of entry.spec.interfaces) {
         this.#linkUsers.set(link, (this.#linkUsers.get(link) ?? 0) + 1);
       }
@@ -214,6 +215,7 @@ export class TargetService {
       if (this.#entries.get(name) === entry) this.#entries.delete(name);
       const index = this.#exports.indexOf(entry.device);
       if (index >= 0) this.#exports.splice(index, 1);
+      this.server.exportsChanged();
       entry.device.store.flush();
       entry.device.store.close();
       for (const link of entry.spec.interfaces) this.#release(link);
@@ -364,6 +366,7 @@ export class TargetService {
     for (const link of this.#links) link.close();
     this.#entries.clear();
     this.#exports.length = 0;
+    this.server.exportsChanged();
     this.#links.length = 0;
     return failed;
   }
