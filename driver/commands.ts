@@ -228,6 +228,7 @@ export class Initiator {
       identifyPending: (max) => this.#resendIdentifies(max),
       log: (line) => hooks.log(line),
       knownSlots: () => this.devices.list().map((d) => d.slot),
+      discover: () => this.discover(),
     });
   }
 
@@ -363,7 +364,9 @@ export class Initiator {
             `aoe: e${shelf}.${slot}: not added (aoe_maxdevs=${this.params.maxdevs} or too many new devices at once)`,
           );
         }
-        if (verdict === "rate") this.queries.askTarget(src, link, now);
+        if (verdict === "rate" && this.queries.askTarget(src, link, now)) {
+          this.recovery.extend(now);
+        }
         return;
       }
     }
