@@ -48,13 +48,13 @@ import {
   DeviceTable,
   RTTAVG_INIT,
   RTTDEV_INIT,
-  RTTDSCALE,
-  RTTSCALE,
   type TargetInterface,
   TargetPath,
 } from "./device.ts";
 import { DeviceCounterTable } from "./device_counters.ts";
 import { FrameTable } from "./frames.ts";
+import { rto, rttSample, scorn, shrinkWindow } from "./timing.ts";
+
 import { DiscoveryQueries } from "./discovery.ts";
 import { DiscoveryRecovery } from "./recovery.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
@@ -74,8 +74,6 @@ export const IDENTIFY_RESEND_MS = 50;
 
 /** Seconds a frame may wait on one target before the target is scorned (HARD_SCORN_SECS). */
 export const HARD_SCORN_SECS = 10;
-/** Largest taint (MAX_TAINT). */
-export const MAX_TAINT = 1000;
 /** The timer tick (HZ/10). */
 export const TICK_MS = 100;
 /** Discovery every 60 s. */
@@ -230,6 +228,7 @@ export class Initiator {
       identifyPending: (max) => this.#resendIdentifies(max),
       log: (line) => hooks.log(line),
       knownSlots: () => this.devices.list().map((d) => d.slot),
+      discover: () => this.discover(),
     });
   }
 
@@ -365,7 +364,9 @@ export class Initiator {
             `aoe: e${shelf}.${slot}: not added (aoe_maxdevs=${this.params.maxdevs} or too many new devices at once)`,
           );
         }
-        if (verdict === "rate") this.queries.askTarget(src, link, now);
+        if (verdict === "rate" && this.queries.askTarget(src, link, now)) {
+          this.recovery.extend(now);
+        }
         return;
       }
     }
@@ -424,12 +425,12 @@ export class Initiator {
     const now = performance.now();
     if (f) {
       this.#frames.remove(f);
-      this.#rttSample(device, f.target, (now - f.sentAt) * 1000);
+      rttSample(device, f.target, (now - f.sentAt) * 1000);
       f.target.nout--;
     } else {
       const deferred = this.#frames.takeDeferred(device, tag);
       if (deferred) {
-        this.#rttSample(device, undefined, (now - deferred.sentAt) * 1000);
+        rttSample(device, undefined, (now - deferred.sentAt) * 1000);
         f = deferred;
       } else {
         this.counters.unexpected++;
@@ -445,26 +446,9 @@ export class Initiator {
     this.service(device);
   }
 
-  /** Jacobson/Karels estimator and window growth (calc_rttavg). */
-  #rttSample(device: AoeDevice, target: TargetPath | undefined, rttUs: number): void {
-    let n = Math.floor(rttUs) - Math.floor(device.rttavg / 2 ** RTTSCALE);
-    device.rttavg += n;
-    if (n < 0) n = -n;
-    n -= Math.floor(device.rttdev / 2 ** RTTDSCALE);
-    device.rttdev += n;
-    if (!target || target.maxout >= target.nframes) return;
-    if (target.maxout < target.ssthresh) target.maxout++;
-    else if (target.nout === target.maxout && target.nextCwnd-- === 0) {
-      target.maxout++;
-      target.nextCwnd = target.maxout;
-    }
-  }
-
-  /** Retransmit timeout in µs (rto). */
+  /** Retransmit timeout in µs (rto, driver/timing.ts). */
   rto(device: AoeDevice): number {
-    const t = Math.floor((2 * device.rttavg) / 2 ** RTTSCALE) +
-      Math.floor((8 * device.rttdev) / 2 ** RTTDSCALE);
-    return t === 0 ? 1 : t;
+    return rto(device);
   }
 
   /** A response for frame `f` (ktiocomplete). */
@@ -1005,10 +989,7 @@ export class Initiator {
       ) {
         scorn(t);
       }
-      if (t.maxout !== 1) {
-        t.ssthresh = Math.floor(t.maxout / 2);
-        t.maxout = 1;
-      }
+      shrinkWindow(t);
       this.#frames.remove(f);
       t.nout--;
       // A probe waits on the retransmit queue too, to be sent again slowly (rexmit_timer).
@@ -1144,14 +1125,6 @@ export class Initiator {
   get outstandingFrames(): number {
     return this.#frames.size;
   }
-}
-
-/** An aoetgt gathers demerits quickly; good answers redeem it slowly (scorn). */
-function scorn(t: TargetPath): void {
-  const n = t.taint++;
-  t.taint += t.taint * 2;
-  if (n > t.taint) t.taint = n;
-  if (t.taint > MAX_TAINT) t.taint = MAX_TAINT;
 }
 
 function hex8(n: number): string {

@@ -113,20 +113,22 @@ export class DiscoveryQueries {
    * Unsolicited answers from `src` were refused for their rate (a target
    * announcing many exports at start-up, or forgeries): ask that MAC itself,
    * under a tag of its own, so a real target's answers come in at once. At
-   * most once a second per MAC, for at most {@link ASKED_TARGETS} MACs at a time.
+   * most once a second per MAC, for at most {@link ASKED_TARGETS} MACs at a
+   * time; returns whether a query went out.
    */
-  askTarget(src: number, link: FrameLink, now: number): void {
+  askTarget(src: number, link: FrameLink, now: number): boolean {
     const asked = this.#asked.get(src);
-    if (asked && now - asked.at < 1000) return;
+    if (asked && now - asked.at < 1000) return false;
     if (!asked && this.#asked.size >= ASKED_TARGETS) {
       for (const [mac, entry] of this.#asked) {
         if (now - entry.at >= QUERY_TAG_MS) this.#asked.delete(mac);
       }
-      if (this.#asked.size >= ASKED_TARGETS) return;
+      if (this.#asked.size >= ASKED_TARGETS) return false;
     }
     const tag = randomTag();
     this.#asked.set(src, { tag, at: now });
     send(link, { dst: src, shelf: BROADCAST_SHELF, slot: BROADCAST_SLOT, tag });
+    return true;
   }
 }
 

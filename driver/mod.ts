@@ -32,6 +32,7 @@ export { DRIVER_VERSION, SysfsTree } from "./sysfs.ts";
 export { DiscoveryRecovery, type RecoveryAction, type RecoveryHooks } from "./recovery.ts";
 export { FrameTable, type TableFrame } from "./frames.ts";
 export { type Admission, DiscoveryQueries } from "./discovery.ts";
+export { MAX_TAINT, rto, rttSample, scorn, shrinkWindow } from "./timing.ts";
 export { DEFAULT_PARAMS, type DriverParams, parseIflist, resolveParams } from "./params.ts";
 export { type DriverPaths, driverPaths } from "./paths.ts";
 export { aoeStatRows, formatSize, statusObjects } from "./status.ts";

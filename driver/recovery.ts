@@ -46,7 +46,12 @@ export interface RecoveryHooks {
   log(line: string): void;
   /** Slot numbers of the devices known: asked first, as the lost ones likely share them. */
   knownSlots(): Iterable<number>;
+  /** A full discovery (broadcast, opening a window): drops outside any window may be lost announcements. */
+  discover(): void;
 }
+
+/** Least time between discoveries that drops outside any window start, in ms. */
+export const UNSOLICITED_DROPS_DISCOVERY_MS = 10_000;
 
 /** The re-query schedule after discoveries whose answers were dropped. */
 export class DiscoveryRecovery {
@@ -62,6 +67,7 @@ export class DiscoveryRecovery {
   #dropsSeen = 0;
   /** When the running round's last action went out (it then settles). */
   #settleUntil = Infinity;
+  #lastTriggered = -Infinity;
 
   /**
    * A schedule with nothing to do until a discovery's answers are dropped.
@@ -81,14 +87,31 @@ export class DiscoveryRecovery {
     this.#windowUntil = now + DISCOVERY_WINDOW_MS;
   }
 
+  /** A query of ours other than a broadcast went out (a target asked directly): drops count too. */
+  extend(now: number): void {
+    this.#windowUntil = Math.max(this.#windowUntil, now + DISCOVERY_WINDOW_MS);
+  }
+
   /** Whether answers now are answers to a query of ours (a broadcast or a round). */
   open(now: number): boolean {
     return now < this.#windowUntil;
   }
 
-  /** The kernel dropped `n` frames: within a discovery's window, they may be its answers. */
+  /**
+   * The kernel dropped `n` frames: within a discovery's window, they may be
+   * its answers; outside one, start announcements (a target's start-up burst)
+   * may be among them, and a discovery is broadcast (at most every
+   * {@link UNSOLICITED_DROPS_DISCOVERY_MS}).
+   */
   drops(n: number, now: number): void {
-    if (n <= 0 || !this.open(now)) return;
+    if (n <= 0) return;
+    if (!this.open(now)) {
+      if (now - this.#lastTriggered < UNSOLICITED_DROPS_DISCOVERY_MS) return;
+      this.#lastTriggered = now;
+      this.hooks.log(`aoe: ${n} frames dropped; discovering again`);
+      this.hooks.discover();
+      return;
+    }
     this.#dropsSeen += n;
     if (this.#nextAt === Infinity && this.#settleUntil === Infinity) this.#schedule(now);
   }
