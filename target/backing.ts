@@ -5,7 +5,16 @@
  * @module
  */
 
-import { alignedBuffer, check, cString, directIoAlignment, libc, linux } from "../ffi/libc.ts";
+import {
+  alignedBuffer,
+  check,
+  cString,
+  directIoAlignment,
+  errno,
+  libc,
+  linux,
+  strerror,
+} from "../ffi/libc.ts";
 import { SECTOR_SIZE } from "../wire/mod.ts";
 
 /** Sector storage behind a target. */
@@ -28,6 +37,8 @@ export interface BackingStore {
   trim(lba: number, count: number): boolean;
   /** Releases the store. */
   close(): void;
+  /** Why the last read or write that did not complete failed (errno text), if the store knows. */
+  readonly lastError?: string;
 }
 
 /** How to open a {@link FileStore}; the letters are vblade's. */
@@ -51,6 +62,8 @@ export class FileStore implements BackingStore {
   readonly readOnly: boolean;
   readonly writeThrough: boolean;
   readonly canTrim: boolean;
+  /** Why the last read or write that did not complete failed. */
+  lastError: string | undefined;
   #fd: number;
   #offsetBytes: number;
   #bounce: Uint8Array | undefined;
@@ -144,13 +157,21 @@ export class FileStore implements BackingStore {
     const start = this.#offsetBytes + lba * SECTOR_SIZE;
     const bounce = this.#bounce;
     if (!bounce) {
-      const n = Number(libc().pread(this.#fd, into, BigInt(bytes), BigInt(start)));
+      const n = this.#io(
+        "pread",
+        libc().pread(this.#fd, into, BigInt(bytes), BigInt(start)),
+        bytes,
+      );
       return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
     // The whole logical sectors around the request, then the part asked for.
     const head = start % this.#align;
     const span = this.#roundUp(head + bytes);
-    const n = Number(libc().pread(this.#fd, bounce, BigInt(span), BigInt(start - head)));
+    const n = this.#io(
+      "pread",
+      libc().pread(this.#fd, bounce, BigInt(span), BigInt(start - head)),
+      head + bytes,
+    );
     const got = Math.min(bytes, n - head);
     if (got <= 0) return 0;
     into.set(bounce.subarray(head, head + got));
@@ -163,7 +184,11 @@ export class FileStore implements BackingStore {
     const start = this.#offsetBytes + lba * SECTOR_SIZE;
     const bounce = this.#bounce;
     if (!bounce) {
-      const n = Number(libc().pwrite(this.#fd, from, BigInt(bytes), BigInt(start)));
+      const n = this.#io(
+        "pwrite",
+        libc().pwrite(this.#fd, from, BigInt(bytes), BigInt(start)),
+        bytes,
+      );
       return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
     const align = this.#align;
@@ -173,7 +198,11 @@ export class FileStore implements BackingStore {
     const tail = span - head - bytes;
     if (alignedStart + span > this.#fileBytes && this.#tailFd >= 0) {
       // The file ends inside the last logical sector: written through the page cache.
-      const n = Number(libc().pwrite(this.#tailFd, from, BigInt(bytes), BigInt(start)));
+      const n = this.#io(
+        "pwrite",
+        libc().pwrite(this.#tailFd, from, BigInt(bytes), BigInt(start)),
+        bytes,
+      );
       return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
     // Read-modify-write of a logical sector the request covers only in part: the first
@@ -183,9 +212,23 @@ export class FileStore implements BackingStore {
       if (!this.#readBlock(bounce, span - align, alignedStart + span - align)) return 0;
     }
     bounce.set(from.subarray(0, bytes), head);
-    const n = Number(libc().pwrite(this.#fd, bounce, BigInt(span), BigInt(alignedStart)));
+    const n = this.#io(
+      "pwrite",
+      libc().pwrite(this.#fd, bounce, BigInt(span), BigInt(alignedStart)),
+      span,
+    );
     const done = Math.min(bytes, n - head);
     return done > 0 ? Math.floor(done / SECTOR_SIZE) : 0;
+  }
+
+  /** The result of a pread/pwrite of `wanted` bytes; a failure or short transfer kept in lastError. */
+  #io(call: string, result: number | bigint, wanted: number): number {
+    const n = Number(result);
+    if (n < 0) this.lastError = `${call}: ${strerror(errno())}`;
+    else if (n < wanted) {
+      this.lastError = `${call}: ${n} of ${wanted} bytes (end of file or device)`;
+    }
+    return n;
   }
 
   /** `bytes` rounded up to whole logical sectors. */
@@ -196,8 +239,8 @@ export class FileStore implements BackingStore {
   /** Reads the logical sector at byte `position` into `bounce` at `at`; false on failure. */
   #readBlock(bounce: Uint8Array, at: number, position: number): boolean {
     const view = bounce.subarray(at, at + this.#align);
-    return Number(libc().pread(this.#fd, view, BigInt(this.#align), BigInt(position))) ===
-      this.#align;
+    const n = libc().pread(this.#fd, view, BigInt(this.#align), BigInt(position));
+    return this.#io("pread (read-modify-write)", n, this.#align) === this.#align;
   }
 
   flush(): boolean {
