@@ -55,6 +55,12 @@ export interface FileStoreOptions {
   lengthSectors?: number;
 }
 
+/**
+ * 512-byte sectors one O_DIRECT transfer moves through the bounce buffer (an
+ * ATA request carries at most 255); larger ones go in pieces.
+ */
+export const BOUNCE_SECTORS = 256;
+
 /** A regular file or block device opened through libc. */
 export class FileStore implements BackingStore {
   readonly sectors: number;
@@ -66,6 +72,8 @@ export class FileStore implements BackingStore {
   lastError: string | undefined;
   #fd: number;
   #offsetBytes: number;
+  #flockBytes = new Uint8Array(32);
+  #flock = new DataView(this.#flockBytes.buffer);
   #bounce: Uint8Array | undefined;
   /** What O_DIRECT aligns to and moves at once: the device's logical sector (-d). */
   #align = SECTOR_SIZE;
@@ -118,7 +126,10 @@ export class FileStore implements BackingStore {
           throw new Error(`-d: ${path} has ${logical}-byte logical sectors, which -d cannot serve`);
         }
         this.#align = logical;
-        this.#bounce = alignedBuffer(256 * SECTOR_SIZE + 2 * logical, Math.max(4096, logical));
+        this.#bounce = alignedBuffer(
+          BOUNCE_SECTORS * SECTOR_SIZE + 2 * logical,
+          Math.max(4096, logical),
+        );
         this.#fileBytes = totalBytes;
         if (!isBlock && !this.readOnly && totalBytes % logical !== 0) {
           this.#tailFd = check(
@@ -153,6 +164,12 @@ export class FileStore implements BackingStore {
   }
 
   read(into: Uint8Array, lba: number, count: number): number {
+    if (this.#bounce && count > BOUNCE_SECTORS) {
+      return this.#inPieces(
+        count,
+        (at, n) => this.read(into.subarray(at * SECTOR_SIZE), lba + at, n),
+      );
+    }
     const bytes = count * SECTOR_SIZE;
     const start = this.#offsetBytes + lba * SECTOR_SIZE;
     const bounce = this.#bounce;
@@ -180,6 +197,12 @@ export class FileStore implements BackingStore {
 
   write(from: Uint8Array, lba: number, count: number): number {
     if (this.readOnly) return 0;
+    if (this.#bounce && count > BOUNCE_SECTORS) {
+      return this.#inPieces(
+        count,
+        (at, n) => this.write(from.subarray(at * SECTOR_SIZE), lba + at, n),
+      );
+    }
     const bytes = count * SECTOR_SIZE;
     const start = this.#offsetBytes + lba * SECTOR_SIZE;
     const bounce = this.#bounce;
@@ -229,6 +252,34 @@ export class FileStore implements BackingStore {
       this.lastError = `${call}: ${n} of ${wanted} bytes (end of file or device)`;
     }
     return n;
+  }
+
+  /**
+   * A transfer larger than the bounce buffer (the shadow merge moves 2048
+   * sectors at once) as pieces of {@link BOUNCE_SECTORS}, one after the other;
+   * stops at the first piece not done whole. Returns the sectors done.
+   */
+  #inPieces(count: number, piece: (at: number, n: number) => number): number {
+    let done = 0;
+    while (done < count) {
+      const n = Math.min(BOUNCE_SECTORS, count - done);
+      const got = piece(done, n);
+      done += got;
+      if (got !== n) break;
+    }
+    return done;
+  }
+
+  /** F_OFD_SETLKW of `type` on bytes [start, start + length); false if the lock is unavailable. */
+  #lock(type: number, start: number, length: number): boolean {
+    // struct flock (x86_64 and aarch64): l_type, l_whence (SEEK_SET), pad, l_start, l_len, l_pid (0).
+    const view = this.#flock;
+    view.setInt16(0, type, true);
+    view.setInt16(2, 0, true);
+    view.setBigInt64(8, BigInt(start), true);
+    view.setBigInt64(16, BigInt(length), true);
+    view.setInt32(24, 0, true);
+    return libc().fcntl_lock(this.#fd, linux.F_OFD_SETLKW, this.#flockBytes) === 0;
   }
 
   /** `bytes` rounded up to whole logical sectors. */

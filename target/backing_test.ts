@@ -151,3 +151,32 @@ Deno.test("-d on a regular file of a filesystem over a 4096-byte-sector device s
     await loop.remove();
   }
 });
+
+Deno.test("-d: a read or write of more sectors than the bounce buffer holds (a shadow merge moves 2048) is done in pieces", async () => {
+  for (const sectorSize of [512, 4096]) {
+    const loop = await loopDevice({ sectorSize, bytes: 4 << 20 });
+    if (typeof loop === "string") {
+      console.log(`skipped: ${loop}`);
+      return;
+    }
+    try {
+      const store = new FileStore(loop.device, { direct: true, offsetSectors: 3 });
+      try {
+        const data = new Uint8Array(2048 * 512).map((_, i) => (i * 7 + (i >> 9)) & 0xff);
+        assert.equal(store.write(data, 5, 2048), 2048);
+        const back = new Uint8Array(2048 * 512);
+        assert.equal(store.read(back, 5, 2048), 2048);
+        assert.deepEqual(back, data);
+        const around = new Uint8Array(512);
+        assert.equal(store.read(around, 4, 1), 1);
+        assert.deepEqual(around, new Uint8Array(512), "the sector before is untouched");
+        assert.equal(store.read(around, 5 + 2048, 1), 1);
+        assert.deepEqual(around, new Uint8Array(512), "the sector after is untouched");
+      } finally {
+        store.close();
+      }
+    } finally {
+      await loop.remove();
+    }
+  }
+});
