@@ -228,20 +228,28 @@ export class FileStore implements BackingStore {
       );
       return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
-    // Read-modify-write of a logical sector the request covers only in part: the first
-    // one if the request starts inside it, the last one if it ends inside it.
-    if (head > 0 && !this.#readBlock(bounce, 0, alignedStart)) return 0;
-    if (tail > 0 && !(head > 0 && span === align)) {
-      if (!this.#readBlock(bounce, span - align, alignedStart + span - align)) return 0;
+    // Another process serving the same device (a second target on another interface)
+    // must not write these logical sectors between our read and our write: an open
+    // file description lock on the span, taken by every write that goes through here.
+    const locked = align > SECTOR_SIZE && this.#lock(linux.F_WRLCK, alignedStart, span);
+    try {
+      // Read-modify-write of a logical sector the request covers only in part: the first
+      // one if the request starts inside it, the last one if it ends inside it.
+      if (head > 0 && !this.#readBlock(bounce, 0, alignedStart)) return 0;
+      if (tail > 0 && !(head > 0 && span === align)) {
+        if (!this.#readBlock(bounce, span - align, alignedStart + span - align)) return 0;
+      }
+      bounce.set(from.subarray(0, bytes), head);
+      const n = this.#io(
+        "pwrite",
+        libc().pwrite(this.#fd, bounce, BigInt(span), BigInt(alignedStart)),
+        span,
+      );
+      const done = Math.min(bytes, n - head);
+      return done > 0 ? Math.floor(done / SECTOR_SIZE) : 0;
+    } finally {
+      if (locked) this.#lock(linux.F_UNLCK, alignedStart, span);
     }
-    bounce.set(from.subarray(0, bytes), head);
-    const n = this.#io(
-      "pwrite",
-      libc().pwrite(this.#fd, bounce, BigInt(span), BigInt(alignedStart)),
-      span,
-    );
-    const done = Math.min(bytes, n - head);
-    return done > 0 ? Math.floor(done / SECTOR_SIZE) : 0;
   }
 
   /** The result of a pread/pwrite of `wanted` bytes; a failure or short transfer kept in lastError. */
