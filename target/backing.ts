@@ -53,6 +53,8 @@ export interface FileStoreOptions {
   offsetSectors?: number;
   /** -l: sectors exported (default: the rest) */
   lengthSectors?: number;
+  /** Refuse a symlink (O_NOFOLLOW): for files the target creates itself, as a shadow. */
+  noFollow?: boolean;
 }
 
 /**
@@ -92,6 +94,7 @@ export class FileStore implements BackingStore {
     let flags = (this.readOnly ? linux.O_RDONLY : linux.O_RDWR) | linux.O_CLOEXEC;
     if (options.direct) flags |= linux.O_DIRECT;
     if (options.sync) flags |= linux.O_SYNC;
+    if (options.noFollow) flags |= linux.O_NOFOLLOW;
     this.#fd = check(libc().open(cString(path), flags, 0), `open ${path}`);
     try {
       const info = Deno.statSync(path);
