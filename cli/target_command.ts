@@ -80,12 +80,18 @@ export async function targetCommand(args: string[]): Promise<number> {
   sdNotify(`READY=1\nMAINPID=${Deno.pid}`); // aoe-target@.service (Type=notify)
 
   // A failed write is logged once; the target goes on serving (target/stats_file.ts).
-  const writeStats = () => statsFile?.write(target.server.stats());
+  // A function: the timer must never throw (an uncaught error in it would end the target).
+  const writeStats = () => statsFile?.write(() => target.server.stats());
   writeStats();
   const statsTimer = setInterval(writeStats, 1000);
   const logStats = () => {
-    const stats = target.server.stats();
-    console.error(`${formatStatsTable(stats)}\naoe target: ${JSON.stringify(stats)}`);
+    // A signal listener must never throw: an uncaught error would end the target.
+    try {
+      const stats = target.server.stats();
+      console.error(`${formatStatsTable(stats)}\naoe target: ${JSON.stringify(stats)}`);
+    } catch (error) {
+      console.error(`aoe target: the counters cannot be shown: ${errorMessage(error)}`);
+    }
   };
   // AoEde's freeze sequences share SIGUSR1 with the counters (docs/extensions.md §5).
   const each = (verb: "freeze" | "unfreeze") => {

@@ -249,7 +249,14 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
   writeMetrics();
   const statsTimer = setInterval(writeStats, 1000);
   const metricsTimer = setInterval(writeMetrics, config.service.prometheusInterval * 1000);
-  const logStats = () => log(JSON.stringify(service.server.stats()));
+  const logStats = () => {
+    // A signal listener must never throw: an uncaught error would end the service.
+    try {
+      log(JSON.stringify(service.server.stats()));
+    } catch (error) {
+      log(`the counters cannot be shown: ${errorMessage(error)}`);
+    }
+  };
   Deno.addSignalListener("SIGUSR1", logStats);
   Deno.addSignalListener("SIGHUP", reload);
 

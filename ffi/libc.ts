@@ -34,6 +34,8 @@ const symbols = {
   fdatasync: { parameters: ["i32"], result: "i32" },
   fsync: { parameters: ["i32"], result: "i32" },
   fchmod: { parameters: ["i32", "u32"], result: "i32" },
+  /** fcntl(fd, cmd, struct flock *): the lock commands only. */
+  fcntl_lock: { name: "fcntl", parameters: ["i32", "i32", "buffer"], result: "i32" },
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
@@ -195,6 +197,9 @@ export const linux = {
   O_DIRECT: 0o40000,
   O_CLOEXEC: 0o2000000,
   O_WRONLY: 1,
+  F_OFD_SETLKW: 38,
+  F_WRLCK: 1,
+  F_UNLCK: 2,
   O_CREAT: 0o100,
   O_EXCL: 0o200,
   O_NOFOLLOW: 0o400000,

@@ -46,6 +46,10 @@ export interface AtaDevice {
   flushFailed: boolean;
   /** Called once, when {@link flushFailed} becomes true. */
   onFlushFailure?(): void;
+  /** Called when a read or write of the store did not complete: `done` of `count` sectors. */
+  onIoFailure?(op: "read" | "write", lba: number, count: number, done: number): void;
+  /** Called when a read or write of the store completed (after failures: they ended). */
+  onIoSuccess?(): void;
 }
 
 const FAILED = AtaStatus.ready | AtaStatus.error;
@@ -108,13 +112,23 @@ export function executeAta(device: AtaDevice, exchange: AtaExchange): number {
           return ATA_HEADER_LENGTH;
         }
         const done = count === 0 ? 0 : store.write(request.subarray(ATA_HEADER_LENGTH), lba, count);
-        if (done !== count) setRegisters(reply, FAILED, AtaErrorBit.abort, count - done);
-        else setRegisters(reply, AtaStatus.ready, 0, 0);
+        if (done !== count) {
+          setRegisters(reply, FAILED, AtaErrorBit.abort, count - done);
+          if (!store.readOnly) device.onIoFailure?.("write", lba, count, done);
+        } else {
+          setRegisters(reply, AtaStatus.ready, 0, 0);
+          if (count > 0) device.onIoSuccess?.();
+        }
         return ATA_HEADER_LENGTH;
       }
       const done = count === 0 ? 0 : store.read(reply.subarray(ATA_HEADER_LENGTH), lba, count);
-      if (done !== count) setRegisters(reply, FAILED, AtaErrorBit.abort, count - done);
-      else setRegisters(reply, AtaStatus.ready, 0, 0);
+      if (done !== count) {
+        setRegisters(reply, FAILED, AtaErrorBit.abort, count - done);
+        device.onIoFailure?.("read", lba, count, done);
+      } else {
+        setRegisters(reply, AtaStatus.ready, 0, 0);
+        if (count > 0) device.onIoSuccess?.();
+      }
       return ATA_HEADER_LENGTH + done * SECTOR_SIZE;
     }
     case AtaOp.identifyDevice:

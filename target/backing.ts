@@ -5,7 +5,16 @@
  * @module
  */
 
-import { alignedBuffer, check, cString, directIoAlignment, libc, linux } from "../ffi/libc.ts";
+import {
+  alignedBuffer,
+  check,
+  cString,
+  directIoAlignment,
+  errno,
+  libc,
+  linux,
+  strerror,
+} from "../ffi/libc.ts";
 import { SECTOR_SIZE } from "../wire/mod.ts";
 
 /** Sector storage behind a target. */
@@ -28,6 +37,8 @@ export interface BackingStore {
   trim(lba: number, count: number): boolean;
   /** Releases the store. */
   close(): void;
+  /** Why the last read or write that did not complete failed (errno text), if the store knows. */
+  readonly lastError?: string;
 }
 
 /** How to open a {@link FileStore}; the letters are vblade's. */
@@ -42,7 +53,15 @@ export interface FileStoreOptions {
   offsetSectors?: number;
   /** -l: sectors exported (default: the rest) */
   lengthSectors?: number;
+  /** Refuse a symlink (O_NOFOLLOW): for files the target creates itself, as a shadow. */
+  noFollow?: boolean;
 }
+
+/**
+ * 512-byte sectors one O_DIRECT transfer moves through the bounce buffer (an
+ * ATA request carries at most 255); larger ones go in pieces.
+ */
+export const BOUNCE_SECTORS = 256;
 
 /** A regular file or block device opened through libc. */
 export class FileStore implements BackingStore {
@@ -51,8 +70,12 @@ export class FileStore implements BackingStore {
   readonly readOnly: boolean;
   readonly writeThrough: boolean;
   readonly canTrim: boolean;
+  /** Why the last read or write that did not complete failed. */
+  lastError: string | undefined;
   #fd: number;
   #offsetBytes: number;
+  #flockBytes = new Uint8Array(32);
+  #flock = new DataView(this.#flockBytes.buffer);
   #bounce: Uint8Array | undefined;
   /** What O_DIRECT aligns to and moves at once: the device's logical sector (-d). */
   #align = SECTOR_SIZE;
@@ -71,6 +94,7 @@ export class FileStore implements BackingStore {
     let flags = (this.readOnly ? linux.O_RDONLY : linux.O_RDWR) | linux.O_CLOEXEC;
     if (options.direct) flags |= linux.O_DIRECT;
     if (options.sync) flags |= linux.O_SYNC;
+    if (options.noFollow) flags |= linux.O_NOFOLLOW;
     this.#fd = check(libc().open(cString(path), flags, 0), `open ${path}`);
     try {
       const info = Deno.statSync(path);
@@ -105,7 +129,10 @@ export class FileStore implements BackingStore {
           throw new Error(`-d: ${path} has ${logical}-byte logical sectors, which -d cannot serve`);
         }
         this.#align = logical;
-        this.#bounce = alignedBuffer(256 * SECTOR_SIZE + 2 * logical, Math.max(4096, logical));
+        this.#bounce = alignedBuffer(
+          BOUNCE_SECTORS * SECTOR_SIZE + 2 * logical,
+          Math.max(4096, logical),
+        );
         this.#fileBytes = totalBytes;
         if (!isBlock && !this.readOnly && totalBytes % logical !== 0) {
           this.#tailFd = check(
@@ -140,17 +167,31 @@ export class FileStore implements BackingStore {
   }
 
   read(into: Uint8Array, lba: number, count: number): number {
+    if (this.#bounce && count > BOUNCE_SECTORS) {
+      return this.#inPieces(
+        count,
+        (at, n) => this.read(into.subarray(at * SECTOR_SIZE), lba + at, n),
+      );
+    }
     const bytes = count * SECTOR_SIZE;
     const start = this.#offsetBytes + lba * SECTOR_SIZE;
     const bounce = this.#bounce;
     if (!bounce) {
-      const n = Number(libc().pread(this.#fd, into, BigInt(bytes), BigInt(start)));
+      const n = this.#io(
+        "pread",
+        libc().pread(this.#fd, into, BigInt(bytes), BigInt(start)),
+        bytes,
+      );
       return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
     // The whole logical sectors around the request, then the part asked for.
     const head = start % this.#align;
     const span = this.#roundUp(head + bytes);
-    const n = Number(libc().pread(this.#fd, bounce, BigInt(span), BigInt(start - head)));
+    const n = this.#io(
+      "pread",
+      libc().pread(this.#fd, bounce, BigInt(span), BigInt(start - head)),
+      head + bytes,
+    );
     const got = Math.min(bytes, n - head);
     if (got <= 0) return 0;
     into.set(bounce.subarray(head, head + got));
@@ -159,11 +200,21 @@ export class FileStore implements BackingStore {
 
   write(from: Uint8Array, lba: number, count: number): number {
     if (this.readOnly) return 0;
+    if (this.#bounce && count > BOUNCE_SECTORS) {
+      return this.#inPieces(
+        count,
+        (at, n) => this.write(from.subarray(at * SECTOR_SIZE), lba + at, n),
+      );
+    }
     const bytes = count * SECTOR_SIZE;
     const start = this.#offsetBytes + lba * SECTOR_SIZE;
     const bounce = this.#bounce;
     if (!bounce) {
-      const n = Number(libc().pwrite(this.#fd, from, BigInt(bytes), BigInt(start)));
+      const n = this.#io(
+        "pwrite",
+        libc().pwrite(this.#fd, from, BigInt(bytes), BigInt(start)),
+        bytes,
+      );
       return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
     const align = this.#align;
@@ -173,19 +224,73 @@ export class FileStore implements BackingStore {
     const tail = span - head - bytes;
     if (alignedStart + span > this.#fileBytes && this.#tailFd >= 0) {
       // The file ends inside the last logical sector: written through the page cache.
-      const n = Number(libc().pwrite(this.#tailFd, from, BigInt(bytes), BigInt(start)));
+      const n = this.#io(
+        "pwrite",
+        libc().pwrite(this.#tailFd, from, BigInt(bytes), BigInt(start)),
+        bytes,
+      );
       return n > 0 ? Math.floor(n / SECTOR_SIZE) : 0;
     }
-    // Read-modify-write of a logical sector the request covers only in part: the first
-    // one if the request starts inside it, the last one if it ends inside it.
-    if (head > 0 && !this.#readBlock(bounce, 0, alignedStart)) return 0;
-    if (tail > 0 && !(head > 0 && span === align)) {
-      if (!this.#readBlock(bounce, span - align, alignedStart + span - align)) return 0;
+    // Another process serving the same device (a second target on another interface)
+    // must not write these logical sectors between our read and our write: an open
+    // file description lock on the span, taken by every write that goes through here.
+    const locked = align > SECTOR_SIZE && this.#lock(linux.F_WRLCK, alignedStart, span);
+    try {
+      // Read-modify-write of a logical sector the request covers only in part: the first
+      // one if the request starts inside it, the last one if it ends inside it.
+      if (head > 0 && !this.#readBlock(bounce, 0, alignedStart)) return 0;
+      if (tail > 0 && !(head > 0 && span === align)) {
+        if (!this.#readBlock(bounce, span - align, alignedStart + span - align)) return 0;
+      }
+      bounce.set(from.subarray(0, bytes), head);
+      const n = this.#io(
+        "pwrite",
+        libc().pwrite(this.#fd, bounce, BigInt(span), BigInt(alignedStart)),
+        span,
+      );
+      const done = Math.min(bytes, n - head);
+      return done > 0 ? Math.floor(done / SECTOR_SIZE) : 0;
+    } finally {
+      if (locked) this.#lock(linux.F_UNLCK, alignedStart, span);
     }
-    bounce.set(from.subarray(0, bytes), head);
-    const n = Number(libc().pwrite(this.#fd, bounce, BigInt(span), BigInt(alignedStart)));
-    const done = Math.min(bytes, n - head);
-    return done > 0 ? Math.floor(done / SECTOR_SIZE) : 0;
+  }
+
+  /** The result of a pread/pwrite of `wanted` bytes; a failure or short transfer kept in lastError. */
+  #io(call: string, result: number | bigint, wanted: number): number {
+    const n = Number(result);
+    if (n < 0) this.lastError = `${call}: ${strerror(errno())}`;
+    else if (n < wanted) {
+      this.lastError = `${call}: ${n} of ${wanted} bytes (end of file or device)`;
+    }
+    return n;
+  }
+
+  /**
+   * A transfer larger than the bounce buffer (the shadow merge moves 2048
+   * sectors at once) as pieces of {@link BOUNCE_SECTORS}, one after the other;
+   * stops at the first piece not done whole. Returns the sectors done.
+   */
+  #inPieces(count: number, piece: (at: number, n: number) => number): number {
+    let done = 0;
+    while (done < count) {
+      const n = Math.min(BOUNCE_SECTORS, count - done);
+      const got = piece(done, n);
+      done += got;
+      if (got !== n) break;
+    }
+    return done;
+  }
+
+  /** F_OFD_SETLKW of `type` on bytes [start, start + length); false if the lock is unavailable. */
+  #lock(type: number, start: number, length: number): boolean {
+    // struct flock (x86_64 and aarch64): l_type, l_whence (SEEK_SET), pad, l_start, l_len, l_pid (0).
+    const view = this.#flock;
+    view.setInt16(0, type, true);
+    view.setInt16(2, 0, true);
+    view.setBigInt64(8, BigInt(start), true);
+    view.setBigInt64(16, BigInt(length), true);
+    view.setInt32(24, 0, true);
+    return libc().fcntl_lock(this.#fd, linux.F_OFD_SETLKW, this.#flockBytes) === 0;
   }
 
   /** `bytes` rounded up to whole logical sectors. */
@@ -196,8 +301,8 @@ export class FileStore implements BackingStore {
   /** Reads the logical sector at byte `position` into `bounce` at `at`; false on failure. */
   #readBlock(bounce: Uint8Array, at: number, position: number): boolean {
     const view = bounce.subarray(at, at + this.#align);
-    return Number(libc().pread(this.#fd, view, BigInt(this.#align), BigInt(position))) ===
-      this.#align;
+    const n = libc().pread(this.#fd, view, BigInt(this.#align), BigInt(position));
+    return this.#io("pread (read-modify-write)", n, this.#align) === this.#align;
   }
 
   flush(): boolean {

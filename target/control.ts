@@ -5,7 +5,10 @@
  * (0660 and the configured group's ownership with a control group), bound in
  * a private directory and renamed into place so it is never reachable with
  * looser modes, and every peer's credentials (SO_PEERCRED) are checked again:
- * root, the daemon's own user, or a member of the control group.
+ * root, the daemon's own user, or a member of the control group. Up to
+ * {@link MAX_CONTROL_CLIENTS} clients are served side by side, so a request
+ * that waits (an unfreeze during a long merge) holds up no other; at close a
+ * request still waiting is answered that the service stops.
  *
  * @module
  */
@@ -97,11 +100,18 @@ async function waitFd(fd: number, events: number, timeoutMs: number): Promise<bo
   return await libc().poll_async(pollfd, 1n, timeoutMs) > 0;
 }
 
+/** Clients served at once; more are closed at once. */
+export const MAX_CONTROL_CLIENTS = 16;
+
 /** Serves the control socket at a path until {@link close}. */
 export class ControlServer {
   #fd: number;
   #closed = false;
   #loop: Promise<void>;
+  /** Clients being served, by the promise of their service. */
+  #clients = new Map<Promise<void>, { fd: number; open: boolean }>();
+  /** Resolved by close(): a request still waiting is answered that the service stops. */
+  #stopping = Promise.withResolvers<ControlReply>();
   #gid: number | undefined;
   #options: ControlServerOptions;
 
@@ -146,20 +156,28 @@ export class ControlServer {
   async #accept(): Promise<void> {
     while (!this.#closed) {
       if (!await waitFd(this.#fd, linux.POLLIN, 250) || this.#closed) continue;
-      const client = libc().accept4(this.#fd, null, null, linux.SOCK_CLOEXEC | linux.SOCK_NONBLOCK);
-      if (client < 0) continue;
-      // One client at a time: requests are short, and a reload must not race another.
-      try {
-        await this.#serve(client);
-      } catch (error) {
-        this.#options.log?.(`control: ${(error as Error).message}`);
-      } finally {
-        libc().close(client);
+      const fd = libc().accept4(this.#fd, null, null, linux.SOCK_CLOEXEC | linux.SOCK_NONBLOCK);
+      if (fd < 0) continue;
+      if (this.#clients.size >= MAX_CONTROL_CLIENTS) {
+        libc().close(fd);
+        continue;
       }
+      // Clients are served side by side: an unfreeze that waits for a long merge
+      // must not hold up stats or a reload (each runs whole, between two turns).
+      const client = { fd, open: true };
+      const served = this.#serve(client).catch((error) => {
+        this.#options.log?.(`control: ${(error as Error).message}`);
+      }).finally(() => {
+        this.#clients.delete(served);
+        if (client.open) libc().close(fd);
+        client.open = false;
+      });
+      this.#clients.set(served, client);
     }
   }
 
-  async #serve(fd: number): Promise<void> {
+  async #serve(client: { fd: number; open: boolean }): Promise<void> {
+    const fd = client.fd;
     const peer = peerCredentials(fd);
     // The request is read (bounded) before a refusal, so the client sees the reply, not EPIPE.
     const line = await this.#readLine(fd, 2000);
@@ -175,11 +193,14 @@ export class ControlServer {
       if (typeof json?.command !== "string" || !Array.isArray(json.args)) {
         throw new Error('a request is {"command": ..., "args": [...]}');
       }
-      reply = await this.#options.handler({ command: json.command, args: json.args.map(String) });
+      reply = await Promise.race([
+        this.#options.handler({ command: json.command, args: json.args.map(String) }),
+        this.#stopping.promise,
+      ]);
     } catch (error) {
       reply = { ok: false, error: (error as Error).message };
     }
-    await this.#send(fd, reply);
+    if (client.open) await this.#send(fd, reply);
   }
 
   async #readLine(fd: number, timeoutMs: number): Promise<string | undefined> {
@@ -220,7 +241,10 @@ export class ControlServer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopping.resolve({ ok: false, error: "the service is stopping" });
     await this.#loop;
+    // The clients' replies are sent (each within 2 s) before the socket goes.
+    await Promise.all(this.#clients.keys());
     libc().close(this.#fd);
     try {
       Deno.removeSync(this.path);

@@ -101,6 +101,8 @@ export interface ExportCounters {
   broadcastRefused: number;
   /** FLUSH CACHE and durable writes refused because a flush of the store failed (§3). */
   flushFailures: number;
+  /** Reads and writes of the store that did not complete (a full disk, EIO): answered ABRT (§3). */
+  ioErrors: number;
 }
 
 /** How to create an {@link Export}. */
@@ -171,6 +173,7 @@ export class Export {
     ataErrors: 0,
     broadcastRefused: 0,
     flushFailures: 0,
+    ioErrors: 0,
   };
   /** A flush of the store failed; cleared only by opening the export again (target/ata.ts). */
   flushFailed: boolean = false;
@@ -188,6 +191,8 @@ export class Export {
   #config = new Uint8Array(MAX_CONFIG_LENGTH);
   #configLength = 0;
   #log: (message: string) => void;
+  /** Reads and writes of the store failed since the last that worked. */
+  #ioFailures = 0;
 
   /**
    * An export with its IDENTIFY data built from the store.
@@ -260,6 +265,29 @@ export class Export {
     this.#log(
       `aoe target: ${this.name}: flush of the store failed: acknowledged writes may be lost; every later FLUSH CACHE fails until the export is reopened`,
     );
+  }
+
+  /**
+   * Counts a read or write of the store that did not complete; the first of a
+   * run of failures is logged with its reason (a full disk, EIO), the others
+   * only counted until one works again.
+   */
+  onIoFailure(op: "read" | "write", lba: number, count: number, done: number): void {
+    this.counters.ioErrors++;
+    if (this.#ioFailures++ > 0) return;
+    const why = this.store.lastError ?? "the store did not say why";
+    this.#log(
+      `aoe target: ${this.name}: ${op} of ${count} sectors at ${lba} failed: ${why} (${done} done); answered ABRT, still serving, further failures counted (ioErrors) until one works again`,
+    );
+  }
+
+  /** A read or write of the store completed: a run of failures, if any, ended. */
+  onIoSuccess(): void {
+    if (this.#ioFailures === 0) return;
+    this.#log(
+      `aoe target: ${this.name}: reads and writes of the store work again (${this.#ioFailures} failed)`,
+    );
+    this.#ioFailures = 0;
   }
 
   /** Whether this export answers a request addressed to shelf.slot (broadcast included). */

@@ -524,3 +524,45 @@ Deno.test("service: a state directory that cannot be written is logged once, not
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+/** A store on a full disk: writes fail with ENOSPC until `full` is cleared. */
+class FullDisk extends MemoryStore {
+  full = true;
+  lastError: string | undefined;
+  override write(from: Uint8Array, lba: number, count: number): number {
+    if (!this.full) return super.write(from, lba, count);
+    this.lastError = "pwrite: No space left on device";
+    return 0;
+  }
+}
+
+Deno.test("failing disk: a failed write is answered ABRT, logged once with its reason, counted; logged again after it works", async () => {
+  const store = new FullDisk(64, { writeThrough: false });
+  await oneExport(store, async (client, device, logged) => {
+    const write = (lba: number) =>
+      client.ata(9, 0, {
+        command: AtaOp.writeSectorsExt,
+        lba,
+        count: 2,
+        data: new Uint8Array(1024).fill(lba),
+      });
+    for (let i = 0; i < 5; i++) {
+      const r = await write(i);
+      assert.ok(r && (r[27] & 1) === 1 && r[25] === 0x04, "ABRT");
+    }
+    assert.equal(device.counters.ioErrors, 5);
+    assert.equal(logged.length, 1, logged.join("\n"));
+    assert.match(
+      logged[0],
+      /e9\.0: write of 2 sectors at 0 failed: pwrite: No space left on device/,
+    );
+    store.full = false;
+    const ok = await write(8);
+    assert.ok(ok && (ok[27] & 1) === 0);
+    assert.equal(logged.length, 2, logged.join("\n"));
+    assert.match(logged[1], /e9\.0: .*work again.*5 failed/);
+    store.full = true;
+    await write(9);
+    assert.equal(logged.length, 3, logged.join("\n"));
+  });
+});

@@ -29,6 +29,15 @@ export const MERGE_STEP_SECTORS = 2048;
 export const MERGE_SLICE_MS = 4;
 const MAGIC = "AOESHDW1";
 
+/** Removes a directory entry (a file or a symlink itself, never what it points to) if present. */
+function removeEntry(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
 /** Where the export is. */
 export type FreezeState = "normal" | "frozen" | "merging";
 
@@ -110,17 +119,17 @@ export class ShadowStore implements BackingStore {
     );
     if (n !== this.#bits.length) throw new Error(`${this.mapPath}: short read`);
     for (let i = 0; i < this.sectors; i++) if (this.#has(i)) this.#inShadow++;
-    this.#shadow = new FileStore(this.shadowPath);
+    this.#shadow = new FileStore(this.shadowPath, { noFollow: true });
     this.#state = state;
     if (state === "merging") this.#startMerge();
   }
 
   #openMap(create: boolean): void {
     if (create) {
-      Deno.writeFileSync(this.mapPath, new Uint8Array(0), { mode: 0o600 });
-      Deno.chmodSync(this.mapPath, 0o600);
+      removeEntry(this.mapPath);
+      Deno.writeFileSync(this.mapPath, new Uint8Array(0), { mode: 0o600, createNew: true });
     }
-    const flags = linux.O_RDWR | linux.O_CLOEXEC;
+    const flags = linux.O_RDWR | linux.O_CLOEXEC | linux.O_NOFOLLOW;
     this.#mapFd = check(libc().open(cString(this.mapPath), flags, 0o600), `open ${this.mapPath}`);
   }
 
@@ -174,20 +183,21 @@ export class ShadowStore implements BackingStore {
     }
     try {
       if (!this.image.flush()) throw new Error("flush of the image failed");
+      // Made anew: whatever has the name (a stale shadow, or a symlink someone planted
+      // in a directory others can write) goes first, and O_EXCL never follows a link.
+      removeEntry(this.shadowPath);
       const file = Deno.openSync(this.shadowPath, {
         read: true,
         write: true,
-        create: true,
-        truncate: true,
+        createNew: true,
         mode: 0o600,
       });
       try {
         file.truncateSync(this.sectors * SECTOR_SIZE);
-        Deno.chmodSync(this.shadowPath, 0o600);
       } finally {
         file.close();
       }
-      this.#shadow = new FileStore(this.shadowPath);
+      this.#shadow = new FileStore(this.shadowPath, { noFollow: true });
       this.#bits.fill(0);
       this.#inShadow = 0;
       this.#openMap(true);

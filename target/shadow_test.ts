@@ -193,3 +193,36 @@ Deno.test("shadow: closing the store during a merge (a reload, a stop) settles t
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("shadow: a symlink planted at the shadow or map path (a directory others can write) is not followed", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aoe-shadow-" });
+  try {
+    Deno.writeFileSync(`${dir}/img`, new Uint8Array(64 * 512));
+    Deno.writeTextFileSync(`${dir}/victim`, "precious\n");
+    Deno.chmodSync(`${dir}/victim`, 0o644);
+    Deno.writeTextFileSync(`${dir}/victim2`, "precious too\n");
+    Deno.chmodSync(`${dir}/victim2`, 0o644);
+    Deno.symlinkSync(`${dir}/victim`, `${dir}/img.shadow`);
+    const store = new ShadowStore(new FileStore(`${dir}/img`), `${dir}/img.shadow`);
+    // (a map there at start is refused: "not the shadow map of this export")
+    Deno.symlinkSync(`${dir}/victim2`, `${dir}/img.shadow.map`);
+    try {
+      await store.freeze();
+      assert.equal(store.write(sector(3, 7), 3, 1), 1);
+      assert.equal(Deno.readTextFileSync(`${dir}/victim`), "precious\n");
+      assert.equal(Deno.readTextFileSync(`${dir}/victim2`), "precious too\n");
+      assert.equal(Deno.statSync(`${dir}/victim`).mode! & 0o777, 0o644);
+      assert.equal(Deno.statSync(`${dir}/victim2`).mode! & 0o777, 0o644);
+      assert.ok(!Deno.lstatSync(`${dir}/img.shadow`).isSymlink);
+      assert.ok(!Deno.lstatSync(`${dir}/img.shadow.map`).isSymlink);
+      await store.unfreeze();
+      const back = new Uint8Array(512);
+      assert.equal(store.read(back, 3, 1), 1);
+      assert.deepEqual(back, sector(3, 7));
+    } finally {
+      store.close();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -35,12 +35,15 @@ export class StatsFile {
   }
 
   /**
-   * Replaces the file with `stats` as JSON; returns whether it was written.
-   * The first failure is logged, later ones only when writing worked in between.
+   * Replaces the file with `stats` as JSON (or what the function `stats`
+   * returns: an error in it is a failure like any other, never thrown);
+   * returns whether it was written. The first failure is logged, later ones
+   * only when writing worked in between.
    */
   write(stats: unknown): boolean {
     try {
-      this.#replace(JSON.stringify(stats, null, 1));
+      const value = typeof stats === "function" ? stats() : stats;
+      this.#replace(JSON.stringify(value, null, 1));
     } catch (error) {
       if (!this.#failing) {
         this.#log(

@@ -58,3 +58,20 @@ Deno.test("stats file and atomic writes: a symlink planted at the temporary name
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("stats file: counters that cannot be gathered are a failure logged once, never thrown", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aoe-stats-" });
+  try {
+    const logged: string[] = [];
+    const file = new StatsFile(`${dir}/stats.json`, { log: (m) => logged.push(m) });
+    const broken = () => {
+      throw new RangeError("Maximum call stack size exceeded");
+    };
+    for (let i = 0; i < 3; i++) assert.equal(file.write(broken), false);
+    assert.equal(logged.length, 1);
+    assert.match(logged[0], /Maximum call stack/);
+    assert.equal(file.write(() => ({ a: 1 })), true);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
