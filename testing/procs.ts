@@ -55,10 +55,20 @@ export class Daemon {
 
   /** Waits until stdout or stderr matches, or throws after `timeoutMs`. */
   async waitFor(pattern: RegExp, timeoutMs = 15000): Promise<void> {
+    await this.waitForCount(pattern, 1, timeoutMs);
+  }
+
+  /** Waits until `pattern` matches `count` times in stdout or in stderr (each counted alone). */
+  async waitForCount(pattern: RegExp, count: number, timeoutMs = 15000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let exited = false;
     this.status.then(() => exited = true);
-    while (!pattern.test(this.#stdout) && !pattern.test(this.#stderr)) {
+    const global = new RegExp(
+      pattern.source,
+      pattern.flags.includes("g") ? pattern.flags : `${pattern.flags}g`,
+    );
+    const matches = (text: string) => text.match(global)?.length ?? 0;
+    while (matches(this.#stdout) < count && matches(this.#stderr) < count) {
       if (exited) {
         throw new Error(`process exited before ${pattern}: ${this.#stdout}${this.#stderr}`);
       }

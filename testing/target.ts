@@ -51,7 +51,8 @@ export function tempDir(): { path: string; remove: () => void } {
 /** Starts `aoe target ARGS` in host 0 of `net` and waits for its start line(s). */
 export async function startTarget(net: TestNet, args: string[], exports = 1): Promise<Daemon> {
   const daemon = new Daemon(net.in(0, aoeCommand("target", ...args)));
-  await daemon.waitFor(new RegExp(`(pid \\d+: e[\\d.]+, \\d+ sectors O_\\w+\\n[^]*){${exports}}`));
+  // One start line per export (a counted match: a repeated group backtracks badly for many exports).
+  await daemon.waitForCount(/pid \d+: e[\d.]+, \d+ sectors O_\w+\n/, exports);
   return daemon;
 }
 
