@@ -214,7 +214,10 @@ export class Export {
       );
     }
     if (options.config) this.#setConfig(options.config.subarray(0, MAX_CONFIG_LENGTH));
-    this.extensions = new ExtensionTable(options.extensions);
+    this.extensions = new ExtensionTable(
+      options.extensions,
+      (line) => this.#log(`aoe target: ${line}`),
+    );
     encodeIdentify(this.identify, {
       sectors: this.store.sectors,
       model: "aoe target (Deno)",

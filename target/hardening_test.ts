@@ -27,6 +27,7 @@ import {
   readErrorCode,
   ReserveCommand,
 } from "../wire/mod.ts";
+import { Capability, encodeExtension, EXTENSION_COMMAND, ExtensionOp } from "../wire/mod.ts";
 import { MemoryStore } from "./backing.ts";
 import { Export } from "./export.ts";
 import { TargetServer } from "./server.ts";
@@ -564,5 +565,23 @@ Deno.test("failing disk: a failed write is answered ABRT, logged once with its r
     store.full = true;
     await write(9);
     assert.equal(logged.length, 3, logged.join("\n"));
+  });
+});
+
+Deno.test("extension declarations are logged through the export's log (the service's journal), not straight to stderr", async () => {
+  await oneExport(new MemoryStore(64), async (client, _device, logged) => {
+    const reply = await client.exchange((frame, tag) => {
+      client.header(frame, 9, 0, EXTENSION_COMMAND, tag);
+      return encodeExtension(frame, {
+        op: ExtensionOp.declare,
+        leaseSeconds: 0,
+        session: 5,
+        capabilities: Capability.monotonicTags,
+        supported: 0,
+      });
+    });
+    assert.ok(reply, "answered");
+    assert.equal(logged.length, 1, logged.join("\n"));
+    assert.match(logged[0], /^aoe target: .* declares tags$/);
   });
 });
