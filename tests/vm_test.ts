@@ -132,14 +132,15 @@ Deno.test(
       const hostLog = `${dir.path}/out/host-0.log`;
       const guestLog = `${dir.path}/out/guest.log`;
       // Freeze once the target runs (AoEde's signals, a moment apart); unfreeze after the guest's first
-      // write. The guest goes on making a file system; it cannot see the merge, so the host waits for it
-      // and then stops the target (which flushes), while run.sh waits for the host (--host-drain).
+      // write. The guest goes on making a file system and cannot see the merge: the host marks it done
+      // (host-0.done) and run.sh waits for that mark once the VM is off (--host-drain).
       const host =
         `${target} & p=$!; until grep -q "^pid .*e9.0" ${hostLog}; do sleep 0.1; done; ` +
         `kill -USR1 $p; sleep 0.3; kill -USR2 $p; ` +
         `until grep -q "^RESULT write ok" ${guestLog} 2>/dev/null; do sleep 0.2; done; ` +
         `kill -USR1 $p; sleep 0.3; kill -USR1 $p; sleep 0.3; kill -USR2 $p; ` +
-        `until grep -q "merged and unfrozen" ${hostLog}; do sleep 0.2; done; kill -TERM $p; wait $p`;
+        `until grep -q "merged and unfrozen" ${hostLog}; do sleep 0.2; done; ` +
+        `touch ${dir.path}/out/host-0.done; wait $p`;
       const log = await bootGuest(
         `${dir.path}/out`,
         guestScript("aoe_kernel_initiator.sh"),

@@ -8,8 +8,8 @@
 # --veths 2 adds a second host-side port, "aoevm3" (MAC 02:77:00:00:00:03).
 # --hostroot gives the guest the host's / (read-only over 9p, writes to RAM)
 # with udev and fdisk on top, so the project and Deno run inside it.
-# --host-drain S waits up to S seconds, once the VM is off, for the host
-# commands to end by themselves (work the guest does not wait for).
+# --host-drain S waits up to S seconds, once the VM is off, for each host
+# command i to create $OUT/host-i.done (work the guest cannot wait for).
 # Exit status: the guest script's; 124 on timeout; 125 if the VM died.
 set -uo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
@@ -87,9 +87,11 @@ setsid ip netns exec "$ns" timeout "$timeout" qemu-system-x86_64 -accel tcg -m "
   -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:02 > "$out/qemu.log" 2>&1
 qrc=$?
 deadline=$((SECONDS + drain))
-for p in "${pids[@]}"; do
-  while kill -0 "$p" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-done
+if [ "$drain" -gt 0 ]; then
+  for i in "${!hosts[@]}"; do
+    while [ ! -e "$out/host-$i.done" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  done
+fi
 rc=$(sed -n 's/^AOE-VM-EXIT=\([0-9]*\).*/\1/p' "$out/guest.log" | tail -n 1)
 if [ "$qrc" = 124 ]; then rc=124; elif [ -z "$rc" ]; then rc=125; fi
 if [ "$rc" != 0 ]; then
