@@ -20,7 +20,13 @@ export interface RmwJob {
   fill: number;
 }
 
-self.onmessage = (event: MessageEvent<RmwJob>) => {
+/** The worker's global scope (this file runs as a Worker, not in a window). */
+const scope = self as unknown as {
+  onmessage: ((event: MessageEvent<RmwJob>) => void) | null;
+  postMessage(message: unknown): void;
+};
+
+scope.onmessage = (event: MessageEvent<RmwJob>) => {
   const { device, half, sectors, fill } = event.data;
   const store = new FileStore(device, { direct: true });
   let failed = 0;
@@ -29,5 +35,5 @@ self.onmessage = (event: MessageEvent<RmwJob>) => {
     if (store.write(data, k * 8 + half * 4, 4) !== 4) failed++;
   }
   store.close();
-  self.postMessage({ failed });
+  scope.postMessage({ failed });
 };
