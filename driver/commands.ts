@@ -27,7 +27,6 @@ import {
   formatMac,
   IDENTIFY_LENGTH,
   isError,
-  LBA28_MAX_SECTORS,
   readAtaStatus,
   readBufferCount,
   readCommand,
@@ -60,14 +59,14 @@ import { DiscoveryRecovery } from "./recovery.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
 import { errorMessage } from "../util/errors.ts";
+import {
+  addressableSectors,
+  type BlockRequest,
+  type QueuedRequest,
+  RequestQueues,
+} from "./requests.ts";
 
-/** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (docs/protocol.md §3). */
-export const LBA48_MAX_SECTORS = 2 ** 48;
-
-/** The capacity a device's addressing can reach: a larger claim in IDENTIFY is cut to it. */
-export function addressableSectors(lba48: boolean): number {
-  return lba48 ? LBA48_MAX_SECTORS : LBA28_MAX_SECTORS;
-}
+export { addressableSectors, type BlockRequest, LBA48_MAX_SECTORS } from "./requests.ts";
 
 /** How old an unanswered IDENTIFY must be before a recovery round sends it again, in ms. */
 export const IDENTIFY_RESEND_MS = 50;
@@ -91,32 +90,6 @@ const ERROR_TEXT = [
   "config string present",
   "unsupported version",
 ];
-
-/** A block I/O request as the rest of the program submits it. */
-export interface BlockRequest {
-  /** What the request does. */
-  kind: "read" | "write" | "flush" | "trim";
-  /** First sector. */
-  lba: number;
-  /** Sectors. */
-  sectors: number;
-  /** Read destination or write source (sectors × 512 bytes). */
-  data?: Uint8Array;
-  /** Write: durable before completion (write, then FLUSH CACHE). */
-  fua?: boolean;
-}
-
-/** A request in the device queue. */
-interface QueuedRequest extends BlockRequest {
-  /** Sectors already cut into frames. */
-  sent: number;
-  framesOut: number;
-  failed?: string;
-  /** A flush waits until every earlier frame is answered, then asks each target. */
-  flushStage?: "waiting" | "sent";
-  resolve: () => void;
-  reject: (error: Error) => void;
-}
 
 /** One outstanding AoE ATA frame. */
 interface Frame {
@@ -199,7 +172,6 @@ export class Initiator {
   links: FrameLink[] = [];
   /** Active frames by tag and per device, retransmit queues, probes (driver/frames.ts). */
   #frames = new FrameTable<Frame>();
-  #queues = new Map<AoeDevice, QueuedRequest[]>();
   #started = performance.now();
   #identifyPending = new Set<AoeDevice>();
   /** Discovery's queries and the admission of their answers (driver/discovery.ts). */
@@ -210,6 +182,11 @@ export class Initiator {
   readonly deviceCounters = new DeviceCounterTable();
   /** Re-queries after a discovery whose answers the kernel dropped (driver/recovery.ts). */
   readonly recovery: DiscoveryRecovery;
+  /** The per-device request queues and the completion of their requests (driver/requests.ts). */
+  readonly requests: RequestQueues = new RequestQueues({
+    service: (device) => this.service(device),
+    flushLinks: () => this.#flushLinks(),
+  }, this.deviceCounters);
 
   /**
    * An engine with no links yet; set {@link links} before discovering.
@@ -508,7 +485,7 @@ export class Initiator {
     }
     if (request) {
       request.framesOut--;
-      this.#maybeFinish(device, request);
+      this.requests.finish(device, request);
     }
   }
 
@@ -538,7 +515,7 @@ export class Initiator {
       if (f.request) f.request.failed = `${f.device.name}: ${f.crc} mismatch persists`;
       if (f.request) {
         f.request.framesOut--;
-        this.#maybeFinish(f.device, f.request);
+        this.requests.finish(f.device, f.request);
       }
       return true;
     }
@@ -753,76 +730,28 @@ export class Initiator {
     return undefined;
   }
 
-  /** Submits block I/O; resolves when done, rejects with an Error on failure. */
+  /** Submits block I/O; resolves when done, rejects with an Error on failure (driver/requests.ts). */
   submit(device: AoeDevice, request: BlockRequest): Promise<void> {
-    if (!device.up) return Promise.reject(new Error(`device ${device.name} is not up`));
-    // Refused before it touches any state: nothing is queued or registered for a bad request.
-    const problem = this.#invalid(device, request);
-    if (problem) return Promise.reject(new RangeError(`${device.name}: ${problem}`));
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const queued: QueuedRequest = { ...request, sent: 0, framesOut: 0, resolve, reject };
-    this.deviceCounters.submitted(device, request.kind, request.sectors);
-    let queue = this.#queues.get(device);
-    if (!queue) this.#queues.set(device, queue = []);
-    queue.push(queued);
-    try {
-      this.service(device);
-    } catch (error) {
-      // Never leave a queued promise nobody holds: whoever submitted gets the failure.
-      if (queued.framesOut === 0) {
-        const index = queue.indexOf(queued);
-        if (index >= 0) queue.splice(index, 1);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      } else queued.failed = errorMessage(error);
-    }
-    this.#scheduleFlush();
-    return promise;
+    return this.requests.submit(device, request);
   }
 
-  /** Why a request cannot be carried by the device's addressing, or undefined if it can. */
-  #invalid(device: AoeDevice, request: BlockRequest): string | undefined {
-    const { lba, sectors } = request;
-    if (!Number.isSafeInteger(lba) || !Number.isSafeInteger(sectors) || lba < 0 || sectors < 0) {
-      return `bad request: lba ${lba}, ${sectors} sectors`;
-    }
-    if (request.kind === "flush") return undefined;
-    if (request.data && request.data.length < sectors * SECTOR_SIZE) {
-      return `buffer of ${request.data.length} bytes for ${sectors} sectors`;
-    }
-    if (request.kind === "trim") return undefined; // lba and sectors count the range's 512-byte blocks
-    const lba48 = device.identity?.lba48 !== false;
-    if (lba + sectors > Math.min(device.sectors, addressableSectors(lba48))) {
-      return `sectors ${lba}+${sectors} are past the end (${device.sectors} sectors${
-        lba48 ? "" : ", LBA28"
-      })`;
-    }
-    return undefined;
-  }
-
-  #flushScheduled = false;
-
-  /** Sends what submissions queued, once per turn: requests parsed together go out in one batch. */
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    queueMicrotask(() => {
-      this.#flushScheduled = false;
-      for (const link of this.links) {
-        try {
-          link.flush();
-        } catch (error) {
-          this.hooks.log(
-            `aoe: ${link.name}: send failed: ${errorMessage(error)}`,
-          );
-        }
+  /** Sends what every link holds; a failing link is logged and the others still send. */
+  #flushLinks(): void {
+    for (const link of this.links) {
+      try {
+        link.flush();
+      } catch (error) {
+        this.hooks.log(
+          `aoe: ${link.name}: send failed: ${errorMessage(error)}`,
+        );
       }
-    });
+    }
   }
 
   /** Cuts queued requests into frames while windows allow (aoecmd_work). */
   service(device: AoeDevice): void {
     this.#rexmitDeferred(device);
-    const queue = this.#queues.get(device);
+    const queue = this.requests.queue(device);
     if (!queue || queue.length === 0 || !device.up) return;
     const payloadSectors = Math.max(
       1,
@@ -907,30 +836,9 @@ export class Initiator {
     }
     if (targets.length === 0) {
       request.failed = `${device.name} has no path`;
-      this.#maybeFinish(device, request);
+      this.requests.finish(device, request);
     }
     return true;
-  }
-
-  /** Settles a request once all its frames (and its flush, if it needs one) are answered. */
-  #maybeFinish(device: AoeDevice, request: QueuedRequest): void {
-    if (request.framesOut > 0) return;
-    if (!request.failed) {
-      if (request.sent < request.sectors) return;
-      const needsFlush = request.kind === "flush" || (request.fua && request.kind === "write");
-      if (needsFlush && request.flushStage !== "sent") {
-        this.service(device);
-        return;
-      }
-    }
-    const queue = this.#queues.get(device);
-    const index = queue?.indexOf(request) ?? -1;
-    if (index >= 0) queue!.splice(index, 1);
-    if (request.failed) {
-      this.deviceCounters.of(device).failed++;
-      request.reject(new Error(request.failed));
-    } else request.resolve();
-    if (index === 0 && queue!.length > 0) this.service(device);
   }
 
   // ---- the timer ----------------------------------------------------------
@@ -944,7 +852,7 @@ export class Initiator {
       // timer work: the kernel's rexmit_timer finds its lists empty too.
       if (
         this.#frames.busy(device) || device.kickme || this.#identifyPending.has(device) ||
-        (this.#queues.get(device)?.length ?? 0) > 0
+        this.requests.pending(device) > 0
       ) this.#rexmitTimer(device);
     }
     for (const link of this.links) link.flush();
@@ -1058,7 +966,7 @@ export class Initiator {
         if (f.request) {
           f.request.failed = `${device.name}: resend: no interfaces to rotate to`;
           f.request.framesOut--;
-          this.#maybeFinish(device, f.request);
+          this.requests.finish(device, f.request);
         }
         continue;
       }
@@ -1091,9 +999,7 @@ export class Initiator {
       t.nout = 0;
       t.resetWindow();
     }
-    const queue = this.#queues.get(device) ?? [];
-    this.#queues.delete(device);
-    for (const request of queue) request.reject(failure);
+    this.requests.failAll(device, failure);
     this.#identifyPending.delete(device);
     device.up = false;
     device.kickme = false;
@@ -1116,9 +1022,7 @@ export class Initiator {
 
   /** Requests submitted and not yet settled, on every device. */
   get queuedRequests(): number {
-    let n = 0;
-    for (const queue of this.#queues.values()) n += queue.length;
-    return n;
+    return this.requests.size;
   }
 
   /** Frames outstanding on the whole initiator. */
