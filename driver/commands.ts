@@ -16,23 +16,18 @@ import {
   AtaOp,
   BROADCAST_SHELF,
   BROADCAST_SLOT,
-  checkHeader,
   Command,
   CONFIG_HEADER_LENGTH,
   type CrcKind,
   decodeIdentify,
   encodeAta,
   encodeRequestHeader,
-  EXTENSION_COMMAND,
   formatMac,
   IDENTIFY_LENGTH,
-  isError,
   readAtaStatus,
   readBufferCount,
-  readCommand,
   readConfigSectorCount,
   readDestination,
-  readErrorCode,
   readFirmwareVersion,
   readShelf,
   readSlot,
@@ -81,15 +76,6 @@ export const DISCOVERY_INTERVAL_MS = 60_000;
 export const HZ = 250;
 /** The jiffies counter starts 300 s before wrapping, as the kernel's INITIAL_JIFFIES. */
 const INITIAL_JIFFIES = 0x100000000 - 300 * HZ;
-
-const ERROR_TEXT = [
-  "no such error",
-  "unrecognized command code",
-  "bad argument parameter",
-  "device unavailable",
-  "config string present",
-  "unsupported version",
-];
 
 /** One outstanding AoE ATA frame. */
 interface Frame {
@@ -251,68 +237,12 @@ export class Initiator {
 
   // ---- receive ------------------------------------------------------------
 
-  /** Handles one received frame (aoenet_rcv). */
-  receive(frame: Uint8Array, length: number, link: FrameLink): void {
-    this.counters.received++;
-    if (!this.allowed(link.name)) {
-      this.counters.filtered++;
-      return;
-    }
-    const problem = checkHeader(frame, length, true);
-    if (problem === "short" || problem === "ethertype") {
-      this.counters.malformed++;
-      return;
-    }
-    const tag = readTag(frame);
-    // Requests from other initiators, and replies to userland tools (tag bit 31), are not ours.
-    if (problem === "direction" || tag & 0x80000000) {
-      this.counters.ignored++;
-      return;
-    }
-    // No version check: the kernel's aoenet_rcv() has none, and vblade's start-up announcement
-    // (aoead() zeroes the header and sets only R) carries version 0 (docs/protocol.md §10).
+  // ---- responses (the receive demux, driver/driver.ts, hands them over) ----
+
+  /** A Query Config response: adds or updates the device and its target, then IDENTIFY (aoecmd_cfg_rsp). */
+  configResponse(frame: Uint8Array, length: number, link: FrameLink): void {
     const shelf = readShelf(frame);
     const slot = readSlot(frame);
-    if (frame[19] === EXTENSION_COMMAND) {
-      this.extensions.receive(frame, length, link, this.devices.get(shelf, slot));
-      return;
-    }
-    if (isError(frame)) {
-      // The kernel logs and drops these; the request stays outstanding and is retransmitted.
-      this.counters.errorResponses++;
-      const code = readErrorCode(frame);
-      this.hooks.log(
-        `aoe: error packet from ${shelf}.${slot}@${link.name}; ecode=${code} '${
-          ERROR_TEXT[code] ?? ERROR_TEXT[0]
-        }'`,
-      );
-      return;
-    }
-    const command = readCommand(frame);
-    switch (command) {
-      case Command.ata:
-        this.#ataResponse(frame, length, link, shelf, slot, tag);
-        return;
-      case Command.config:
-        this.#configResponse(frame, length, link, shelf, slot);
-        return;
-      default:
-        if (command < 0xf0) {
-          this.hooks.log(
-            `aoe: unknown AoE command type 0x${command.toString(16).padStart(2, "0")}`,
-          );
-        }
-        this.counters.ignored++;
-    }
-  }
-
-  #configResponse(
-    frame: Uint8Array,
-    length: number,
-    link: FrameLink,
-    shelf: number,
-    slot: number,
-  ): void {
     if (length < CONFIG_HEADER_LENGTH) {
       this.counters.malformed++;
       return;
@@ -378,14 +308,11 @@ export class Initiator {
     this.hooks.changed(device);
   }
 
-  #ataResponse(
-    frame: Uint8Array,
-    length: number,
-    link: FrameLink,
-    shelf: number,
-    slot: number,
-    tag: number,
-  ): void {
+  /** An ATA response: matched to its frame by tag and completed (aoecmd_ata_rsp). */
+  ataResponse(frame: Uint8Array, length: number, link: FrameLink): void {
+    const shelf = readShelf(frame);
+    const slot = readSlot(frame);
+    const tag = readTag(frame);
     const device = this.devices.get(shelf, slot);
     if (!device) {
       this.counters.unknownDevice++;
