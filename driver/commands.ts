@@ -49,6 +49,7 @@ import { DeviceCounterTable } from "./device_counters.ts";
 import { FrameTable } from "./frames.ts";
 import { rto, rttSample, scorn, shrinkWindow } from "./timing.ts";
 
+import * as deviceLife from "./device_life.ts";
 import { DiscoveryQueries } from "./discovery.ts";
 import { DiscoveryRecovery } from "./recovery.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
@@ -168,6 +169,8 @@ export class Initiator {
   readonly deviceCounters = new DeviceCounterTable();
   /** Re-queries after a discovery whose answers the kernel dropped (driver/recovery.ts). */
   readonly recovery: DiscoveryRecovery;
+  /** What device life (driver/device_life.ts) reaches of the engine's state. */
+  #life: deviceLife.DeviceLifeEngine;
   /** The per-device request queues and the completion of their requests (driver/requests.ts). */
   readonly requests: RequestQueues = new RequestQueues({
     service: (device) => this.service(device),
@@ -193,6 +196,18 @@ export class Initiator {
       knownSlots: () => this.devices.list().map((d) => d.slot),
       discover: () => this.discover(),
     });
+    this.#life = {
+      devices: this.devices,
+      requests: this.requests,
+      clearFrames: (device) => this.#frames.clear(device),
+      awaitIdentify: (device, awaiting) => {
+        if (awaiting) this.#identifyPending.add(device);
+        else this.#identifyPending.delete(device);
+      },
+      discover: (shelf, slot) => this.discover(shelf, slot),
+      identify: (device) => this.#identify(device),
+      changed: (device) => this.hooks.changed(device),
+    };
   }
 
   /** The emulated jiffies counter. */
@@ -916,35 +931,19 @@ export class Initiator {
     }
   }
 
-  /** Marks a device down: all queued and outstanding I/O fails (aoedev_downdev). */
+  /** Marks a device down: all queued and outstanding I/O fails (driver/device_life.ts, aoedev_downdev). */
   downDevice(device: AoeDevice): void {
-    const failure = new Error(`device ${device.name} is not up`);
-    for (const f of this.#frames.clear(device)) {
-      if (f.request) f.request.failed = failure.message;
-    }
-    for (const t of device.targets) {
-      t.nout = 0;
-      t.resetWindow();
-    }
-    this.requests.failAll(device, failure);
-    this.#identifyPending.delete(device);
-    device.up = false;
-    device.kickme = false;
-    this.hooks.changed(device);
+    deviceLife.downDevice(this.#life, device);
   }
 
-  /** Revalidate: fresh estimates, Query Config for the device and IDENTIFY (aoedev_revalidate). */
+  /** Revalidate: fresh estimates, Query Config for the device and IDENTIFY (driver/device_life.ts). */
   revalidate(device: AoeDevice): void {
-    device.cleanSlate();
-    this.discover(device.shelf, device.slot);
-    this.#identifyPending.add(device);
-    if (device.targets.length > 0) this.#identify(device);
+    deviceLife.revalidate(this.#life, device);
   }
 
-  /** Forgets a device entirely (flush). */
+  /** Forgets a device entirely (flush; driver/device_life.ts). */
   forget(device: AoeDevice): void {
-    this.downDevice(device);
-    this.devices.remove(device);
+    deviceLife.forget(this.#life, device);
   }
 
   /** Requests submitted and not yet settled, on every device. */
