@@ -1,8 +1,10 @@
 /**
- * AoE commands and retransmission (the counterpart of the kernel's aoecmd.c
- * and the receive side of aoenet.c): discovery, Query Config and ATA
- * responses, IDENTIFY, block I/O cut into frames, windows per target,
- * adaptive retransmission, taint and probes, device down after aoe_deadsecs.
+ * AoE commands and retransmission (the counterpart of the kernel's aoecmd.c):
+ * discovery, Query Config and ATA responses, IDENTIFY, block I/O cut into
+ * frames, windows per target, adaptive retransmission, taint and probes,
+ * device down after aoe_deadsecs. The receive demux that hands responses in
+ * is `Driver.receive` (driver/driver.ts, aoenet.c); the request queues are
+ * driver/requests.ts, device life driver/device_life.ts (docs/driver.md).
  *
  * @module
  */
