@@ -1,8 +1,10 @@
 /**
- * AoE commands and retransmission (the counterpart of the kernel's aoecmd.c
- * and the receive side of aoenet.c): discovery, Query Config and ATA
- * responses, IDENTIFY, block I/O cut into frames, windows per target,
- * adaptive retransmission, taint and probes, device down after aoe_deadsecs.
+ * AoE commands and retransmission (the counterpart of the kernel's aoecmd.c):
+ * discovery, Query Config and ATA responses, IDENTIFY, block I/O cut into
+ * frames, windows per target, adaptive retransmission, taint and probes,
+ * device down after aoe_deadsecs. The receive demux that hands responses in
+ * is `Driver.receive` (driver/driver.ts, aoenet.c); the request queues are
+ * driver/requests.ts, device life driver/device_life.ts (docs/driver.md).
  *
  * @module
  */
@@ -16,24 +18,18 @@ import {
   AtaOp,
   BROADCAST_SHELF,
   BROADCAST_SLOT,
-  checkHeader,
   Command,
   CONFIG_HEADER_LENGTH,
   type CrcKind,
   decodeIdentify,
   encodeAta,
   encodeRequestHeader,
-  EXTENSION_COMMAND,
   formatMac,
   IDENTIFY_LENGTH,
-  isError,
-  LBA28_MAX_SECTORS,
   readAtaStatus,
   readBufferCount,
-  readCommand,
   readConfigSectorCount,
   readDestination,
-  readErrorCode,
   readFirmwareVersion,
   readShelf,
   readSlot,
@@ -55,19 +51,20 @@ import { DeviceCounterTable } from "./device_counters.ts";
 import { FrameTable } from "./frames.ts";
 import { rto, rttSample, scorn, shrinkWindow } from "./timing.ts";
 
+import * as deviceLife from "./device_life.ts";
 import { DiscoveryQueries } from "./discovery.ts";
 import { DiscoveryRecovery } from "./recovery.ts";
 import { InitiatorExtensions, MAX_CRC_RETRIES } from "./extensions.ts";
 import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
 import { errorMessage } from "../util/errors.ts";
+import {
+  addressableSectors,
+  type BlockRequest,
+  type QueuedRequest,
+  RequestQueues,
+} from "./requests.ts";
 
-/** Sectors LBA48 addresses: the lba field of the ATA header has 48 bits (docs/protocol.md §3). */
-export const LBA48_MAX_SECTORS = 2 ** 48;
-
-/** The capacity a device's addressing can reach: a larger claim in IDENTIFY is cut to it. */
-export function addressableSectors(lba48: boolean): number {
-  return lba48 ? LBA48_MAX_SECTORS : LBA28_MAX_SECTORS;
-}
+export { addressableSectors, type BlockRequest, LBA48_MAX_SECTORS } from "./requests.ts";
 
 /** How old an unanswered IDENTIFY must be before a recovery round sends it again, in ms. */
 export const IDENTIFY_RESEND_MS = 50;
@@ -82,41 +79,6 @@ export const DISCOVERY_INTERVAL_MS = 60_000;
 export const HZ = 250;
 /** The jiffies counter starts 300 s before wrapping, as the kernel's INITIAL_JIFFIES. */
 const INITIAL_JIFFIES = 0x100000000 - 300 * HZ;
-
-const ERROR_TEXT = [
-  "no such error",
-  "unrecognized command code",
-  "bad argument parameter",
-  "device unavailable",
-  "config string present",
-  "unsupported version",
-];
-
-/** A block I/O request as the rest of the program submits it. */
-export interface BlockRequest {
-  /** What the request does. */
-  kind: "read" | "write" | "flush" | "trim";
-  /** First sector. */
-  lba: number;
-  /** Sectors. */
-  sectors: number;
-  /** Read destination or write source (sectors × 512 bytes). */
-  data?: Uint8Array;
-  /** Write: durable before completion (write, then FLUSH CACHE). */
-  fua?: boolean;
-}
-
-/** A request in the device queue. */
-interface QueuedRequest extends BlockRequest {
-  /** Sectors already cut into frames. */
-  sent: number;
-  framesOut: number;
-  failed?: string;
-  /** A flush waits until every earlier frame is answered, then asks each target. */
-  flushStage?: "waiting" | "sent";
-  resolve: () => void;
-  reject: (error: Error) => void;
-}
 
 /** One outstanding AoE ATA frame. */
 interface Frame {
@@ -199,7 +161,6 @@ export class Initiator {
   links: FrameLink[] = [];
   /** Active frames by tag and per device, retransmit queues, probes (driver/frames.ts). */
   #frames = new FrameTable<Frame>();
-  #queues = new Map<AoeDevice, QueuedRequest[]>();
   #started = performance.now();
   #identifyPending = new Set<AoeDevice>();
   /** Discovery's queries and the admission of their answers (driver/discovery.ts). */
@@ -210,6 +171,13 @@ export class Initiator {
   readonly deviceCounters = new DeviceCounterTable();
   /** Re-queries after a discovery whose answers the kernel dropped (driver/recovery.ts). */
   readonly recovery: DiscoveryRecovery;
+  /** What device life (driver/device_life.ts) reaches of the engine's state. */
+  #life: deviceLife.DeviceLifeEngine;
+  /** The per-device request queues and the completion of their requests (driver/requests.ts). */
+  readonly requests: RequestQueues = new RequestQueues({
+    service: (device) => this.service(device),
+    flushLinks: () => this.#flushLinks(),
+  }, this.deviceCounters);
 
   /**
    * An engine with no links yet; set {@link links} before discovering.
@@ -230,6 +198,18 @@ export class Initiator {
       knownSlots: () => this.devices.list().map((d) => d.slot),
       discover: () => this.discover(),
     });
+    this.#life = {
+      devices: this.devices,
+      requests: this.requests,
+      clearFrames: (device) => this.#frames.clear(device),
+      awaitIdentify: (device, awaiting) => {
+        if (awaiting) this.#identifyPending.add(device);
+        else this.#identifyPending.delete(device);
+      },
+      discover: (shelf, slot) => this.discover(shelf, slot),
+      identify: (device) => this.#identify(device),
+      changed: (device) => this.hooks.changed(device),
+    };
   }
 
   /** The emulated jiffies counter. */
@@ -274,68 +254,12 @@ export class Initiator {
 
   // ---- receive ------------------------------------------------------------
 
-  /** Handles one received frame (aoenet_rcv). */
-  receive(frame: Uint8Array, length: number, link: FrameLink): void {
-    this.counters.received++;
-    if (!this.allowed(link.name)) {
-      this.counters.filtered++;
-      return;
-    }
-    const problem = checkHeader(frame, length, true);
-    if (problem === "short" || problem === "ethertype") {
-      this.counters.malformed++;
-      return;
-    }
-    const tag = readTag(frame);
-    // Requests from other initiators, and replies to userland tools (tag bit 31), are not ours.
-    if (problem === "direction" || tag & 0x80000000) {
-      this.counters.ignored++;
-      return;
-    }
-    // No version check: the kernel's aoenet_rcv() has none, and vblade's start-up announcement
-    // (aoead() zeroes the header and sets only R) carries version 0 (docs/protocol.md §10).
+  // ---- responses (the receive demux, driver/driver.ts, hands them over) ----
+
+  /** A Query Config response: adds or updates the device and its target, then IDENTIFY (aoecmd_cfg_rsp). */
+  configResponse(frame: Uint8Array, length: number, link: FrameLink): void {
     const shelf = readShelf(frame);
     const slot = readSlot(frame);
-    if (frame[19] === EXTENSION_COMMAND) {
-      this.extensions.receive(frame, length, link, this.devices.get(shelf, slot));
-      return;
-    }
-    if (isError(frame)) {
-      // The kernel logs and drops these; the request stays outstanding and is retransmitted.
-      this.counters.errorResponses++;
-      const code = readErrorCode(frame);
-      this.hooks.log(
-        `aoe: error packet from ${shelf}.${slot}@${link.name}; ecode=${code} '${
-          ERROR_TEXT[code] ?? ERROR_TEXT[0]
-        }'`,
-      );
-      return;
-    }
-    const command = readCommand(frame);
-    switch (command) {
-      case Command.ata:
-        this.#ataResponse(frame, length, link, shelf, slot, tag);
-        return;
-      case Command.config:
-        this.#configResponse(frame, length, link, shelf, slot);
-        return;
-      default:
-        if (command < 0xf0) {
-          this.hooks.log(
-            `aoe: unknown AoE command type 0x${command.toString(16).padStart(2, "0")}`,
-          );
-        }
-        this.counters.ignored++;
-    }
-  }
-
-  #configResponse(
-    frame: Uint8Array,
-    length: number,
-    link: FrameLink,
-    shelf: number,
-    slot: number,
-  ): void {
     if (length < CONFIG_HEADER_LENGTH) {
       this.counters.malformed++;
       return;
@@ -401,14 +325,11 @@ export class Initiator {
     this.hooks.changed(device);
   }
 
-  #ataResponse(
-    frame: Uint8Array,
-    length: number,
-    link: FrameLink,
-    shelf: number,
-    slot: number,
-    tag: number,
-  ): void {
+  /** An ATA response: matched to its frame by tag and completed (aoecmd_ata_rsp). */
+  ataResponse(frame: Uint8Array, length: number, link: FrameLink): void {
+    const shelf = readShelf(frame);
+    const slot = readSlot(frame);
+    const tag = readTag(frame);
     const device = this.devices.get(shelf, slot);
     if (!device) {
       this.counters.unknownDevice++;
@@ -508,7 +429,7 @@ export class Initiator {
     }
     if (request) {
       request.framesOut--;
-      this.#maybeFinish(device, request);
+      this.requests.finish(device, request);
     }
   }
 
@@ -538,7 +459,7 @@ export class Initiator {
       if (f.request) f.request.failed = `${f.device.name}: ${f.crc} mismatch persists`;
       if (f.request) {
         f.request.framesOut--;
-        this.#maybeFinish(f.device, f.request);
+        this.requests.finish(f.device, f.request);
       }
       return true;
     }
@@ -753,76 +674,28 @@ export class Initiator {
     return undefined;
   }
 
-  /** Submits block I/O; resolves when done, rejects with an Error on failure. */
+  /** Submits block I/O; resolves when done, rejects with an Error on failure (driver/requests.ts). */
   submit(device: AoeDevice, request: BlockRequest): Promise<void> {
-    if (!device.up) return Promise.reject(new Error(`device ${device.name} is not up`));
-    // Refused before it touches any state: nothing is queued or registered for a bad request.
-    const problem = this.#invalid(device, request);
-    if (problem) return Promise.reject(new RangeError(`${device.name}: ${problem}`));
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    const queued: QueuedRequest = { ...request, sent: 0, framesOut: 0, resolve, reject };
-    this.deviceCounters.submitted(device, request.kind, request.sectors);
-    let queue = this.#queues.get(device);
-    if (!queue) this.#queues.set(device, queue = []);
-    queue.push(queued);
-    try {
-      this.service(device);
-    } catch (error) {
-      // Never leave a queued promise nobody holds: whoever submitted gets the failure.
-      if (queued.framesOut === 0) {
-        const index = queue.indexOf(queued);
-        if (index >= 0) queue.splice(index, 1);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      } else queued.failed = errorMessage(error);
-    }
-    this.#scheduleFlush();
-    return promise;
+    return this.requests.submit(device, request);
   }
 
-  /** Why a request cannot be carried by the device's addressing, or undefined if it can. */
-  #invalid(device: AoeDevice, request: BlockRequest): string | undefined {
-    const { lba, sectors } = request;
-    if (!Number.isSafeInteger(lba) || !Number.isSafeInteger(sectors) || lba < 0 || sectors < 0) {
-      return `bad request: lba ${lba}, ${sectors} sectors`;
-    }
-    if (request.kind === "flush") return undefined;
-    if (request.data && request.data.length < sectors * SECTOR_SIZE) {
-      return `buffer of ${request.data.length} bytes for ${sectors} sectors`;
-    }
-    if (request.kind === "trim") return undefined; // lba and sectors count the range's 512-byte blocks
-    const lba48 = device.identity?.lba48 !== false;
-    if (lba + sectors > Math.min(device.sectors, addressableSectors(lba48))) {
-      return `sectors ${lba}+${sectors} are past the end (${device.sectors} sectors${
-        lba48 ? "" : ", LBA28"
-      })`;
-    }
-    return undefined;
-  }
-
-  #flushScheduled = false;
-
-  /** Sends what submissions queued, once per turn: requests parsed together go out in one batch. */
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    queueMicrotask(() => {
-      this.#flushScheduled = false;
-      for (const link of this.links) {
-        try {
-          link.flush();
-        } catch (error) {
-          this.hooks.log(
-            `aoe: ${link.name}: send failed: ${errorMessage(error)}`,
-          );
-        }
+  /** Sends what every link holds; a failing link is logged and the others still send. */
+  #flushLinks(): void {
+    for (const link of this.links) {
+      try {
+        link.flush();
+      } catch (error) {
+        this.hooks.log(
+          `aoe: ${link.name}: send failed: ${errorMessage(error)}`,
+        );
       }
-    });
+    }
   }
 
   /** Cuts queued requests into frames while windows allow (aoecmd_work). */
   service(device: AoeDevice): void {
     this.#rexmitDeferred(device);
-    const queue = this.#queues.get(device);
+    const queue = this.requests.queue(device);
     if (!queue || queue.length === 0 || !device.up) return;
     const payloadSectors = Math.max(
       1,
@@ -907,30 +780,9 @@ export class Initiator {
     }
     if (targets.length === 0) {
       request.failed = `${device.name} has no path`;
-      this.#maybeFinish(device, request);
+      this.requests.finish(device, request);
     }
     return true;
-  }
-
-  /** Settles a request once all its frames (and its flush, if it needs one) are answered. */
-  #maybeFinish(device: AoeDevice, request: QueuedRequest): void {
-    if (request.framesOut > 0) return;
-    if (!request.failed) {
-      if (request.sent < request.sectors) return;
-      const needsFlush = request.kind === "flush" || (request.fua && request.kind === "write");
-      if (needsFlush && request.flushStage !== "sent") {
-        this.service(device);
-        return;
-      }
-    }
-    const queue = this.#queues.get(device);
-    const index = queue?.indexOf(request) ?? -1;
-    if (index >= 0) queue!.splice(index, 1);
-    if (request.failed) {
-      this.deviceCounters.of(device).failed++;
-      request.reject(new Error(request.failed));
-    } else request.resolve();
-    if (index === 0 && queue!.length > 0) this.service(device);
   }
 
   // ---- the timer ----------------------------------------------------------
@@ -944,7 +796,7 @@ export class Initiator {
       // timer work: the kernel's rexmit_timer finds its lists empty too.
       if (
         this.#frames.busy(device) || device.kickme || this.#identifyPending.has(device) ||
-        (this.#queues.get(device)?.length ?? 0) > 0
+        this.requests.pending(device) > 0
       ) this.#rexmitTimer(device);
     }
     for (const link of this.links) link.flush();
@@ -1058,7 +910,7 @@ export class Initiator {
         if (f.request) {
           f.request.failed = `${device.name}: resend: no interfaces to rotate to`;
           f.request.framesOut--;
-          this.#maybeFinish(device, f.request);
+          this.requests.finish(device, f.request);
         }
         continue;
       }
@@ -1081,44 +933,24 @@ export class Initiator {
     }
   }
 
-  /** Marks a device down: all queued and outstanding I/O fails (aoedev_downdev). */
+  /** Marks a device down: all queued and outstanding I/O fails (driver/device_life.ts, aoedev_downdev). */
   downDevice(device: AoeDevice): void {
-    const failure = new Error(`device ${device.name} is not up`);
-    for (const f of this.#frames.clear(device)) {
-      if (f.request) f.request.failed = failure.message;
-    }
-    for (const t of device.targets) {
-      t.nout = 0;
-      t.resetWindow();
-    }
-    const queue = this.#queues.get(device) ?? [];
-    this.#queues.delete(device);
-    for (const request of queue) request.reject(failure);
-    this.#identifyPending.delete(device);
-    device.up = false;
-    device.kickme = false;
-    this.hooks.changed(device);
+    deviceLife.downDevice(this.#life, device);
   }
 
-  /** Revalidate: fresh estimates, Query Config for the device and IDENTIFY (aoedev_revalidate). */
+  /** Revalidate: fresh estimates, Query Config for the device and IDENTIFY (driver/device_life.ts). */
   revalidate(device: AoeDevice): void {
-    device.cleanSlate();
-    this.discover(device.shelf, device.slot);
-    this.#identifyPending.add(device);
-    if (device.targets.length > 0) this.#identify(device);
+    deviceLife.revalidate(this.#life, device);
   }
 
-  /** Forgets a device entirely (flush). */
+  /** Forgets a device entirely (flush; driver/device_life.ts). */
   forget(device: AoeDevice): void {
-    this.downDevice(device);
-    this.devices.remove(device);
+    deviceLife.forget(this.#life, device);
   }
 
   /** Requests submitted and not yet settled, on every device. */
   get queuedRequests(): number {
-    let n = 0;
-    for (const queue of this.#queues.values()) n += queue.length;
-    return n;
+    return this.requests.size;
   }
 
   /** Frames outstanding on the whole initiator. */

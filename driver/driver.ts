@@ -10,13 +10,31 @@ import { type FrameLink, goneLinks, type LinkKind, listInterfaces, openLink } fr
 import { eventLoopTurn, EventLoopYield, Reactor, type WaitResult } from "../reactor/mod.ts";
 import type { AccessPolicy } from "./access.ts";
 import { BlockDevice } from "./blockdev.ts";
-import { DISCOVERY_INTERVAL_MS, Initiator, TICK_MS } from "./commands.ts";
+import {
+  DISCOVERY_INTERVAL_MS,
+  Initiator,
+  type InitiatorCounters,
+  type InitiatorHooks,
+  TICK_MS,
+} from "./commands.ts";
 import { type ControlCommand, ControlFiles } from "./control.ts";
-import type { AoeDevice } from "./device.ts";
+import type { AoeDevice, DeviceTable } from "./device.ts";
+import type { InitiatorExtensions } from "./extensions.ts";
 import { type DriverParams, parseIflist } from "./params.ts";
 import type { DriverPaths } from "./paths.ts";
 import { SYSFS_FLUSH_BUDGET_MS, SysfsTree } from "./sysfs.ts";
 import { errorMessage } from "../util/errors.ts";
+import {
+  checkHeader,
+  Command,
+  EXTENSION_COMMAND,
+  isError,
+  readCommand,
+  readErrorCode,
+  readShelf,
+  readSlot,
+  readTag,
+} from "../wire/mod.ts";
 
 /**
  * Longest sleep on the thread while (nearly) idle, in milliseconds, before
@@ -28,6 +46,38 @@ export const BUSY_YIELD_MS = 20;
 /** Whether an idle loop sleeps on its own thread by default (`AOE_IDLE_BLOCK=0` turns it off). */
 function idleBlockFromEnv(): boolean {
   return Deno.env.get("AOE_IDLE_BLOCK") !== "0";
+}
+
+/** The error codes' texts, as the kernel logs them (docs/protocol.md). */
+const ERROR_TEXT = [
+  "no such error",
+  "unrecognized command code",
+  "bad argument parameter",
+  "device unavailable",
+  "config string present",
+  "unsupported version",
+];
+
+/**
+ * What the receive demux hands frames to: the command engine's response
+ * handlers (aoecmd.c's aoecmd_ata_rsp and aoecmd_cfg_rsp) and what it counts
+ * and logs with. {@link Initiator} is one.
+ */
+export interface AoeResponses {
+  /** The counters the demux adds to (received, filtered, malformed, ignored, error responses). */
+  readonly counters: InitiatorCounters;
+  /** Where the demux logs (the kernel log). */
+  readonly hooks: InitiatorHooks;
+  /** The devices, for the extension command's shelf.slot. */
+  readonly devices: DeviceTable;
+  /** The extensions, which take the extension command (docs/extensions.md). */
+  readonly extensions: InitiatorExtensions;
+  /** Whether frames on the interface are allowed by aoe_iflist. */
+  allowed(name: string): boolean;
+  /** An ATA response (aoecmd_ata_rsp). */
+  ataResponse(frame: Uint8Array, length: number, link: FrameLink): void;
+  /** A Query Config response (aoecmd_cfg_rsp). */
+  configResponse(frame: Uint8Array, length: number, link: FrameLink): void;
 }
 
 /** How to run a {@link Driver}. */
@@ -107,6 +157,71 @@ export class Driver {
         this.onDeviceChange?.(device);
       },
     });
+  }
+
+  /**
+   * Handles one received frame (aoenet_rcv): frames on interfaces outside
+   * aoe_iflist, malformed ones, requests and replies to userland tools are
+   * counted and dropped; error responses are logged and dropped; the rest go
+   * to the command engine by command (docs/driver.md).
+   */
+  receive(frame: Uint8Array, length: number, link: FrameLink): void {
+    const engine: AoeResponses = this.initiator;
+    const counters = engine.counters;
+    counters.received++;
+    if (!engine.allowed(link.name)) {
+      counters.filtered++;
+      return;
+    }
+    const problem = checkHeader(frame, length, true);
+    if (problem === "short" || problem === "ethertype") {
+      counters.malformed++;
+      return;
+    }
+    const tag = readTag(frame);
+    // Requests from other initiators, and replies to userland tools (tag bit 31), are not ours.
+    if (problem === "direction" || tag & 0x80000000) {
+      counters.ignored++;
+      return;
+    }
+    // No version check: the kernel's aoenet_rcv() has none, and vblade's start-up announcement
+    // (aoead() zeroes the header and sets only R) carries version 0 (docs/protocol.md §10).
+    if (frame[19] === EXTENSION_COMMAND) {
+      engine.extensions.receive(
+        frame,
+        length,
+        link,
+        engine.devices.get(readShelf(frame), readSlot(frame)),
+      );
+      return;
+    }
+    if (isError(frame)) {
+      // The kernel logs and drops these; the request stays outstanding and is retransmitted.
+      counters.errorResponses++;
+      const code = readErrorCode(frame);
+      engine.hooks.log(
+        `aoe: error packet from ${readShelf(frame)}.${
+          readSlot(frame)
+        }@${link.name}; ecode=${code} '${ERROR_TEXT[code] ?? ERROR_TEXT[0]}'`,
+      );
+      return;
+    }
+    const command = readCommand(frame);
+    switch (command) {
+      case Command.ata:
+        engine.ataResponse(frame, length, link);
+        return;
+      case Command.config:
+        engine.configResponse(frame, length, link);
+        return;
+      default:
+        if (command < 0xf0) {
+          engine.hooks.log(
+            `aoe: unknown AoE command type 0x${command.toString(16).padStart(2, "0")}`,
+          );
+        }
+        counters.ignored++;
+    }
   }
 
   /** The module parameters in use. */
@@ -286,7 +401,7 @@ export class Driver {
         const n = link.receive();
         for (let i = 0; i < n; i++) {
           try {
-            this.initiator.receive(link.rx[i], link.rxLength[i], link);
+            this.receive(link.rx[i], link.rxLength[i], link);
           } catch (error) {
             this.#failed("frame", error);
           }

@@ -283,7 +283,7 @@ Deno.test("driver: spoofed Query Config answers cannot grow the device table wit
     const link = driver.links.get("eth1")!;
     for (let shelf = 100; shelf < 1100; shelf++) {
       const frame = configAnswer(shelf, 1, 0x02000000aa00 + (shelf & 0xff));
-      driver.initiator.receive(frame, frame.length, link);
+      driver.receive(frame, frame.length, link);
     }
     const { devices, counters } = driver.initiator;
     // aoe_maxdevs=40 bounds the table; e9.0 holds one entry.
@@ -302,7 +302,7 @@ Deno.test("driver: spoofed Query Config answers cannot grow the device table wit
     assert.ok(driver.initiator.recovery.open(performance.now()), "a discovery's window is open");
     for (let shelf = 100; shelf < 1100; shelf++) {
       const frame = configAnswer(shelf, 1, 0x02000000aa00);
-      driver.initiator.receive(frame, frame.length, link);
+      driver.receive(frame, frame.length, link);
     }
     // Under the default bound, a burst is held to the rate limit.
     const created = driver.initiator.devices.list().length - 1;

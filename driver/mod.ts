@@ -5,12 +5,8 @@
  */
 
 export { BlockDevice } from "./blockdev.ts";
-export {
-  type BlockRequest,
-  Initiator,
-  type InitiatorCounters,
-  type InitiatorHooks,
-} from "./commands.ts";
+export { Initiator, type InitiatorCounters, type InitiatorHooks } from "./commands.ts";
+export { type BlockRequest } from "./requests.ts";
 export { CONTROL_FILES, type ControlCommand, ControlFiles } from "./control.ts";
 export {
   AoeDevice,
@@ -31,6 +27,14 @@ export { type AccessPolicy } from "./access.ts";
 export { DRIVER_VERSION, SysfsTree } from "./sysfs.ts";
 export { DiscoveryRecovery, type RecoveryAction, type RecoveryHooks } from "./recovery.ts";
 export { FrameTable, type TableFrame } from "./frames.ts";
+export {
+  addressableSectors,
+  invalidRequest,
+  LBA48_MAX_SECTORS,
+  type QueuedRequest,
+  type RequestEngine,
+  RequestQueues,
+} from "./requests.ts";
 export { type Admission, DiscoveryQueries } from "./discovery.ts";
 export { MAX_TAINT, rto, rttSample, scorn, shrinkWindow } from "./timing.ts";
 export { DEFAULT_PARAMS, type DriverParams, parseIflist, resolveParams } from "./params.ts";
