@@ -77,6 +77,13 @@ export const TICK_MS = 100;
 export const DISCOVERY_INTERVAL_MS = 60_000;
 /** Jiffies per second of the emulated kernel (Debian's CONFIG_HZ=250). */
 export const HZ = 250;
+/**
+ * Target paths (source MACs) one device may have. The kernel grows its
+ * table without bound; here answers from more MACs than this for one
+ * shelf.slot (spoofed, or a misconfiguration) are refused and counted in
+ * `refusedPaths`, so they cannot pull I/O onto paths that do not exist.
+ */
+export const MAX_TARGET_PATHS = 16;
 /** The jiffies counter starts 300 s before wrapping, as the kernel's INITIAL_JIFFIES. */
 const INITIAL_JIFFIES = 0x100000000 - 300 * HZ;
 
@@ -125,6 +132,8 @@ export interface InitiatorCounters {
   ataErrors: number;
   /** Query Config answers for a new address refused: the table was full or new devices came too fast. */
   refusedDevices: number;
+  /** Query Config answers from a new MAC for a device that already has {@link MAX_TARGET_PATHS}. */
+  refusedPaths: number;
   /** Frames the kernel dropped on every link for want of receive room (each link's `rxDrops`). */
   rxDrops: number;
 }
@@ -155,6 +164,7 @@ export class Initiator {
     retransmits: 0,
     ataErrors: 0,
     refusedDevices: 0,
+    refusedPaths: 0,
     rxDrops: 0,
   };
   /** The links frames may use (aoe_iflist applied by the caller). */
@@ -303,6 +313,15 @@ export class Initiator {
     if (target) {
       target.nframes = bufferCount;
       if (bufferCount < target.maxout) target.resetWindow();
+    } else if (device.targets.length >= MAX_TARGET_PATHS) {
+      if (this.counters.refusedPaths++ === 0) {
+        this.hooks.log(
+          `aoe: ${device.name}: a path from ${
+            formatMac(src)
+          } not added (already ${MAX_TARGET_PATHS} paths)`,
+        );
+      }
+      return;
     } else {
       target = new TargetPath(src, bufferCount);
       device.targets.push(target);

@@ -1,10 +1,7 @@
 /**
- * Reproducer for the lead (driver/ is helper S's until 22:25; not fixed here):
- * Query Config answers for one existing device from many spoofed source MACs
- * each add a target path (and each is sent an IDENTIFY) without bound; the
- * device's I/O is then spread over paths that do not exist. It fails until
- * that is fixed, so it runs only with AOE_REPRODUCERS=1:
- * `AOE_REPRODUCERS=1 deno test -A tests/r_spoofed_paths_test.ts`.
+ * Query Config answers for one known device from many spoofed source MACs:
+ * each used to add a target path (and an IDENTIFY) without bound, and the
+ * device's I/O was then spread over paths that do not exist.
  */
 import assert from "node:assert/strict";
 import { MemorySegment } from "../link/mod.ts";
@@ -12,9 +9,10 @@ import { MemoryStore } from "../target/backing.ts";
 import { Export } from "../target/export.ts";
 import { TargetServer } from "../target/server.ts";
 import { BROADCAST_MAC, Command, encodeConfig, encodeHeader } from "../wire/mod.ts";
-import { Driver } from "../driver/driver.ts";
-import { DEFAULT_PARAMS } from "../driver/params.ts";
-import { driverPaths } from "../driver/paths.ts";
+import { Driver } from "./driver.ts";
+import { DEFAULT_PARAMS } from "./params.ts";
+import { driverPaths } from "./paths.ts";
+import { MAX_TARGET_PATHS } from "./commands.ts";
 
 const TARGET_MAC = 0x020000000001;
 const INITIATOR_MAC = 0x020000000002;
@@ -44,11 +42,7 @@ function answer(src: number): Uint8Array {
   return frame;
 }
 
-Deno.test({
-  name:
-    "reproducer: spoofed Query Config answers for a known device add target paths without bound",
-  ignore: Deno.env.get("AOE_REPRODUCERS") !== "1",
-}, async () => {
+Deno.test("initiator: spoofed Query Config answers for a known device add at most MAX_TARGET_PATHS paths, counted", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "aoe-spoof-" });
   const segment = new MemorySegment();
   const initiatorLink = segment.attach(INITIATOR_MAC, "eth1");
@@ -77,8 +71,12 @@ Deno.test({
     }
     await new Promise((r) => setTimeout(r, 500));
     const paths = driver.initiator.devices.get(9, 4)!.targets.length;
-    console.log(`${frames} spoofed answers: ${paths} target paths on e9.4`);
-    assert.ok(paths <= 64, `${paths} target paths on e9.4 after ${frames} spoofed answers`);
+    assert.equal(
+      paths,
+      MAX_TARGET_PATHS,
+      `${paths} target paths on e9.4 after ${frames} spoofed answers`,
+    );
+    assert.equal(driver.initiator.counters.refusedPaths, frames - (MAX_TARGET_PATHS - 1));
   } finally {
     await driver.stop();
     await server.stop();
