@@ -16,11 +16,9 @@
  * @module
  */
 
+import { memoryDriver } from "../testing/memory_driver.ts";
 import { parseArgs } from "node:util";
 import { InitiatorExtensions } from "../driver/extensions.ts";
-import { Driver } from "../driver/driver.ts";
-import { DEFAULT_PARAMS } from "../driver/params.ts";
-import { driverPaths } from "../driver/paths.ts";
 import { MemorySegment } from "../link/mod.ts";
 import { MemoryStore } from "../target/backing.ts";
 import { Export } from "../target/export.ts";
@@ -127,13 +125,7 @@ async function endToEnd(kind: CrcKind | undefined): Promise<number> {
   );
   server.run();
   const link = segment.attach(2, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, iflist: [], crc: kind ?? "none" },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => link,
-    listInterfaces: () => ["eth1"],
-    files: false,
-  });
+  const driver = memoryDriver(link, dir, { params: { crc: kind ?? "none" }, files: false });
   driver.start();
   try {
     while (!driver.initiator.devices.get(1, 0)?.up) await new Promise((r) => setTimeout(r, 10));

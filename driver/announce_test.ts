@@ -1,12 +1,10 @@
+import { memoryDriver } from "../testing/memory_driver.ts";
 import assert from "node:assert/strict";
 import { MemorySegment } from "../link/mod.ts";
 import { MemoryStore } from "../target/backing.ts";
 import { Export } from "../target/export.ts";
 import { TargetServer } from "../target/server.ts";
 import { BROADCAST_MAC, Command, encodeConfig, encodeHeader } from "../wire/mod.ts";
-import { Driver } from "./driver.ts";
-import { DEFAULT_PARAMS } from "./params.ts";
-import { driverPaths } from "./paths.ts";
 
 const TARGET_MAC = 0x020000000001;
 const INITIATOR_MAC = 0x020000000002;
@@ -54,12 +52,7 @@ Deno.test("driver: vblade's version-0 announcement brings the device up with no 
   const dir = Deno.makeTempDirSync({ prefix: "aoe-announce-" });
   const segment = new MemorySegment();
   const initiatorLink = segment.attach(INITIATOR_MAC, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, iflist: [] },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => initiatorLink,
-    listInterfaces: () => ["eth1"],
-  });
+  const driver = memoryDriver(initiatorLink, dir);
   // The initiator starts first: its discovery broadcast finds nobody.
   driver.start();
   const server = new TargetServer(
@@ -88,13 +81,7 @@ Deno.test("driver: what the kernel drops too is still counted malformed (short, 
   const dir = Deno.makeTempDirSync({ prefix: "aoe-announce-" });
   const segment = new MemorySegment();
   const initiatorLink = segment.attach(INITIATOR_MAC, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, iflist: [] },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => initiatorLink,
-    listInterfaces: () => ["eth1"],
-    files: false,
-  });
+  const driver = memoryDriver(initiatorLink, dir, { files: false });
   driver.start();
   try {
     const short = vbladeAnnouncement(9, 4).slice(0, 20);

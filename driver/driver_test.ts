@@ -1,11 +1,11 @@
+import { memoryDriver } from "../testing/memory_driver.ts";
 import assert from "node:assert/strict";
 import { HOLD, MemorySegment } from "../link/mod.ts";
 import { MemoryStore } from "../target/backing.ts";
 import { Export } from "../target/export.ts";
 import { TargetServer } from "../target/server.ts";
 import { Driver } from "./driver.ts";
-import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
-import { driverPaths } from "./paths.ts";
+import { type DriverParams } from "./params.ts";
 
 const TARGET_MAC = 0x020000000001;
 const INITIATOR_MAC = 0x020000000002;
@@ -31,12 +31,7 @@ async function withRig(
   );
   server.run();
   const initiatorLink = segment.attach(INITIATOR_MAC, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, ...options.params, iflist: options.params?.iflist ?? [] },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => initiatorLink,
-    listInterfaces: () => ["eth1"],
-  });
+  const driver = memoryDriver(initiatorLink, dir, { params: options.params });
   driver.start();
   try {
     await fn({ driver, store, server, segment, dir });

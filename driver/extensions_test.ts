@@ -1,3 +1,4 @@
+import { memoryDriver } from "../testing/memory_driver.ts";
 import assert from "node:assert/strict";
 import { type Impairment, MemorySegment } from "../link/mod.ts";
 import { MemoryStore } from "../target/backing.ts";
@@ -6,8 +7,7 @@ import type { ExtensionPolicy } from "../target/extensions.ts";
 import { TargetServer } from "../target/server.ts";
 import { AtaOp, Command, CRC_KINDS, EXTENSION_COMMAND, readTag } from "../wire/mod.ts";
 import { Driver } from "./driver.ts";
-import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
-import { driverPaths } from "./paths.ts";
+import { type DriverParams } from "./params.ts";
 
 const TARGET_MAC = 0x020000000001;
 const INITIATOR_MAC = 0x020000000002;
@@ -46,13 +46,7 @@ async function withRig(
   const server = new TargetServer([device], [segment.attach(TARGET_MAC, "tgt0")]);
   server.run();
   const initiatorLink = segment.attach(INITIATOR_MAC, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, ...options.params, iflist: [] },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => initiatorLink,
-    listInterfaces: () => ["eth1"],
-    files: false,
-  });
+  const driver = memoryDriver(initiatorLink, dir, { params: options.params, files: false });
   const errors: string[] = [];
   (driver.initiator.hooks as { error: (line: string) => void }).error = (line) => errors.push(line);
   driver.start();

@@ -3,14 +3,13 @@
  * answers dropped are asked for again, by slot and spread in time, until
  * every device is up; with nothing dropped nothing is asked again.
  */
+import { memoryDriver } from "../testing/memory_driver.ts";
 import assert from "node:assert/strict";
 import { MemorySegment } from "../link/mod.ts";
 import { MemoryStore } from "../target/backing.ts";
 import { Export } from "../target/export.ts";
 import { TargetServer } from "../target/server.ts";
 import { Driver } from "./driver.ts";
-import { DEFAULT_PARAMS } from "./params.ts";
-import { driverPaths } from "./paths.ts";
 
 const SHELVES = 10;
 const SLOTS = 20;
@@ -30,13 +29,7 @@ async function withBurst(
   const server = new TargetServer(exports, [segment.attach(0x020000000001, "tgt0")]);
   server.run();
   const link = segment.attach(0x020000000002, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, iflist: [] },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => link,
-    listInterfaces: () => ["eth1"],
-    files: false,
-  });
+  const driver = memoryDriver(link, dir, { files: false });
   driver.start();
   try {
     await fn(driver, segment);
@@ -108,13 +101,7 @@ async function announceAfter(rxQueue: number, timeoutMs: number) {
   const dir = Deno.makeTempDirSync({ prefix: "aoe-announce-many-" });
   const segment = new MemorySegment({ rxQueue });
   const link = segment.attach(0x020000000002, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, iflist: [] },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => link,
-    listInterfaces: () => ["eth1"],
-    files: false,
-  });
+  const driver = memoryDriver(link, dir, { files: false });
   driver.start();
   const exports: Export[] = [];
   for (let shelf = 1; shelf <= SHELVES; shelf++) {

@@ -3,15 +3,13 @@
  * each used to add a target path (and an IDENTIFY) without bound, and the
  * device's I/O was then spread over paths that do not exist.
  */
+import { memoryDriver } from "../testing/memory_driver.ts";
 import assert from "node:assert/strict";
 import { MemorySegment } from "../link/mod.ts";
 import { MemoryStore } from "../target/backing.ts";
 import { Export } from "../target/export.ts";
 import { TargetServer } from "../target/server.ts";
 import { BROADCAST_MAC, Command, encodeConfig, encodeHeader } from "../wire/mod.ts";
-import { Driver } from "./driver.ts";
-import { DEFAULT_PARAMS } from "./params.ts";
-import { driverPaths } from "./paths.ts";
 import { MAX_TARGET_PATHS } from "./commands.ts";
 
 const TARGET_MAC = 0x020000000001;
@@ -46,12 +44,7 @@ Deno.test("initiator: spoofed Query Config answers for a known device add at mos
   const dir = Deno.makeTempDirSync({ prefix: "aoe-spoof-" });
   const segment = new MemorySegment();
   const initiatorLink = segment.attach(INITIATOR_MAC, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, iflist: [] },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => initiatorLink,
-    listInterfaces: () => ["eth1"],
-  });
+  const driver = memoryDriver(initiatorLink, dir);
   const server = new TargetServer(
     [new Export({ shelf: 9, slot: 4, store: new MemoryStore(2048), bufferCount: 16 })],
     [segment.attach(TARGET_MAC, "tgt0")],

@@ -4,6 +4,7 @@
  * target path, a silent target scorned, its frames moved, a probe left on it,
  * and its taint redeemed once it answers again.
  */
+import { memoryDriver } from "../testing/memory_driver.ts";
 import assert from "node:assert/strict";
 import { MemorySegment } from "../link/mod.ts";
 import { MemoryStore } from "../target/backing.ts";
@@ -20,8 +21,7 @@ import {
   readLba,
 } from "../wire/mod.ts";
 import { Driver } from "./driver.ts";
-import { DEFAULT_PARAMS, type DriverParams } from "./params.ts";
-import { driverPaths } from "./paths.ts";
+import { type DriverParams } from "./params.ts";
 
 const A_MAC = 0x020000000001;
 const B_MAC = 0x020000000003;
@@ -59,13 +59,7 @@ async function withTargets(
   );
   for (const s of servers) s.run();
   const link = segment.attach(INITIATOR_MAC, "eth1");
-  const driver = new Driver({
-    params: { ...DEFAULT_PARAMS, ...options.params, iflist: [] },
-    paths: driverPaths({ devDir: `${dir}/dev`, runDir: `${dir}/run` }),
-    openLink: () => link,
-    listInterfaces: () => ["eth1"],
-    files: false,
-  });
+  const driver = memoryDriver(link, dir, { params: options.params, files: false });
   driver.start();
   try {
     await until(
