@@ -52,6 +52,18 @@ export function packetDrops(fd: number): number {
   return r === 0 ? stats[1] : -1;
 }
 
+/**
+ * Adds the frames the kernel dropped on packet socket `fd` since the last
+ * read to `counters.rxDrops` (nothing for a closed socket); returns them.
+ */
+export function accumulateDrops(fd: number, counters: { rxDrops: number }): number {
+  if (fd < 0) return 0;
+  const n = packetDrops(fd);
+  if (n <= 0) return 0;
+  counters.rxDrops += n;
+  return n;
+}
+
 function htons(value: number): number {
   return ((value & 0xff) << 8) | (value >> 8);
 }
@@ -217,11 +229,7 @@ export class PacketLink implements FrameLink {
   }
 
   readDrops(): number {
-    if (this.#fd < 0) return 0;
-    const n = packetDrops(this.#fd);
-    if (n <= 0) return 0;
-    this.counters.rxDrops += n;
-    return n;
+    return accumulateDrops(this.#fd, this.counters);
   }
 
   async wait(timeoutMs: number): Promise<void> {

@@ -11,7 +11,7 @@
 
 import { check, libc, linux, SystemError } from "../ffi/libc.ts";
 import { interfaceInfo } from "./netif.ts";
-import { aoePacketSocket, bindToInterface, packetDrops } from "./packet.ts";
+import { accumulateDrops, aoePacketSocket, bindToInterface, packetDrops } from "./packet.ts";
 import { type FrameLink, type LinkCounters, padToMinimum } from "./types.ts";
 import { pollFds, pollFdsSync, SYNC_WAIT_MS } from "./wait.ts";
 
@@ -301,11 +301,7 @@ export class RingLink implements FrameLink {
   }
 
   readDrops(): number {
-    if (this.#fd < 0) return 0;
-    const n = packetDrops(this.#fd);
-    if (n <= 0) return 0;
-    this.counters.rxDrops += n;
-    return n;
+    return accumulateDrops(this.#fd, this.counters);
   }
 
   async wait(timeoutMs: number): Promise<void> {
