@@ -31,8 +31,6 @@ import {
   BROADCAST_SLOT,
   Command,
   readCommand,
-  readShelf,
-  readSlot,
   readSource,
 } from "../wire/mod.ts";
 import type { Export } from "./export.ts";
