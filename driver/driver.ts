@@ -186,7 +186,7 @@ export class Driver {
     }
     // No version check: the kernel's aoenet_rcv() has none, and vblade's start-up announcement
     // (aoead() zeroes the header and sets only R) carries version 0 (docs/protocol.md §10).
-    if (frame[19] === EXTENSION_COMMAND) {
+    if (readCommand(frame) === EXTENSION_COMMAND) {
       engine.extensions.receive(
         frame,
         length,

@@ -23,8 +23,8 @@ import {
   EXTENSION_COMMAND,
   EXTENSION_LENGTH,
   ExtensionOp,
-  Flag,
   grantedCrc,
+  isError,
   isExtensionFrame,
   readMac,
 } from "../wire/mod.ts";
@@ -200,7 +200,7 @@ export class InitiatorExtensions {
     const target = device.targetFor(readMac(frame, 6));
     const path = target ? this.#paths.get(target)?.get(link) : undefined;
     if (!target || !path) return;
-    if (frame[14] & Flag.error || !isExtensionFrame(frame, length)) {
+    if (isError(frame) || !isExtensionFrame(frame, length)) {
       // "Unrecognized command" (vblade) or another vendor's 0xF0: plain AoE on this path.
       if (path.state !== "unsupported") this.counters.unsupported++;
       path.state = "unsupported";

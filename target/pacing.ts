@@ -31,6 +31,8 @@ import {
   BROADCAST_SLOT,
   Command,
   readCommand,
+  readShelf,
+  readSlot,
   readSource,
 } from "../wire/mod.ts";
 import type { Export } from "./export.ts";
@@ -192,11 +194,9 @@ export class ReplyPacer {
    * window allows now, queues the rest. False leaves the request to the
    * server (any other command, or one export at most).
    */
-  take(request: Uint8Array, length: number, link: FrameLink, address: {
-    shelf: number;
-    slot: number;
-  }): boolean {
-    const { shelf, slot } = address;
+  take(request: Uint8Array, length: number, link: FrameLink): boolean {
+    const shelf = readShelf(request);
+    const slot = readSlot(request);
     if (shelf !== BROADCAST_SHELF && slot !== BROADCAST_SLOT) return false;
     if (readCommand(request) !== Command.config) return false;
     const devices = this.live().filter((device) =>
@@ -274,9 +274,9 @@ export class ReplyPacer {
    * in: if it is for a device answered to its sender (announced: to anyone),
    * the answer was taken and its place in the window is free.
    */
-  heard(request: Uint8Array, link: FrameLink, address: { shelf: number; slot: number }): void {
+  heard(request: Uint8Array, link: FrameLink): void {
     const window = this.#windows.get(link);
-    const sent = window?.byKey.get(address.shelf * 256 + address.slot);
+    const sent = window?.byKey.get(readShelf(request) * 256 + readSlot(request));
     if (!window || !sent || sent.acked) return;
     if (sent.source !== -1 && sent.source !== readSource(request)) return;
     sent.acked = true;

@@ -151,7 +151,7 @@ export class TargetServer {
     try {
       this.#dispatch(frame, length, link);
     } catch (error) {
-      this.#failed(error, `a frame (command ${frame[19]}) on ${link.name}`);
+      this.#failed(error, `a frame (command ${readCommand(frame)}) on ${link.name}`);
     }
   }
 
@@ -221,11 +221,13 @@ export class TargetServer {
         if (device.matches(shelf, slot)) device.smallestMtu = this.#smallestMtu(device);
       }
     }
-    if (this.pacer.take(frame, length, link, { shelf, slot })) return;
-    if (this.pacer.pending) this.pacer.heard(frame, link, { shelf, slot });
+    // No object per frame here: the pacer reads the address itself, and only for broadcasts.
+    const broadcast = shelf === 0xffff || slot === 0xff;
+    if (broadcast && this.pacer.take(frame, length, link)) return;
+    if (this.pacer.pending) this.pacer.heard(frame, link);
     let answered = false;
     // A unicast address is looked up; only a broadcast visits every export.
-    const candidates = shelf === 0xffff || slot === 0xff
+    const candidates = broadcast
       ? this.exports
       : this.#byAddress().get(shelf * 256 + slot) ?? NO_EXPORTS;
     for (const device of candidates) {
