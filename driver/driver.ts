@@ -369,7 +369,9 @@ export class Driver {
   /** The aoe_iflist parameter file is writable: pick up what an administrator wrote there. */
   #checkIflistFile(): void {
     const text = this.#readIflistFile();
-    if (text === undefined || text === this.#iflistStamp) return;
+    // Zero bytes is a write caught between its truncate and its data (an empty list is "\n"):
+    // taking it would open every interface and write the empty list over the one being written.
+    if (text === undefined || text === "" || text === this.#iflistStamp) return;
     this.#iflistStamp = text;
     try {
       this.setInterfaces(text);

@@ -154,6 +154,18 @@ Deno.test("driver: a silent target goes down after aoe_deadsecs; pending reads f
   }, { params: { deadsecs: 1 } });
 });
 
+Deno.test("driver: an aoe_iflist file caught empty mid-write is not taken; the written list is", async () => {
+  await withRig(async ({ driver }) => {
+    const file = driver.sysfs.iflistPath;
+    Deno.writeTextFileSync(file, ""); // truncated, its data not yet written
+    await new Promise((r) => setTimeout(r, 300)); // three ticks
+    assert.deepEqual(driver.params.iflist, ["eth9"], "the list is unchanged");
+    Deno.writeTextFileSync(file, "eth1 eth9\n");
+    await until(() => driver.params.iflist.length === 2, "the written list taken");
+    assert.equal(Deno.readTextFileSync(file), "eth1 eth9\n");
+  }, { params: { iflist: ["eth9"] } });
+});
+
 Deno.test("driver: frames on an interface outside aoe_iflist are ignored", async () => {
   await withRig(async ({ driver }) => {
     await new Promise((r) => setTimeout(r, 300));
