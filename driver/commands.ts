@@ -251,11 +251,12 @@ export class Initiator {
   pump(): void {
     const now = performance.now();
     if (now >= this.recovery.nextAt) this.recovery.pump(now);
+    if (now >= this.queries.nextAskAt && this.queries.pumpAsks(now) > 0) this.recovery.extend(now);
   }
 
   /** When {@link pump} next has work (performance.now() time; Infinity: none). */
   get nextPumpAt(): number {
-    return this.recovery.nextAt;
+    return Math.min(this.recovery.nextAt, this.queries.nextAskAt);
   }
 
   #query(shelf: number, slot: number): void {

@@ -32,6 +32,13 @@ export const NEW_DEVICES_PER_SECOND = 16;
 export const QUERY_TAG_MS = 10_000;
 /** Targets asked directly at a time after their unsolicited answers were refused. */
 export const ASKED_TARGETS = 16;
+/**
+ * The shortest time between two direct asks of one MAC, in ms. A refusal
+ * inside it is not dropped: the ask goes out when the time is up, so a
+ * target announcing exports one after another (N vblade processes starting)
+ * sees each come up within this time of its announcement.
+ */
+export const ASK_INTERVAL_MS = 250;
 
 /** Whether an answer may add a device: yes, no (aoe_maxdevs reached), or not now (the rate). */
 export type Admission = "yes" | "maxdevs" | "rate";
@@ -46,8 +53,14 @@ export class DiscoveryQueries {
   #tag = 0;
   #previousTag = 0;
   #tagUntil = 0;
-  /** Targets asked directly after their unsolicited answers were refused: tag and when. */
-  #asked = new Map<number, { tag: number; at: number }>();
+  /**
+   * Targets asked directly after their unsolicited answers were refused: the
+   * tag of the last ask, of the one before (its answers may still be coming
+   * in), and when the last went out.
+   */
+  #asked = new Map<number, { tag: number; previousTag: number; at: number }>();
+  /** Refused targets whose ask waits for {@link ASK_INTERVAL_MS}: MAC and link. */
+  #pendingAsks = new Map<number, FrameLink>();
   /** Token bucket for unsolicited new devices. */
   #tokens = NEW_DEVICE_BURST;
   #refill = performance.now();
@@ -88,7 +101,8 @@ export class DiscoveryQueries {
       if (now < this.#tagUntil + QUERY_TAG_MS) return true;
     }
     const asked = this.#asked.get(src);
-    return asked !== undefined && asked.tag === tag && now < asked.at + QUERY_TAG_MS;
+    return asked !== undefined && tag !== 0 &&
+      (asked.tag === tag || asked.previousTag === tag) && now < asked.at + QUERY_TAG_MS;
   }
 
   /**
@@ -113,12 +127,16 @@ export class DiscoveryQueries {
    * Unsolicited answers from `src` were refused for their rate (a target
    * announcing many exports at start-up, or forgeries): ask that MAC itself,
    * under a tag of its own, so a real target's answers come in at once. At
-   * most once a second per MAC, for at most {@link ASKED_TARGETS} MACs at a
-   * time; returns whether a query went out.
+   * most once per {@link ASK_INTERVAL_MS} per MAC (a refusal inside it asks
+   * when it is up: {@link pumpAsks}), for at most {@link ASKED_TARGETS} MACs
+   * at a time; returns whether a query went out.
    */
   askTarget(src: number, link: FrameLink, now: number): boolean {
     const asked = this.#asked.get(src);
-    if (asked && now - asked.at < 1000) return false;
+    if (asked && now - asked.at < ASK_INTERVAL_MS) {
+      this.#pendingAsks.set(src, link);
+      return false;
+    }
     if (!asked && this.#asked.size >= ASKED_TARGETS) {
       for (const [mac, entry] of this.#asked) {
         if (now - entry.at >= QUERY_TAG_MS) this.#asked.delete(mac);
@@ -126,9 +144,32 @@ export class DiscoveryQueries {
       if (this.#asked.size >= ASKED_TARGETS) return false;
     }
     const tag = randomTag();
-    this.#asked.set(src, { tag, at: now });
+    this.#asked.set(src, { tag, previousTag: asked?.tag ?? 0, at: now });
+    this.#pendingAsks.delete(src);
     send(link, { dst: src, shelf: BROADCAST_SHELF, slot: BROADCAST_SLOT, tag });
     return true;
+  }
+
+  /** When a held-back ask is next due (performance.now() time; Infinity: none). */
+  get nextAskAt(): number {
+    let next = Infinity;
+    for (const mac of this.#pendingAsks.keys()) {
+      const at = (this.#asked.get(mac)?.at ?? -Infinity) + ASK_INTERVAL_MS;
+      if (at < next) next = at;
+    }
+    return next;
+  }
+
+  /** Sends the held-back asks that are due; returns how many went out. */
+  pumpAsks(now: number): number {
+    let sent = 0;
+    for (const [mac, link] of [...this.#pendingAsks]) {
+      const asked = this.#asked.get(mac);
+      if (asked && now - asked.at < ASK_INTERVAL_MS) continue;
+      this.#pendingAsks.delete(mac);
+      if (this.askTarget(mac, link, now)) sent++;
+    }
+    return sent;
   }
 }
 

@@ -8,6 +8,7 @@ import { BROADCAST_MAC, encodeHeader } from "../wire/mod.ts";
 import { TestInitiator } from "../testing/initiator.ts";
 import type { TestNet } from "../testing/netns.ts";
 import { aoeCommand, Daemon } from "../testing/procs.ts";
+import { scaleExports, sparseImages, startVblades, waitAllUp } from "../testing/scale.ts";
 import { sparseFile, withNet } from "../testing/target.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -62,6 +63,32 @@ Deno.test(
       const status = await initiator.status();
       assert.equal(status.devices.find((d) => d.name === "e7.3")?.sectors, (8 << 20) / 512);
       assert.ok(ms < 1000, `up in ${ms.toFixed(0)} ms`);
+    });
+  },
+);
+
+Deno.test(
+  "discovery: 150 vblade processes started one after another after the initiator all come up from their announcements (refusals past the burst are asked again)",
+  opts,
+  async () => {
+    await withInitiator({}, async (net, dir, daemons, initiator) => {
+      await initiator.modprobe();
+      await new Promise((r) => setTimeout(r, 300));
+      const exports = scaleExports(150);
+      const images = sparseImages(dir, exports, 1 << 20);
+      daemons.push(...await startVblades(net, exports, { netif: "t1p0", images }));
+      const started = performance.now();
+      // Past the first NEW_DEVICE_BURST, announcements are refused for their rate and the
+      // MAC is asked directly; announcements refused inside the ask interval must be asked
+      // for too, or those devices wait for the 60 s discovery.
+      const ms = await waitAllUp(initiator.sysDir, exports.map((e) => e.name), {
+        since: started,
+        timeoutMs: 5000,
+      });
+      const status = await initiator.status();
+      assert.equal(status.devices.filter((d) => d.state === "up").length, 150);
+      assert.ok(status.counters.refusedDevices > 0, "the burst limit was reached");
+      console.log(`150 vblade: all up ${ms.toFixed(0)} ms after the last start`);
     });
   },
 );
