@@ -18,7 +18,7 @@
  * - the initiator's refused devices, retransmissions and lost frames.
  *
  *   deno run -A bench/scale_bench.ts [--n 64,1000,4000] [--link ring,packet,pcap]
- *     [--tree tmpfs,disk] [--cases one,one-later,several,several-later,vblade-later]
+ *     [--tree tmpfs,disk,disk-in-place] [--cases one,one-later,several,several-later,vblade-later]
  *     [--procs 4] [--timeout 30] [--idle 3]
  *
  * Case names: `one` is one `aoe target` process started before the
@@ -51,14 +51,19 @@ import {
 
 const CASES = ["one", "one-later", "several", "several-later", "vblade", "vblade-later"] as const;
 type Case = typeof CASES[number];
-const TREES = { tmpfs: "/dev/shm", disk: "/var/tmp" } as const;
+/**
+ * Where the run directory is: on tmpfs, on a disk filesystem (the tree then
+ * lives on /dev/shm behind a symlink, the default: driver/memory_tree.ts),
+ * or on disk with the tree written there in place (AOE_TREE_IN_PLACE=1).
+ */
+const TREES = { tmpfs: "/dev/shm", disk: "/var/tmp", "disk-in-place": "/var/tmp" } as const;
 type Tree = keyof typeof TREES;
 
 const { values } = parseArgs({
   options: {
     n: { type: "string", default: "64,1000,4000" },
     link: { type: "string", default: "ring,packet,pcap" },
-    tree: { type: "string", default: "tmpfs,disk" },
+    tree: { type: "string", default: "tmpfs,disk,disk-in-place" },
     cases: { type: "string", default: "one,one-later,several,several-later,vblade-later" },
     procs: { type: "string", default: "4" },
     timeout: { type: "string", default: "30" },
@@ -74,7 +79,7 @@ function fail(message: string): never {
 
 if (values.help) {
   console.log(
-    "deno run -A bench/scale_bench.ts [--n 64,1000,4000] [--link ring,packet,pcap] [--tree tmpfs,disk] [--cases " +
+    "deno run -A bench/scale_bench.ts [--n 64,1000,4000] [--link ring,packet,pcap] [--tree tmpfs,disk,disk-in-place] [--cases " +
       CASES.join(",") + "] [--procs 4] [--timeout 30] [--idle 3]",
   );
   Deno.exit(0);
@@ -88,7 +93,7 @@ if (links.some((l) => !["ring", "packet", "pcap"].includes(l))) {
   fail("--link: ring, packet or pcap");
 }
 const trees = values.tree!.split(",") as Tree[];
-if (trees.some((t) => !(t in TREES))) fail("--tree: tmpfs or disk");
+if (trees.some((t) => !(t in TREES))) fail("--tree: tmpfs, disk or disk-in-place");
 const cases = values.cases!.split(",") as Case[];
 if (cases.some((c) => !CASES.includes(c))) fail(`--cases: ${CASES.join(", ")}`);
 const procs = Number(values.procs);
@@ -173,7 +178,10 @@ async function runCase(n: number, link: LinkKind, tree: Tree, kase: Case): Promi
   const names = exports.map((e) => e.name);
   const images = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "aoe-scale-" });
   const net = await TestNet.create({});
-  const initiator = new TestInitiator(net, 1, { under: TREES[tree] });
+  const initiator = new TestInitiator(net, 1, {
+    under: TREES[tree],
+    treeInPlace: tree === "disk-in-place",
+  });
   const targets: Daemon[] = [];
   let closing: Promise<void> | undefined;
   // Ctrl-C during the cleanup waits for the same cleanup.

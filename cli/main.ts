@@ -61,7 +61,9 @@ initiator (the Linux aoe driver and aoetools, in userspace):
                                  32 MiB a connection); past it, reading waits
 
   AOE_DEVDIR (default /dev/etherd) and AOE_RUNDIR (default /run/aoe) move the
-  control files and the run-time tree; --devdir and --rundir do the same.
+  control files and the run-time tree; --devdir and --rundir do the same. On a
+  disk filesystem the attribute tree lives on /dev/shm behind a symlink
+  (AOE_TREE_IN_PLACE=1 keeps it in place).
   version   print the version
   help      this text
 

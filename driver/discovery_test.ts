@@ -2,12 +2,7 @@
 import assert from "node:assert/strict";
 import { MemorySegment } from "../link/memory.ts";
 import { readDestination, readTag } from "../wire/mod.ts";
-import {
-  ASK_INTERVAL_MS,
-  ASKED_TARGETS,
-  DiscoveryQueries,
-  NEW_DEVICE_BURST,
-} from "./discovery.ts";
+import { ASK_INTERVAL_MS, ASKED_TARGETS, DiscoveryQueries, NEW_DEVICE_BURST } from "./discovery.ts";
 
 const TARGET_MAC = 0x020000000009;
 

@@ -137,7 +137,9 @@ export class Driver {
    */
   constructor(readonly options: DriverOptions) {
     this.#files = options.files ?? true;
-    this.sysfs = new SysfsTree(options.paths.sysDir, options.access);
+    this.sysfs = new SysfsTree(options.paths.sysDir, options.access, {
+      inPlace: options.paths.treeInPlace,
+    });
     this.sysfs.onError = (error) => {
       if (this.sysfs.writeErrors === 1) {
         this.messages.push(

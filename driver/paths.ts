@@ -16,6 +16,12 @@ export interface DriverPaths {
   runDir: string;
   /** The sysfs-like tree: block/etherd!e9.0/..., module/aoe/parameters/... */
   sysDir: string;
+  /**
+   * Whether the tree is written in place even when the run directory is on
+   * a disk filesystem (`AOE_TREE_IN_PLACE=1`; by default it then lives on
+   * /dev/shm behind a symlink: driver/memory_tree.ts).
+   */
+  treeInPlace: boolean;
   /** The daemon's Unix socket for the CLI verbs. */
   socket: string;
   /** The daemon's pid file. */
@@ -32,6 +38,7 @@ export function driverPaths(options: { devDir?: string; runDir?: string } = {}):
     devDir,
     runDir,
     sysDir: `${runDir}/sys`,
+    treeInPlace: Deno.env.get("AOE_TREE_IN_PLACE") === "1",
     socket: `${runDir}/aoe.sock`,
     pidFile: `${runDir}/aoe.pid`,
     nbdSocket: `${runDir}/nbd.sock`,

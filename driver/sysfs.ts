@@ -8,12 +8,15 @@
  * loop is idle, or before the daemon answers a request). Each file is replaced
  * by rename, and a new device's directory is filled aside and renamed into
  * place, so no reader sees a half-written file or a half-filled directory.
+ * On a run directory on disk the tree's bytes live in memory, as sysfs's do
+ * (driver/memory_tree.ts).
  *
  * @module
  */
 
 import { type AccessPolicy, applyMode, MODES } from "./access.ts";
 import type { AoeDevice } from "./device.ts";
+import { prepareTree, removeTree } from "./memory_tree.ts";
 import type { DriverParams } from "./params.ts";
 
 /** The version the in-kernel driver reports. */
@@ -41,8 +44,14 @@ export class SysfsTree {
    *
    * @param sysDir the tree's root
    * @param access the group granted access, if any
+   * @param options `inPlace`: write the tree at `sysDir` even on a disk
+   *   filesystem (by default it then lives in memory: driver/memory_tree.ts)
    */
-  constructor(readonly sysDir: string, readonly access: AccessPolicy = {}) {}
+  constructor(
+    readonly sysDir: string,
+    readonly access: AccessPolicy = {},
+    readonly options: { inPlace?: boolean } = {},
+  ) {}
 
   /** Writes a file read-only for all but root (mode set explicitly: the umask never decides). */
   #write(path: string, content: string, mode: number = MODES.attribute): void {
@@ -68,8 +77,13 @@ export class SysfsTree {
     return `${this.sysDir}/block/etherd!${name}`;
   }
 
-  /** Creates the module directories and writes the parameters. */
+  /**
+   * Removes what an earlier daemon left at the tree's root, places the tree
+   * (in memory when the run directory is on disk: driver/memory_tree.ts),
+   * creates the module directories and writes the parameters.
+   */
   init(params: DriverParams): void {
+    prepareTree(this.sysDir, { inPlace: this.options.inPlace });
     this.#mkdir(`${this.sysDir}/block`);
     this.#mkdir(`${this.sysDir}/module/aoe/parameters`);
     this.#mkdir(`${this.sysDir}/.new`);
@@ -196,7 +210,7 @@ export class SysfsTree {
     this.#made.clear();
     this.#written.clear();
     try {
-      Deno.removeSync(this.sysDir, { recursive: true });
+      removeTree(this.sysDir);
     } catch { /* already gone */ }
   }
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { removeTree } from "../driver/memory_tree.ts";
 import { ask } from "../driver/daemon.ts";
 import { driverPaths } from "../driver/paths.ts";
 import type { TestNet } from "./netns.ts";
@@ -34,13 +35,22 @@ export class TestInitiator {
   /**
    * @param net the network
    * @param host where the driver runs
-   * @param options `under`: the directory that holds the run directory (default /run)
+   * @param options `under`: the directory that holds the run directory (default /run);
+   *   `treeInPlace`: the attribute tree written there even on disk (AOE_TREE_IN_PLACE)
    */
-  constructor(readonly net: TestNet, readonly host: number, options: { under?: string } = {}) {
+  constructor(
+    readonly net: TestNet,
+    readonly host: number,
+    options: { under?: string; treeInPlace?: boolean } = {},
+  ) {
     // No "p" in the path: aoetools' aoe-stat drops every path that has one.
     this.runDir = `${options.under ?? "/run"}/aoet${Deno.pid}x${counter++}`;
     this.devDir = `${this.runDir}/dev`;
+    this.#env = [`AOE_RUNDIR=${this.runDir}`, `AOE_DEVDIR=${this.devDir}`];
+    if (options.treeInPlace) this.#env.push("AOE_TREE_IN_PLACE=1");
   }
+
+  #env: string[];
 
   get sysDir(): string {
     return `${this.runDir}/sys`;
@@ -48,12 +58,7 @@ export class TestInitiator {
 
   /** Runs `aoe VERB ARGS` in the host with this initiator's directories. */
   aoe(args: string[], options: { stdin?: string } = {}) {
-    return this.net.run(this.host, [
-      "env",
-      `AOE_RUNDIR=${this.runDir}`,
-      `AOE_DEVDIR=${this.devDir}`,
-      ...aoeCommand(...args),
-    ], options);
+    return this.net.run(this.host, ["env", ...this.#env, ...aoeCommand(...args)], options);
   }
 
   /** Loads the driver; throws unless modprobe succeeds. */
@@ -128,6 +133,10 @@ export class TestInitiator {
   /** Unloads the driver (kills it if rmmod fails) and removes the directories. */
   async close(): Promise<void> {
     await this.aoe(["rmmod"]).catch(() => {});
+    try {
+      // A daemon that did not get to remove its tree may leave the memory copy behind.
+      removeTree(this.sysDir);
+    } catch { /* gone */ }
     try {
       Deno.removeSync(this.runDir, { recursive: true });
     } catch { /* gone */ }
