@@ -13,7 +13,8 @@ export const BENCH_BUFFERS = 64;
 
 /**
  * The command line of target `name`: "vblade" (Debian's), "null"
- * (bench/null_target.ts, no disk I/O), "aoe" (the default link),
+ * (bench/null_target.ts, no disk I/O), "floor" (bench/floor_target.ts: the
+ * least a Deno process does to answer a read, vblade's blocking loop), "aoe" (the default link),
  * "aoe-ring", "aoe-packet", "aoe-pcap" (one link kind), or "aoe-nospin"
  * (the default link with the spin before sleeping turned off, AOE_SPIN_US=0),
  * "aoe-bypass" (replies past the qdisc and packet taps, AOE_QDISC_BYPASS=1),
@@ -27,6 +28,10 @@ export function targetArgv(
   const buffers = String(BENCH_BUFFERS);
   const ifname = options.ifname ?? "t1p0";
   if (name === "vblade") return ["vblade", "-b", buffers, "9", "0", ifname, options.image];
+  if (name === "floor") {
+    const script = new URL("./floor_target.ts", import.meta.url).pathname;
+    return [Deno.execPath(), "run", "-A", script, "9", "0", ifname, options.image];
+  }
   if (name === "null") {
     const script = new URL("./null_target.ts", import.meta.url).pathname;
     return [Deno.execPath(), "run", "-A", script, "9", "0", ifname, String(options.sectors)];
