@@ -10,7 +10,11 @@
  * the NBD layer's own CPU (the bridge's process minus the initiator alone's)
  * with nbdkit's whole server.
  *
- *   deno run -A bench/nbd_bench.ts [--mtu 9000] [--mib 128]
+ *   deno run -A bench/nbd_bench.ts [--mtu 9000] [--mib 128] [--compare DIR]
+ *
+ * `--compare DIR` adds a second bridge, the NBD server of another checkout
+ * in DIR (its nbd/server.ts and nbd/bridge.ts) on the same driver, measured
+ * in the same interleaved rounds: an A/B of the NBD layer in one run.
  *
  * @module
  */
@@ -31,6 +35,7 @@ const { values } = parseArgs({
     mtu: { type: "string", default: "9000" },
     mib: { type: "string", default: "128" },
     seconds: { type: "string", default: "3" },
+    compare: { type: "string" },
   },
 });
 const bytes = Number(values.mib) << 20;
@@ -166,6 +171,13 @@ const driver = new Driver({
   files: false,
 });
 const server = new NbdServer(driverExports(driver), { reactor: driver.reactor });
+const compareName = values.compare ? `bridge chain (${values.compare})` : undefined;
+let other: { listenUnix(o: { path: string }): void; close(): void } | undefined;
+if (values.compare) {
+  const { NbdServer: OtherServer } = await import(`${values.compare}/nbd/server.ts`);
+  const { driverExports: otherExports } = await import(`${values.compare}/nbd/bridge.ts`);
+  other = new OtherServer(otherExports(driver), { reactor: driver.reactor });
+}
 try {
   await target.waitFor(/sectors/);
   targetPid = target.pid;
@@ -227,6 +239,7 @@ try {
     };
   };
   server.listenUnix({ path: `${dir}/bridge.sock` });
+  other?.listenUnix({ path: `${dir}/other.sock` });
   // Interleaved rounds, so that load elsewhere on the machine falls on both alike.
   for (let r = 0; r < ROUNDS; r++) {
     record("initiator alone", {
@@ -237,9 +250,13 @@ try {
       ...await rand(),
     });
     record("bridge chain", await measureNbd(`nbd+unix:///e9.0?socket=${dir}/bridge.sock`));
+    if (compareName) {
+      record(compareName, await measureNbd(`nbd+unix:///e9.0?socket=${dir}/other.sock`));
+    }
   }
 } finally {
   server.close();
+  other?.close();
   await driver.stop();
   await target.stop();
   await net.close();
@@ -267,11 +284,23 @@ for (const [name, r] of Object.entries(rows)) {
 }
 const chain = rows["bridge chain"], alone = rows["initiator alone"];
 const nbdkitRow = rows["nbdkit file (ceiling)"];
-for (const [name, base] of [["initiator alone", alone], ["nbdkit", nbdkitRow]] as const) {
+const bridges: [string, Row][] = [["bridge", chain]];
+if (compareName) bridges.push([compareName, rows[compareName]]);
+for (const [bridgeName, bridge] of bridges) {
+  for (const [name, base] of [["initiator alone", alone], ["nbdkit", nbdkitRow]] as const) {
+    console.log(
+      `| ${bridgeName} / ${name} | ${(bridge.read / base.read).toFixed(2)} | ${
+        (bridge.write / base.write).toFixed(2)
+      } | ${(bridge.iops / base.iops).toFixed(2)} |`,
+    );
+  }
+}
+if (compareName) {
+  const o = rows[compareName];
   console.log(
-    `| bridge / ${name} | ${(chain.read / base.read).toFixed(2)} | ${
-      (chain.write / base.write).toFixed(2)
-    } | ${(chain.iops / base.iops).toFixed(2)} |`,
+    `| bridge / ${compareName} | ${(chain.read / o.read).toFixed(2)} | ${
+      (chain.write / o.write).toFixed(2)
+    } | ${(chain.iops / o.iops).toFixed(2)} |`,
   );
 }
 
@@ -331,11 +360,14 @@ for (
     ["1 MiB seq write (nbdcopy)", "ms per MiB", (r: Row) => r.writeCpu],
   ] as const
 ) {
-  const layer = pick(chain).server - pick(alone).server;
-  const whole = pick(nbdkitRow).server;
-  console.log(
-    `| ${name}, ${unit} | ${layer.toFixed(2)} | ${whole.toFixed(2)} | ${
-      (layer / whole).toFixed(2)
-    } |`,
-  );
+  for (const [bridgeName, bridge] of bridges) {
+    const layer = pick(bridge).server - pick(alone).server;
+    const whole = pick(nbdkitRow).server;
+    const label = bridgeName === "bridge" ? name : `${name} [${bridgeName}]`;
+    console.log(
+      `| ${label}, ${unit} | ${layer.toFixed(2)} | ${whole.toFixed(2)} | ${
+        (layer / whole).toFixed(2)
+      } |`,
+    );
+  }
 }

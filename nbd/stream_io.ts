@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ByteStream } from "../reactor/mod.ts";
+import { type ByteStream, GATHER_MAX } from "../reactor/mod.ts";
 import type { BufferPool } from "./buffer_pool.ts";
 
 /** Buffered exact reads from a stream connection. */
@@ -26,6 +26,17 @@ export class ExactReader {
   /** Bytes received but not yet read (nothing may be pending when a connection switches to TLS). */
   get buffered(): number {
     return this.#end - this.#start;
+  }
+
+  /**
+   * Exactly `n` bytes if they are already buffered (pipelined requests), with
+   * no promise and no wait; undefined when they are not (then {@link read}).
+   */
+  readBuffered(n: number): Uint8Array | undefined {
+    if (this.#end - this.#start < n) return undefined;
+    const out = this.#buffer.slice(this.#start, this.#start + n);
+    this.#start += n;
+    return out;
   }
 
   /** Resolves with exactly `n` bytes, or undefined at end of stream. */
@@ -174,8 +185,13 @@ export class OrderedWriter {
       this.#queued = 0;
       if (this.#failed) continue;
       try {
-        for (const out of coalesce(parts, total)) {
-          for (let done = 0; done < out.length;) done += await this.conn.write(out.subarray(done));
+        if (this.conn.writev && parts.length > 1) await this.#gather(parts);
+        else {
+          for (const out of coalesce(parts, total)) {
+            for (let done = 0; done < out.length;) {
+              done += await this.conn.write(out.subarray(done));
+            }
+          }
         }
       } catch {
         this.#failed = true;
@@ -184,5 +200,16 @@ export class OrderedWriter {
     // Cleared with no await after the last emptiness check: a write queued at any
     // moment is either taken by this loop or starts a new one.
     this.#draining = false;
+  }
+
+  /** Writes `parts` with gathered writes (no joining copy), resuming after partial ones. */
+  async #gather(parts: Uint8Array[]): Promise<void> {
+    let at = 0;
+    while (at < parts.length) {
+      let done = await this.conn.writev!(parts.slice(at, at + GATHER_MAX));
+      while (at < parts.length && done >= parts[at].length) done -= parts[at++].length;
+      // A part written in part: the rest of it leads the next call.
+      if (done > 0) parts[at] = parts[at].subarray(done);
+    }
   }
 }

@@ -154,7 +154,7 @@ class Transmission {
     if (this.countsAsOpen) exp.open?.();
     try {
       for (;;) {
-        const headerBytes = await reader.read(28);
+        const headerBytes = reader.readBuffered(28) ?? await reader.read(28);
         if (!headerBytes) return;
         const request = decodeRequest(headerBytes);
         if (request.magic !== REQUEST_MAGIC) {
@@ -187,7 +187,7 @@ class Transmission {
         let payload: Uint8Array | undefined;
         if (request.type === Cmd.write) {
           try {
-            payload = await reader.read(request.length);
+            payload = reader.readBuffered(request.length) ?? await reader.read(request.length);
           } finally {
             if (!payload) this.#release(held); // end of stream, or the read failed
           }
