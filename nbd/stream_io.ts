@@ -185,11 +185,14 @@ export class OrderedWriter {
       this.#queued = 0;
       if (this.#failed) continue;
       try {
-        if (this.conn.writev && parts.length > 1) await this.#gather(parts);
+        const out = coalesce(parts, total);
+        // Small replies are joined (a copy costs less than building an iovec); a large
+        // payload goes out with its header in one gathered write, not copied.
+        if (this.conn.writev && out.length > 1) await this.#gather(out);
         else {
-          for (const out of coalesce(parts, total)) {
-            for (let done = 0; done < out.length;) {
-              done += await this.conn.write(out.subarray(done));
+          for (const one of out) {
+            for (let done = 0; done < one.length;) {
+              done += await this.conn.write(one.subarray(done));
             }
           }
         }
