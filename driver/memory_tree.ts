@@ -105,6 +105,34 @@ function isOurs(path: string, parent: string): boolean {
 }
 
 /**
+ * Whether readers may believe the tree at `sysDir`: it is no symlink, or a
+ * symlink to a directory (itself no symlink) owned by the symlink's owner. A
+ * memory copy's name is in a directory everybody may write to; where the
+ * directory is gone (a /dev/shm emptied under a run directory on disk, or
+ * another /dev/shm in the reader's mount namespace) anybody could make one of
+ * that name, and the readers would show their devices.
+ */
+export function trustedTree(sysDir: string): boolean {
+  let link: Deno.FileInfo;
+  try {
+    link = Deno.lstatSync(sysDir);
+  } catch {
+    return true; // nothing there, nothing read
+  }
+  if (!link.isSymlink) return true;
+  try {
+    let target = Deno.readLinkSync(sysDir);
+    if (!target.startsWith("/")) {
+      target = `${sysDir.slice(0, sysDir.lastIndexOf("/")) || "."}/${target}`;
+    }
+    const info = Deno.lstatSync(target);
+    return info.isDirectory && info.uid === link.uid;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Removes the tree at `sysDir`: the symlink and the memory copy it points
  * to when that is ours, or the directory itself. `memoryParent`: where
  * memory copies are made (default {@link MEMORY_TREE_PARENT}).
