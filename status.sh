@@ -11,6 +11,18 @@ format="%8s\t%8s\t%8s\n"
 me=`basename $0`
 sysd=${sysfs_dir:-${AOE_RUNDIR:-/run/aoe}/sys}
 
+# A tree behind a symlink (on /dev/shm when the run directory is on disk) is
+# read only when the directory it names is no symlink and is the symlink
+# owner's: that name is in a directory everybody may write to.
+if test -L "$sysd"; then
+	t=`readlink "$sysd"`
+	case "$t" in /*) ;; *) t=`dirname "$sysd"`/$t ;; esac
+	if test -L "$t" || test "`stat -c %u "$t" 2>/dev/null`" != "`stat -c %u "$sysd"`"; then
+		echo "$me Error: $sysd names a directory its owner did not make" 1>&2
+		exit 1
+	fi
+fi
+
 if test ! -d "$sysd/block"; then
 	echo "$me Error: sysfs is not mounted" 1>&2
 	exit 1

@@ -11,6 +11,7 @@ import { ask } from "../driver/daemon.ts";
 import { type DriverParams, resolveParams } from "../driver/params.ts";
 import { type DriverPaths, driverPaths } from "../driver/paths.ts";
 import { aoeStatRows, statusObjects } from "../driver/status.ts";
+import { trustedTree } from "../driver/memory_tree.ts";
 import {
   type DeviceCounters,
   formatDeviceCounters,
@@ -266,6 +267,11 @@ async function status(args: string[]): Promise<number> {
     Deno.statSync(`${sysDir}/block`);
   } catch {
     throw new CommandError(`${sysDir}/block does not exist (is the driver loaded?)`);
+  }
+  if (!trustedTree(sysDir)) {
+    throw new CommandError(
+      `${sysDir} names a directory its owner did not make (not the driver's tree)`,
+    );
   }
   // A tree the daemon left behind when it died is not the driver's state.
   if (given === undefined && !(await daemonAlive(paths))) {

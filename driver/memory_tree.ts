@@ -14,7 +14,8 @@
  * 0700 until the tree sets its own mode), so no local user can plant it;
  * a stale one from a daemon that died is removed only when it is ours (a
  * directory named {@link MEMORY_TREE_PREFIX} on the memory filesystem, owned
- * by this user).
+ * by this user). A memory parent that is missing, or that others may write to
+ * without the sticky bit, is not used (the tree is then written in place).
  *
  * @module
  */
@@ -72,10 +73,29 @@ export function filesystemType(path: string): string | undefined {
   return best?.type;
 }
 
+/**
+ * Whether `dir` may hold our private directory: an existing directory (not an
+ * ancestor of a missing one) owned by root or us, which others may not write
+ * to, or only with the sticky bit, as /dev/shm (mode 1777). In a directory
+ * others may write to without it, anybody could rename our directory away and
+ * put one of theirs in its place, and the daemon would write through it.
+ */
+function safeParent(dir: string): boolean {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(dir);
+  } catch {
+    return false;
+  }
+  if (!info.isDirectory || (info.uid !== 0 && info.uid !== Deno.uid())) return false;
+  const mode = info.mode ?? 0;
+  return (mode & 0o022) === 0 || (mode & 0o1000) !== 0;
+}
+
 /** Whether `path` is a memory copy of ours: a directory under the memory parent, named ours, owned by us. */
-function isOurs(path: string): boolean {
-  if (!path.startsWith(`${MEMORY_TREE_PARENT}/${MEMORY_TREE_PREFIX}`)) return false;
-  if (path.slice(MEMORY_TREE_PARENT.length + 1).includes("/")) return false;
+function isOurs(path: string, parent: string): boolean {
+  if (!path.startsWith(`${parent}/${MEMORY_TREE_PREFIX}`)) return false;
+  if (path.slice(parent.length + 1).includes("/")) return false;
   try {
     const info = Deno.lstatSync(path);
     return info.isDirectory && info.uid === Deno.uid();
@@ -85,10 +105,40 @@ function isOurs(path: string): boolean {
 }
 
 /**
- * Removes the tree at `sysDir`: the symlink and the memory copy it points
- * to when that is ours, or the directory itself.
+ * Whether readers may believe the tree at `sysDir`: it is no symlink, or a
+ * symlink to a directory (itself no symlink) owned by the symlink's owner. A
+ * memory copy's name is in a directory everybody may write to; where the
+ * directory is gone (a /dev/shm emptied under a run directory on disk, or
+ * another /dev/shm in the reader's mount namespace) anybody could make one of
+ * that name, and the readers would show their devices.
  */
-export function removeTree(sysDir: string): void {
+export function trustedTree(sysDir: string): boolean {
+  let link: Deno.FileInfo;
+  try {
+    link = Deno.lstatSync(sysDir);
+  } catch {
+    return true; // nothing there, nothing read
+  }
+  if (!link.isSymlink) return true;
+  try {
+    let target = Deno.readLinkSync(sysDir);
+    if (!target.startsWith("/")) {
+      target = `${sysDir.slice(0, sysDir.lastIndexOf("/")) || "."}/${target}`;
+    }
+    const info = Deno.lstatSync(target);
+    return info.isDirectory && info.uid === link.uid;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the tree at `sysDir`: the symlink and the memory copy it points
+ * to when that is ours, or the directory itself. `memoryParent`: where
+ * memory copies are made (default {@link MEMORY_TREE_PARENT}).
+ */
+export function removeTree(sysDir: string, options: { memoryParent?: string } = {}): void {
+  const parent = options.memoryParent ?? MEMORY_TREE_PARENT;
   let info: Deno.FileInfo;
   try {
     info = Deno.lstatSync(sysDir);
@@ -100,7 +150,7 @@ export function removeTree(sysDir: string): void {
     try {
       target = Deno.readLinkSync(sysDir);
     } catch { /* gone meanwhile */ }
-    if (target && isOurs(target)) Deno.removeSync(target, { recursive: true });
+    if (target && isOurs(target, parent)) Deno.removeSync(target, { recursive: true });
     Deno.removeSync(sysDir);
     return;
   }
@@ -113,17 +163,20 @@ export function removeTree(sysDir: string): void {
  * {@link MEMORY_TREE_PARENT} is, `sysDir` becomes a symlink to a new private
  * directory there. Returns that directory, or undefined when the tree is
  * written in place (already in memory, no memory filesystem, or `inPlace`).
+ * `memoryParent`: where the memory copy is made (default {@link MEMORY_TREE_PARENT}).
  */
 export function prepareTree(
   sysDir: string,
-  options: { inPlace?: boolean } = {},
+  options: { inPlace?: boolean; memoryParent?: string } = {},
 ): string | undefined {
-  removeTree(sysDir);
+  const memoryParent = options.memoryParent ?? MEMORY_TREE_PARENT;
+  removeTree(sysDir, { memoryParent });
   const parent = sysDir.slice(0, sysDir.lastIndexOf("/")) || "/";
   const here = filesystemType(parent);
   if (options.inPlace || (here && MEMORY_FS_TYPES.has(here))) return undefined;
-  if (!MEMORY_FS_TYPES.has(filesystemType(MEMORY_TREE_PARENT) ?? "")) return undefined;
-  const memory = Deno.makeTempDirSync({ dir: MEMORY_TREE_PARENT, prefix: MEMORY_TREE_PREFIX });
+  if (!safeParent(memoryParent)) return undefined;
+  if (!MEMORY_FS_TYPES.has(filesystemType(memoryParent) ?? "")) return undefined;
+  const memory = Deno.makeTempDirSync({ dir: memoryParent, prefix: MEMORY_TREE_PREFIX });
   try {
     Deno.mkdirSync(parent, { recursive: true });
     Deno.symlinkSync(memory, sysDir);

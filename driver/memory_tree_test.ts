@@ -92,3 +92,33 @@ Deno.test("memory tree: a run directory already in memory keeps its tree in plac
     Deno.removeSync(runDir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "memory tree: a memory parent that is missing (its ancestor on tmpfs) or that others may write to without the sticky bit is not used",
+  ignore: !onDisk,
+  fn() {
+    const runDir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "aoe-mt-" });
+    const shm = Deno.makeTempDirSync({ dir: MEMORY_TREE_PARENT, prefix: "rv-mt-" });
+    try {
+      // No such directory, but /dev/shm above it is tmpfs: mkdtemp there would fail the start.
+      assert.equal(prepareTree(`${runDir}/sys`, { memoryParent: `${shm}/missing` }), undefined);
+      assert.throws(() => Deno.lstatSync(`${runDir}/sys`), Deno.errors.NotFound);
+      // Writable by all without the sticky bit: anybody could rename our directory away
+      // and put theirs in its place, and the daemon would write through it.
+      Deno.chmodSync(shm, 0o777);
+      assert.equal(prepareTree(`${runDir}/sys`, { memoryParent: shm }), undefined);
+      assert.throws(() => Deno.lstatSync(`${runDir}/sys`), Deno.errors.NotFound);
+      assert.deepEqual([...Deno.readDirSync(shm)], [], "nothing made there");
+      // Sticky (as /dev/shm is): used.
+      Deno.chmodSync(shm, 0o1777);
+      const memory = prepareTree(`${runDir}/sys`, { memoryParent: shm })!;
+      assert.ok(memory?.startsWith(`${shm}/${MEMORY_TREE_PREFIX}`), memory);
+      removeTree(`${runDir}/sys`, { memoryParent: shm });
+      assert.throws(() => Deno.lstatSync(memory), Deno.errors.NotFound, "removed as ours");
+    } finally {
+      Deno.removeSync(runDir, { recursive: true });
+      Deno.removeSync(shm, { recursive: true });
+    }
+  },
+});

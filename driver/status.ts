@@ -5,6 +5,8 @@
  * @module
  */
 
+import { trustedTree } from "./memory_tree.ts";
+
 const NA = "(NA)";
 
 function readOrNA(path: string): string {
@@ -27,9 +29,14 @@ export function formatSize(sectorsText: string): string {
   return `${digits.slice(0, -3)}.${digits.slice(-3)}GB`;
 }
 
-/** Device directories of the tree, partitions (a "p" in the device's own name) left out. */
+/**
+ * Device directories of the tree, partitions (a "p" in the device's own name)
+ * left out; none when the tree is behind a symlink to somebody else's
+ * directory (driver/memory_tree.ts).
+ */
 export function deviceDirs(sysDir: string): string[] {
   const dirs: string[] = [];
+  if (!trustedTree(sysDir)) return dirs;
   try {
     for (const entry of Deno.readDirSync(`${sysDir}/block`)) {
       const name = entry.name;

@@ -1,6 +1,17 @@
 import assert from "node:assert/strict";
 import { aoeStatRows, formatSize, statusObjects } from "./status.ts";
 
+/** Runs status.sh on the tree at `sysDir`. */
+function statusSh(sysDir: string): { code: number; stdout: string } {
+  const out = new Deno.Command("sh", {
+    args: [new URL("../status.sh", import.meta.url).pathname],
+    env: { sysfs_dir: sysDir },
+    stdout: "piped",
+    stderr: "null",
+  }).outputSync();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
+}
+
 Deno.test("status: aoe-stat's size column in shell integer math", () => {
   assert.equal(formatSize("2097152"), "1.073GB");
   assert.equal(formatSize("0"), "0.000GB");
@@ -34,4 +45,42 @@ Deno.test("status: rows as aoe-stat prints them, sorted, partitions left out, mi
   } finally {
     Deno.removeSync(sys, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "status: a tree behind a symlink is read only when the directory it names is the symlink owner's (a memory copy's name on /dev/shm, gone, made by another user)",
+  ignore: Deno.uid() !== 0,
+  fn() {
+    const dir = Deno.makeTempDirSync({ prefix: "aoe-status-link-" });
+    try {
+      const tree = (at: string) => {
+        Deno.mkdirSync(`${at}/block/etherd!e1.1`, { recursive: true });
+        Deno.writeTextFileSync(`${at}/block/etherd!e1.1/state`, "up\n");
+      };
+      tree(`${dir}/ours`);
+      Deno.symlinkSync(`${dir}/ours`, `${dir}/sys`);
+      assert.deepEqual(statusObjects(`${dir}/sys`).map((d) => d.device), ["e1.1"]);
+      assert.equal(statusSh(`${dir}/sys`).stdout, "    e1.1\t        \t      up\n");
+
+      // The daemon's memory copy is gone and somebody else made a directory of its name.
+      Deno.removeSync(`${dir}/ours`, { recursive: true });
+      tree(`${dir}/ours`);
+      Deno.chownSync(`${dir}/ours`, 65534, 65534);
+      assert.deepEqual(statusObjects(`${dir}/sys`), [], "a forged tree is not shown");
+      assert.deepEqual(aoeStatRows(`${dir}/sys`), []);
+      const script = statusSh(`${dir}/sys`);
+      assert.notEqual(script.code, 0, "status.sh refuses it too");
+      assert.equal(script.stdout, "");
+
+      // Or a symlink of that name to some directory of root's they can write in.
+      Deno.removeSync(`${dir}/ours`, { recursive: true });
+      tree(`${dir}/shared`);
+      Deno.symlinkSync(`${dir}/shared`, `${dir}/ours`);
+      assert.deepEqual(statusObjects(`${dir}/sys`), [], "not through a second symlink");
+      assert.notEqual(statusSh(`${dir}/sys`).code, 0);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });
