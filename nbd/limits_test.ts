@@ -164,3 +164,50 @@ Deno.test("nbd limits: the TCP listener accepts again after running out of file 
     await child.status;
   }
 });
+
+Deno.test("nbd limits: a client that sends refused requests and never reads the replies is not read from without bound", async () => {
+  const exp = new SilentExport();
+  const dir = Deno.makeTempDirSync();
+  const server = new NbdServer({ names: () => ["silent"], get: () => exp }, { log: () => {} });
+  server.listenUnix({ path: `${dir}/nbd.sock` });
+  const client = await rawClient(`${dir}/nbd.sock`, "silent");
+  try {
+    // Reads past the end: each refused at once with a 16-byte reply that nobody reads.
+    const perChunk = 4096;
+    const chunk = new Uint8Array(28 * perChunk);
+    for (let i = 0; i < perChunk; i++) {
+      chunk.set(
+        encodeRequest({
+          flags: 0,
+          type: Cmd.read,
+          cookie: BigInt(i),
+          offset: exp.size,
+          length: 512,
+        }),
+        i * 28,
+      );
+    }
+    // 64 MiB of requests would queue 37 MiB of replies; past the server's socket buffers and
+    // its backlog limit it must stop reading, so the client's writes stall well before that.
+    const total = 64 << 20;
+    let sent = 0;
+    let stalled = false;
+    while (sent < total) {
+      const wrote = await Promise.race([
+        client.write(chunk).then(() => true),
+        sleep(2000).then(() => false),
+      ]);
+      if (!wrote) {
+        stalled = true;
+        break;
+      }
+      sent += chunk.length;
+    }
+    assert.ok(stalled, `the server read all ${sent >> 20} MiB of refused requests`);
+    assert.ok(sent < 32 << 20, `${sent >> 20} MiB read before the server stopped`);
+  } finally {
+    client.conn().close();
+    server.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -150,6 +150,11 @@ export class OrderedWriter {
    */
   constructor(readonly conn: ByteStream) {}
 
+  /** Bytes queued behind the write in progress (a peer that does not read makes it grow). */
+  get backlog(): number {
+    return this.#queued;
+  }
+
   /** A write failed (the peer is gone); later writes are dropped. */
   get failed(): boolean {
     return this.#failed;

@@ -63,6 +63,13 @@ const UNKNOWN = rejection(Errno.EINVAL, "unknown command");
  */
 export const DISCARD_LIMIT = 4 * BLOCK_SIZES.maximum;
 
+/**
+ * Replies to refused requests held for a client that does not read them, in
+ * bytes: past it, nothing more is read from that client until they are
+ * written (a refusal holds no budget, so this is what bounds them).
+ */
+export const REFUSED_BACKLOG_LIMIT = 1 << 20;
+
 /** The one check of a request against its export; undefined when it may run. */
 export function validateRequest(
   request: RequestHeader,
@@ -173,7 +180,8 @@ class Transmission {
           }
           // Answered at once; a refused write's payload, still on the wire, is then read
           // past without being kept.
-          this.#fail(request, refused);
+          const answered = this.#fail(request, refused);
+          if (this.writer.backlog > REFUSED_BACKLOG_LIMIT) await answered;
           if (request.type === Cmd.write && !await reader.skip(request.length)) return;
           continue;
         }
