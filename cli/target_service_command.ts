@@ -221,8 +221,6 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
       await service.close();
       return 1;
     }
-    const served = control;
-    service.server.eventLoopWanted = () => served.busy;
   }
 
   // A failure is logged once; the target goes on serving (target/stats_file.ts).

@@ -237,11 +237,6 @@ export class ControlServer {
     }
   }
 
-  /** Whether a client is being served (the target's idle sleep then stays short). */
-  get busy(): boolean {
-    return this.#clients.size > 0;
-  }
-
   /** Stops accepting and removes the socket. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -82,17 +82,6 @@ export interface InterfaceCounters {
  * target is idle.
  */
 export const IDLE_BLOCK_MS = 10;
-/**
- * Longest sleep on the thread once the target has been idle a while: each
- * sleep that sees no frame doubles the next, up to this, and any frame
- * brings it back to {@link IDLE_BLOCK_MS}. Every sleep's end costs an event
- * loop turn (a thread-pool round trip); at 10 ms that was 2-3 % of a CPU for
- * an idle target, where vblade's blocking recv costs none. Signals (SIGTERM)
- * then wait at most this long; work that needs the event loop sooner (a
- * merge of a shadow file, a control client) keeps the short sleep
- * ({@link TargetServer.eventLoopWanted}).
- */
-export const IDLE_BLOCK_MAX_MS = 100;
 /** Longest run of frame handling before the event loop gets a turn, in milliseconds. */
 export const BUSY_YIELD_MS = 20;
 
@@ -117,18 +106,6 @@ export class TargetServer {
   /** Why the loop ended by itself, if it did. */
   failure?: Error;
   #stopped: Promise<void> | undefined;
-  /**
-   * Whether something outside the frame loop needs the event loop soon (a
-   * control client being served): the idle sleep then stays short. A merge
-   * of a shadow file is seen without it.
-   */
-  eventLoopWanted: () => boolean = () => false;
-  #idleBlockMs = IDLE_BLOCK_MS;
-
-  /** How long the next idle sleep on the thread may last, in ms ({@link IDLE_BLOCK_MAX_MS}). */
-  get idleSleepMs(): number {
-    return this.#idleBlockMs;
-  }
   /** The spin before sleeping (`AOE_SPIN_US` sets its limit; 0 never spins). */
   readonly spin = new AdaptiveSpin();
   #log: (message: string) => void;
@@ -324,7 +301,6 @@ export class TargetServer {
     let lastYield = performance.now();
     while (this.#running) {
       if (this.pollOnce() > 0) {
-        this.#idleBlockMs = IDLE_BLOCK_MS;
         // Busy: stay synchronous, but let timers and signal handlers run now and then.
         if (performance.now() - lastYield > BUSY_YIELD_MS) {
           await eventLoopTurn();
@@ -342,13 +318,10 @@ export class TargetServer {
       }
       if (canSpin && this.spin.spin(framesWait)) continue;
       let gone: FrameLink[];
-      const blocked = blockForFrames(links, this.pacer.sleepMs(this.#idleBlockMs));
+      const blocked = blockForFrames(links, this.pacer.sleepMs(IDLE_BLOCK_MS));
       if (blocked) {
         gone = blocked.gone;
         if (!blocked.ready) {
-          this.#idleBlockMs = this.#eventLoopSoon()
-            ? IDLE_BLOCK_MS
-            : Math.min(IDLE_BLOCK_MAX_MS, this.#idleBlockMs * 2);
           await eventLoopTurn();
           lastYield = performance.now();
         }
@@ -365,12 +338,6 @@ export class TargetServer {
         this.#running = false;
       }
     }
-  }
-
-  /** Whether the event loop is wanted soon: a shadow merging, or {@link eventLoopWanted}. */
-  #eventLoopSoon(): boolean {
-    return this.exports.some((device) => device.freezeState === "merging") ||
-      this.eventLoopWanted();
   }
 
   /** Stops the loop; resolves when it has ended. */
