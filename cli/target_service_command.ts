@@ -147,11 +147,6 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
     log(errorMessage(error));
     return 1;
   }
-  for (const device of service.exports) {
-    const mode = device.store.readOnly ? "O_RDONLY" : "O_RDWR";
-    console.log(`pid ${Deno.pid}: ${device.name}, ${device.store.sectors} sectors ${mode}`);
-  }
-
   /** Rereads the file and reloads; refuses (and keeps every export) on any error. */
   const reload = (): ControlReply => {
     sdNotify("RELOADING=1");
@@ -221,6 +216,12 @@ async function serve(config: ServiceConfig, reread: () => ServiceConfig): Promis
       await service.close();
       return 1;
     }
+  }
+
+  // The start lines say the service is ready: its control socket exists by then.
+  for (const device of service.exports) {
+    const mode = device.store.readOnly ? "O_RDONLY" : "O_RDWR";
+    console.log(`pid ${Deno.pid}: ${device.name}, ${device.store.sectors} sectors ${mode}`);
   }
 
   // A failure is logged once; the target goes on serving (target/stats_file.ts).

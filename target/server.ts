@@ -7,7 +7,9 @@
  * - loaded: frames wait, so it takes them in batches and never sleeps;
  * - idle: it sleeps in poll on its own thread, woken by the kernel directly
  *   (one wake-up, as vblade's blocking recv), for at most {@link IDLE_BLOCK_MS},
- *   then gives Deno's event loop a turn for timers and signals;
+ *   then gives Deno's event loop a turn for timers and signals; after
+ *   {@link LONG_IDLE_MS} without a frame it waits in the thread pool instead
+ *   (no turn to pay every few milliseconds, the event loop free);
  * - in between, an adaptive spin (reactor/spin.ts) watches the ring a few
  *   microseconds before sleeping, only while that finds work and nobody else
  *   needs the CPU.
@@ -82,6 +84,18 @@ export interface InterfaceCounters {
  * target is idle.
  */
 export const IDLE_BLOCK_MS = 10;
+/**
+ * After this long without a frame, in milliseconds, the target waits for the
+ * next one off its thread (a thread-pool poll, the event loop free) instead
+ * of sleeping on it: each sleep's end costs an event-loop turn, and at one
+ * per {@link IDLE_BLOCK_MS} an idle target spent 2-3 % of a CPU where
+ * vblade's blocking recv costs none. The first frame after a long idle then
+ * pays one more wake-up (a pool thread, then this one); the next are served
+ * from the sleep on the thread again.
+ */
+export const LONG_IDLE_MS = 1000;
+/** Longest wait off the thread in a long idle, in milliseconds. */
+export const LONG_IDLE_WAIT_MS = 1000;
 /** Longest run of frame handling before the event loop gets a turn, in milliseconds. */
 export const BUSY_YIELD_MS = 20;
 
@@ -106,6 +120,8 @@ export class TargetServer {
   /** Why the loop ended by itself, if it did. */
   failure?: Error;
   #stopped: Promise<void> | undefined;
+  /** Waits off the thread after {@link LONG_IDLE_MS} without a frame. */
+  readonly waitCounters = { longIdle: 0 };
   /** The spin before sleeping (`AOE_SPIN_US` sets its limit; 0 never spins). */
   readonly spin = new AdaptiveSpin();
   #log: (message: string) => void;
@@ -299,8 +315,10 @@ export class TargetServer {
     const canSpin = links.length > 0 && links.every((link) => link.ready !== undefined);
     const framesWait = () => links.some((link) => link.ready!());
     let lastYield = performance.now();
+    let lastFrame = lastYield;
     while (this.#running) {
       if (this.pollOnce() > 0) {
+        lastFrame = performance.now();
         // Busy: stay synchronous, but let timers and signal handlers run now and then.
         if (performance.now() - lastYield > BUSY_YIELD_MS) {
           await eventLoopTurn();
@@ -318,7 +336,10 @@ export class TargetServer {
       }
       if (canSpin && this.spin.spin(framesWait)) continue;
       let gone: FrameLink[];
-      const blocked = blockForFrames(links, this.pacer.sleepMs(IDLE_BLOCK_MS));
+      const longIdle = performance.now() - lastFrame > LONG_IDLE_MS && !this.pacer.pending;
+      const blocked = longIdle
+        ? undefined
+        : blockForFrames(links, this.pacer.sleepMs(IDLE_BLOCK_MS));
       if (blocked) {
         gone = blocked.gone;
         if (!blocked.ready) {
@@ -326,8 +347,10 @@ export class TargetServer {
           lastYield = performance.now();
         }
       } else {
-        // In-memory links have no descriptor: wait for them off the thread.
-        gone = await waitForFrames(links, this.pacer.sleepMs(200));
+        // A long idle, or in-memory links (no descriptor): wait off the thread, the event
+        // loop free for timers, signals and sockets meanwhile.
+        if (longIdle) this.waitCounters.longIdle++;
+        gone = await waitForFrames(links, longIdle ? LONG_IDLE_WAIT_MS : this.pacer.sleepMs(200));
         lastYield = performance.now();
       }
       if (gone.length > 0) {
@@ -351,6 +374,7 @@ export class TargetServer {
     return {
       dispatch: { ...this.counters },
       spin: { ...this.spin.counters, budgetUs: this.spin.budgetUs },
+      wait: { ...this.waitCounters },
       pacing: { ...this.pacer.counters },
       links: Object.fromEntries(this.links.map((link) => [link.name, { ...link.counters }])),
       interfaces: Object.fromEntries(
