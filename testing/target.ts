@@ -4,6 +4,7 @@
  * @module
  */
 
+import { removeTree } from "../driver/memory_tree.ts";
 import { inNetns, PacketLink } from "../link/mod.ts";
 import { TestClient } from "./client.ts";
 import { TestNet } from "./netns.ts";
@@ -45,7 +46,31 @@ export function patternSectors(lba: number, count: number, seed = 0): Uint8Array
 /** A temporary directory removed by the returned function. */
 export function tempDir(): { path: string; remove: () => void } {
   const path = Deno.makeTempDirSync({ prefix: "aoe-test-" });
-  return { path, remove: () => Deno.removeSync(path, { recursive: true }) };
+  return {
+    path,
+    remove: () => {
+      removeMemoryTrees(path);
+      Deno.removeSync(path, { recursive: true });
+    },
+  };
+}
+
+/**
+ * Removes the memory copies of attribute trees under `dir` (driver/memory_tree.ts):
+ * a daemon killed by a test leaves its `sys` symlink's directory on /dev/shm.
+ */
+function removeMemoryTrees(dir: string, depth = 3): void {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isSymlink && entry.name === "sys") removeTree(path);
+    else if (entry.isDirectory && depth > 0) removeMemoryTrees(path, depth - 1);
+  }
 }
 
 /** Starts `aoe target ARGS` in host 0 of `net` and waits for its start line(s). */
