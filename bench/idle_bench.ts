@@ -49,7 +49,9 @@ try {
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const elapsed = (performance.now() - start) / 1000;
   for (const [i, d] of daemons.entries()) used.push(cpuSeconds(d.pid) - before[i]);
-  console.log(`idle for ${elapsed.toFixed(1)} s, one export each, CPU % of one core (USER_HZ ticks)`);
+  console.log(
+    `idle for ${elapsed.toFixed(1)} s, one export each, CPU % of one core (USER_HZ ticks)`,
+  );
   console.log(`| target | CPU s | CPU % |`);
   console.log(`|---|---|---|`);
   for (const [i, name] of names.entries()) {
