@@ -42,11 +42,7 @@ export class ExactReader {
   /** Resolves with exactly `n` bytes, or undefined at end of stream. */
   async read(n: number): Promise<Uint8Array | undefined> {
     if (n > this.#buffer.length) return await this.#readLarge(n);
-    // Already buffered (pipelined requests): no wait, no extra promise.
-    if (this.#end - this.#start < n && !await this.#fill(n)) return undefined;
-    const out = this.#buffer.slice(this.#start, this.#start + n);
-    this.#start += n;
-    return out;
+    return this.readBuffered(n) ?? (await this.#fill(n) ? this.readBuffered(n) : undefined);
   }
 
   /** Reads and drops `n` bytes, never holding more than the reader's buffer; false at end of stream. */

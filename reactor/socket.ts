@@ -45,7 +45,10 @@ export class SocketStream implements ByteStream {
    * @param fd a connected stream socket; closed with this object
    * @param reactor where to wait
    */
-  constructor(readonly fd: number, readonly reactor: Reactor = sharedReactor()) {}
+  constructor(readonly fd: number, readonly reactor: Reactor = sharedReactor()) {
+    const iov = Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#iovecs));
+    this.#msghdrView.setBigUint64(16, BigInt(iov), true);
+  }
 
   async read(buffer: Uint8Array): Promise<number | null> {
     for (;;) {
@@ -68,26 +71,17 @@ export class SocketStream implements ByteStream {
     }
   }
 
-  #iovecs?: BigUint64Array;
-  #msghdr?: Uint8Array<ArrayBuffer>;
+  /** The iovec array and the msghdr naming it, for {@link writev}. */
+  #iovecs = new BigUint64Array(GATHER_MAX * 2);
+  #msghdr = new Uint8Array(MSGHDR_SIZE);
+  #msghdrView = new DataView(this.#msghdr.buffer);
 
   async writev(parts: readonly Uint8Array[]): Promise<number> {
     if (parts.length === 1) return await this.write(parts[0]);
-    if (!this.#iovecs) {
-      this.#iovecs = new BigUint64Array(GATHER_MAX * 2);
-      this.#msghdr = new Uint8Array(MSGHDR_SIZE);
-      // struct msghdr: no name, msg_iov at byte 16, msg_iovlen at 24, no control data.
-      const view = new DataView(this.#msghdr.buffer);
-      view.setBigUint64(
-        16,
-        BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#iovecs))),
-        true,
-      );
-    }
     const count = Math.min(parts.length, GATHER_MAX);
     const iovecs = this.#iovecs;
-    const msghdr = this.#msghdr!;
-    new DataView(msghdr.buffer).setBigUint64(24, BigInt(count), true);
+    // struct msghdr: no name, msg_iov at byte 16, msg_iovlen at 24, no control data.
+    this.#msghdrView.setBigUint64(24, BigInt(count), true);
     for (;;) {
       if (this.#closed) throw new Deno.errors.BrokenPipe("socket closed");
       // Addresses taken right before the call (UnsafePointer.of moves a small buffer off the
@@ -96,7 +90,7 @@ export class SocketStream implements ByteStream {
         iovecs[i * 2] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(parts[i])));
         iovecs[i * 2 + 1] = BigInt(parts[i].length);
       }
-      const n = Number(libc().sendmsg(this.fd, msghdr, FLAGS));
+      const n = Number(libc().sendmsg(this.fd, this.#msghdr, FLAGS));
       if (n >= 0) return n;
       if (!retryable()) throw new SystemError("sendmsg");
       await this.reactor.writable(this.fd);

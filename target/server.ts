@@ -320,7 +320,7 @@ export class TargetServer {
       if (this.pollOnce() > 0) {
         lastFrame = performance.now();
         // Busy: stay synchronous, but let timers and signal handlers run now and then.
-        if (performance.now() - lastYield > BUSY_YIELD_MS) {
+        if (lastFrame - lastYield > BUSY_YIELD_MS) {
           await eventLoopTurn();
           lastYield = performance.now();
         }
