@@ -2,9 +2,11 @@
  * The least a Deno process can do to answer AoE reads, as a floor for the
  * latency benchmark (bench/latency_bench.ts, target "floor"): vblade's loop
  * itself, one blocking `recv` on a packet socket on the main thread (one
- * wake-up, directly by the kernel), a `pread` of the image, the reply
- * written over the request and sent with one `send`. No event loop, no
- * target code, no checks beyond what a read needs; ATA reads only. What
+ * wake-up, directly by the kernel), a `pread` of the image (or a `pwrite`
+ * of a write's data), the reply written over the request and sent with one
+ * `send`. No event loop, no target code, no checks beyond what a read or a
+ * write needs; ATA reads and writes only, so it also serves the throughput
+ * benchmark (bench/target_bench.ts, target "floor"). What
  * separates it from vblade is the runtime itself (FFI calls, JavaScript,
  * the working set touched per request); what separates `aoe target` from
  * it is the target's own code.
@@ -19,10 +21,12 @@ import { interfaceInfo } from "../link/netif.ts";
 import { aoePacketSocket, bindToInterface } from "../link/packet.ts";
 import {
   ATA_HEADER_LENGTH,
+  AtaFlag,
   AtaStatus,
   Command,
   isResponse,
   makeResponseHeader,
+  readAtaFlags,
   readAtaSectorCount,
   readCommand,
   readLba,
@@ -37,8 +41,8 @@ const slot = Number(slotText);
 const info = interfaceInfo(ifname);
 const fd = aoePacketSocket();
 bindToInterface(fd, info);
-const O_RDONLY = 0;
-const imageFd = libc().open(cString(image), O_RDONLY, 0);
+const O_RDWR = 2;
+const imageFd = libc().open(cString(image), O_RDWR, 0);
 if (imageFd < 0) throw new Error(`open ${image}`);
 const sectors = Deno.statSync(image).size / 512;
 console.error(`floor: e${shelf}.${slot}, ${sectors} sectors`);
@@ -53,8 +57,13 @@ for (;;) {
   const bytes = readAtaSectorCount(frame) * 512;
   if (ATA_HEADER_LENGTH + bytes > info.mtu + 14) continue;
   const lba = readLba(frame);
+  const write = (readAtaFlags(frame) & AtaFlag.write) !== 0;
+  if (write && n < ATA_HEADER_LENGTH + bytes) continue;
   makeResponseHeader(frame, target);
   writeAtaRegisters(frame, { status: AtaStatus.ready, error: 0, sectorCount: 0 });
-  libc().pread(imageFd, frame.subarray(ATA_HEADER_LENGTH), BigInt(bytes), BigInt(lba * 512));
-  libc().send(fd, frame, BigInt(ATA_HEADER_LENGTH + bytes), 0);
+  const data = frame.subarray(ATA_HEADER_LENGTH);
+  if (write) libc().pwrite(imageFd, data, BigInt(bytes), BigInt(lba * 512));
+  else libc().pread(imageFd, data, BigInt(bytes), BigInt(lba * 512));
+  // A write's reply carries no data (the kernel pads it to the minimum frame).
+  libc().send(fd, frame, BigInt(ATA_HEADER_LENGTH + (write ? 0 : bytes)), 0);
 }

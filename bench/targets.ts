@@ -14,7 +14,7 @@ export const BENCH_BUFFERS = 64;
 /**
  * The command line of target `name`: "vblade" (Debian's), "null"
  * (bench/null_target.ts, no disk I/O), "floor" (bench/floor_target.ts: the
- * least a Deno process does to answer a read, vblade's blocking loop), "aoe" (the default link),
+ * least a Deno process does to answer a read or a write: vblade's blocking loop), "aoe" (the default link),
  * "aoe-ring", "aoe-packet", "aoe-pcap" (one link kind), or "aoe-nospin"
  * (the default link with the spin before sleeping turned off, AOE_SPIN_US=0),
  * "aoe-bypass" (replies past the qdisc and packet taps, AOE_QDISC_BYPASS=1),
